@@ -1,0 +1,7 @@
+"""`python -m lewm_core` runs the `lewm` command line."""
+
+import sys
+
+from lewm_core.cli import main
+
+sys.exit(main())

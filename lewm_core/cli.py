@@ -1,0 +1,259 @@
+"""The `lewm` command line: collect data, train, inspect and evaluate world models.
+
+Every command that reports numbers takes `--json`: its last stdout line is then one JSON object.
+Bad input prints one line `error: <problem and fix>` on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from lewm_core.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    return value
+
+
+def _emit_json(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from lewm_core.collect import CollectSpec, collect
+
+    spec = CollectSpec(args.env, args.episodes, args.steps, args.resolution, args.seed)
+    import time
+
+    t0 = time.perf_counter()
+    with tqdm(
+        total=args.episodes, unit="ep", desc=f"collect {args.env}", disable=args.quiet
+    ) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        out = collect(
+            spec, args.out, workers=args.workers, overwrite=args.overwrite, progress=progress
+        )
+    wall = time.perf_counter() - t0
+    summary = {
+        "out": str(out),
+        "env": args.env,
+        "episodes": args.episodes,
+        "steps": args.episodes * args.steps,
+        "wall_s": round(wall, 2),
+    }
+    if args.json:
+        _emit_json(summary)
+    else:
+        print(f"wrote {out}: {args.episodes} episodes, {summary['steps']} steps in {wall:.1f} s")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from lewm_core.checkpoint import read_config
+    from lewm_core.trainer import TrainConfig, Trainer
+
+    if args.resume:
+        saved = read_config(args.out)["train"]
+        cfg = TrainConfig.from_dict(saved)
+        for k in ("epochs", "max_steps"):
+            if getattr(args, k) is not None:
+                setattr(cfg, k, getattr(args, k))
+    else:
+        if args.data is None:
+            raise UserError("--data is required for a new run (the .h5 file from `lewm collect`)")
+        cfg = TrainConfig.from_preset(
+            args.preset,
+            args.data,
+            args.out,
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            sigreg_weight=args.sigreg_weight,
+            seed=args.seed,
+            device=args.device,
+            checkpoint_every=args.checkpoint_every,
+        )
+    trainer = Trainer(cfg, resume=args.resume)
+    bar = tqdm(
+        total=trainer.total_steps, initial=trainer.step_count, unit="step", disable=args.quiet
+    )
+
+    def on_step(m: dict) -> None:
+        bar.update(1)
+        if m["step"] % 10 == 0:
+            bar.set_postfix(
+                loss=f"{m['loss']:.4f}", pred=f"{m['pred_loss']:.4f}", sigreg=f"{m['sigreg']:.3f}"
+            )
+
+    try:
+        summary = trainer.run(on_step)
+    except KeyboardInterrupt:
+        bar.close()
+        trainer.save_checkpoint()
+        raise UserError(
+            f"interrupted at step {trainer.step_count}; checkpoint saved in {cfg.out}: "
+            "continue with --resume"
+        ) from None
+    bar.close()
+    if args.json:
+        _emit_json(summary)
+    else:
+        print(json.dumps(summary, indent=2))
+
+
+def cmd_model_info(args: argparse.Namespace) -> None:
+    from lewm_core.config import ModelConfig
+    from lewm_core.model import LeWM, parameter_counts
+
+    cfg = ModelConfig.preset(args.preset, action_dim=args.action_dim)
+    counts = parameter_counts(LeWM(cfg))
+    info = {"preset": args.preset, "action_dim": args.action_dim, **counts}
+    if args.json:
+        _emit_json(info)
+    else:
+        for k, v in info.items():
+            print(f"{k:24s} {v:,}" if isinstance(v, int) else f"{k:24s} {v}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from lewm_core.checkpoint import load_model
+    from lewm_core.evaluate import evaluate
+    from lewm_core.planning import CEMConfig
+
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be at least 1 (got {args.episodes})")
+    loaded = load_model(args.checkpoint)
+    cem = CEMConfig(
+        samples=args.samples,
+        iterations=args.iterations,
+        elites=args.elites,
+        horizon=args.horizon,
+        sampling=args.sampling,
+        receding_horizon=min(args.receding_horizon, args.horizon),
+    )
+    video_dir = args.video_dir or str(loaded.path / "videos")
+    summary = evaluate(
+        loaded,
+        args.episodes,
+        args.seed,
+        args.data,
+        cem,
+        args.budget,
+        args.goal_offset,
+        args.videos,
+        video_dir,
+        progress=not args.quiet,
+    )
+    lo, hi = summary["success_ci95"]
+    print(
+        f"success {summary['success_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}) over "
+        f"{summary['episodes']} episodes; random policy {summary['random_success_rate']:.0%}; "
+        f"plan {summary['plan_ms_median']:.0f} ms median, {summary['plan_ms_p95']:.0f} ms p95"
+    )
+    if args.json:
+        _emit_json(summary)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lewm_core.config import PRESETS
+
+    p = _Parser(prog="lewm", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("collect", help="collect a dataset with an env's data policy")
+    c.add_argument("--env", required=True)
+    c.add_argument("--episodes", type=int, default=100)
+    c.add_argument("--steps", type=int, default=100, help="raw steps per episode")
+    c.add_argument("--resolution", type=int, default=64)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--out", required=True)
+    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_collect)
+
+    t = sub.add_parser("train", help="train a world model (or --resume one)")
+    t.add_argument("--data")
+    t.add_argument("--out", required=True)
+    t.add_argument("--preset", default="lab", choices=PRESETS)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=_finite_float)
+    t.add_argument("--weight-decay", type=_finite_float)
+    t.add_argument("--sigreg-weight", type=_finite_float, help="lambda; 0 disables SIGReg")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    m = sub.add_parser("model-info", help="parameter counts of a preset")
+    m.add_argument("--preset", default="paper", choices=PRESETS)
+    m.add_argument("--action-dim", type=int, default=2)
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_model_info)
+
+    e = sub.add_parser("eval", help="planning success with CEM + MPC (the paper's protocol)")
+    e.add_argument("--checkpoint", required=True, help="run folder (config.json + safetensors)")
+    e.add_argument("--data", help="dataset for start/goal states (default: fresh policy episodes)")
+    e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--budget", type=int, default=50, help="raw steps per episode")
+    e.add_argument("--goal-offset", type=int, default=25, help="goal = state this many steps on")
+    e.add_argument("--samples", type=int, default=300)
+    e.add_argument("--iterations", type=int, default=30)
+    e.add_argument("--elites", type=int, default=30)
+    e.add_argument("--horizon", type=int, default=5)
+    e.add_argument("--receding-horizon", type=int, default=5)
+    e.add_argument("--sampling", default="block", choices=("block", "independent"))
+    e.add_argument("--videos", type=int, default=0, help="write videos of the first K episodes")
+    e.add_argument("--video-dir")
+    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted; nothing half-written was kept\n")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Dataset collection: run an environment's data policy and write episodes to one HDF5 file.
+
+File layout (format `lewm-dataset-v1`), N = total steps over all episodes, E = episodes:
+    pixels     uint8   (N, H, W, 3)   frame observed *before* the step's action, chunked + lzf
+    action     float32 (N, A)         raw action taken at that step, in [-1, 1]
+    state      float32 (N, S)         named physical quantities, concatenated (probing targets)
+    sim_state  float64 (N, Q)         full simulator state (restores the env exactly)
+    ep_offset  int64   (E,)           index of each episode's first step
+    ep_len     int64   (E,)           number of steps of each episode
+Attributes: env, resolution, seed, policy, lewm_version, format, state_quantities (JSON
+{name: [start, size]}), state_columns, angle_quantities, action_dim.
+
+Episode k is generated from seed (seed, k) alone, so the file does not depend on the number of
+worker processes. The file is written to a temporary name and renamed when complete: an
+interrupted collection leaves no half file and never touches an existing one.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from lewm_core import __version__
+from lewm_core.atomic import atomic_path
+from lewm_core.errors import UserError
+
+FORMAT = "lewm-dataset-v1"
+MIN_RESOLUTION, MAX_RESOLUTION = 32, 224
+
+
+@dataclass(frozen=True)
+class CollectSpec:
+    """What to collect: `episodes` episodes of `steps` raw steps of env `env` at `resolution` px."""
+
+    env: str
+    episodes: int
+    steps: int
+    resolution: int = 64
+    seed: int = 0
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """A 31-bit seed for episode `episode` of a collection seeded with `seed`."""
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def run_episode(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
+    """Roll out `policy` in `env` for `steps` steps from `env.reset(seed=seed)`.
+
+    Returns pixels (steps, H, W, 3) uint8, action (steps, A) float32, state (steps, S) float32,
+    sim_state (steps, Q) float64; row t is the observation before action t.
+    """
+    obs, info = env.reset(seed=seed)
+    policy.reset()
+    base = env.unwrapped
+    pixels = np.empty((steps, *obs.shape), np.uint8)
+    actions = np.empty((steps, base.action_space.shape[0]), np.float32)
+    states, sims = [], []
+    for t in range(steps):
+        pixels[t] = obs
+        states.append(np.concatenate([np.ravel(v) for v in info["state"].values()]))
+        sims.append(base.get_state())
+        a = np.clip(np.asarray(policy.act(), np.float32), -1.0, 1.0)
+        actions[t] = a
+        obs, _, _, _, info = env.step(a)
+    return {
+        "pixels": pixels,
+        "action": actions,
+        "state": np.asarray(states, np.float32),
+        "sim_state": np.asarray(sims, np.float64),
+    }
+
+
+_worker_env = None
+
+
+def _worker_episode(args: tuple[str, int, int, int, int]) -> dict[str, np.ndarray]:
+    """Collect one episode in a worker process, reusing the worker's env."""
+    global _worker_env
+    from lewm_core.envs import make, make_policy
+
+    name, resolution, steps, seed, episode = args
+    if _worker_env is None or _worker_env[0] != (name, resolution):
+        _worker_env = ((name, resolution), make(name, resolution=resolution))
+    env = _worker_env[1]
+    ep_seed = episode_seed(seed, episode)
+    policy = make_policy(name, env, seed=ep_seed)
+    return run_episode(env, policy, steps, ep_seed)
+
+
+def check_output_path(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Validate an output file path before any work starts; raise UserError naming the fix."""
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise UserError(f"output {out} is a folder; give a file path such as {out}/data.h5")
+    if out.exists() and not overwrite:
+        raise UserError(f"output {out} already exists; pass --overwrite or choose another --out")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(
+                f"cannot create folder {parent} ({e.strerror}); choose another --out"
+            ) from None
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"folder {parent} is not writable; choose another --out")
+    return out
+
+
+def validate_spec(spec: CollectSpec, workers: int = 1) -> None:
+    """Raise UserError if any value of `spec` is out of range."""
+    from lewm_core.envs import ENV_NAMES
+
+    if spec.env not in ENV_NAMES:
+        raise UserError(f"unknown env '{spec.env}'; choose one of {', '.join(ENV_NAMES)}")
+    if not MIN_RESOLUTION <= spec.resolution <= MAX_RESOLUTION:
+        raise UserError(
+            f"resolution {spec.resolution} is out of range; "
+            f"choose {MIN_RESOLUTION} to {MAX_RESOLUTION}"
+        )
+    if spec.episodes < 1:
+        raise UserError(f"--episodes must be at least 1 (got {spec.episodes})")
+    if spec.steps < 2:
+        raise UserError(f"--steps must be at least 2 (got {spec.steps})")
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {workers})")
+
+
+def collect(
+    spec: CollectSpec,
+    out: str | os.PathLike,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Collect `spec` into the HDF5 file `out` (atomically); return its path.
+
+    `progress(done, total)` is called after each episode. Raises UserError on bad input, before
+    anything is written.
+    """
+    validate_spec(spec, workers)
+    out = check_output_path(out, overwrite)
+    from lewm_core.envs import make
+
+    probe = make(spec.env, resolution=spec.resolution)
+    _, info = probe.reset(seed=0)
+    base = probe.unwrapped
+    quantities, start = {}, 0
+    columns = []
+    for name, value in info["state"].items():
+        size = int(np.size(value))
+        quantities[name] = [start, size]
+        columns += [name] if size == 1 else [f"{name}[{i}]" for i in range(size)]
+        start += size
+    action_dim = int(base.action_space.shape[0])
+    sim_dim = int(np.size(base.get_state()))
+    angle_quantities = list(getattr(base, "angle_quantities", ()))
+    probe.close()
+
+    n = spec.episodes * spec.steps
+    r = spec.resolution
+    jobs = [(spec.env, r, spec.steps, spec.seed, k) for k in range(spec.episodes)]
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        chunk = (max(1, min(16, spec.steps)), r, r, 3)
+        d_pix = f.create_dataset("pixels", (n, r, r, 3), np.uint8, chunks=chunk, compression="lzf")
+        d_act = f.create_dataset("action", (n, action_dim), np.float32)
+        d_state = f.create_dataset("state", (n, start), np.float32)
+        d_sim = f.create_dataset("sim_state", (n, sim_dim), np.float64)
+        f.create_dataset("ep_offset", data=np.arange(spec.episodes, dtype=np.int64) * spec.steps)
+        f.create_dataset("ep_len", data=np.full(spec.episodes, spec.steps, np.int64))
+        f.attrs.update(
+            format=FORMAT,
+            env=spec.env,
+            resolution=r,
+            seed=spec.seed,
+            episodes=spec.episodes,
+            steps=spec.steps,
+            action_dim=action_dim,
+            policy=f"lewm_core.envs.make_policy('{spec.env}')",
+            lewm_version=__version__,
+            state_quantities=json.dumps(quantities),
+            state_columns=json.dumps(columns),
+            angle_quantities=json.dumps(angle_quantities),
+        )
+
+        def write(k: int, ep: dict[str, np.ndarray]) -> None:
+            sl = slice(k * spec.steps, (k + 1) * spec.steps)
+            d_pix[sl] = ep["pixels"]
+            d_act[sl] = ep["action"]
+            d_state[sl] = ep["state"]
+            d_sim[sl] = ep["sim_state"]
+            if progress is not None:
+                progress(k + 1, spec.episodes)
+
+        if workers == 1:
+            for k, job in enumerate(jobs):
+                write(k, _worker_episode(job))
+        else:
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(workers) as pool:
+                chunksize = max(1, min(8, spec.episodes // (4 * workers)))
+                for k, ep in enumerate(pool.imap(_worker_episode, jobs, chunksize=chunksize)):
+                    write(k, ep)
+    return out

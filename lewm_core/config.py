@@ -1,0 +1,205 @@
+"""Model configuration for LeWorldModel (LeWM).
+
+`ModelConfig()` is the published architecture ("paper" preset, 18,034,478 parameters with 2-D
+actions). `ModelConfig.preset("lab")` is a small CNN-encoder model that trains on a 2-core CPU,
+`ModelConfig.preset("lab-vit")` a small ViT one. Configs round trip through JSON via `to_dict` /
+`from_dict`; every field is validated in `__post_init__`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+PRESETS: tuple[str, ...] = ("paper", "lab", "lab-vit")
+
+ENCODERS: tuple[str, ...] = ("vit", "cnn")
+
+_LAB: dict[str, Any] = dict(
+    image_size=64,
+    encoder="cnn",
+    cnn_channels=(32, 64, 128, 256),
+    latent_dim=192,
+    proj_hidden=512,
+    pred_depth=4,
+    pred_heads=4,
+    pred_head_dim=48,
+    pred_mlp=768,
+    dropout=0.1,
+    history=3,
+)
+
+_PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "lab": _LAB,
+    "lab-vit": {
+        **_LAB,
+        "encoder": "vit",
+        "patch_size": 8,
+        "enc_width": 128,
+        "enc_depth": 4,
+        "enc_heads": 4,
+        "enc_mlp": 512,
+    },
+}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a LeWM model. Defaults are the paper's (ViT-Tiny encoder, 224 px)."""
+
+    # encoder
+    image_size: int = 224
+    encoder: str = "vit"  # "vit" | "cnn"
+    patch_size: int = 14  # vit only
+    enc_width: int = 192  # encoder output width (CLS token for vit, final Linear for cnn)
+    enc_depth: int = 12  # vit only
+    enc_heads: int = 3  # vit only
+    enc_mlp: int = 768  # vit only
+    cnn_channels: tuple[int, ...] = (32, 64, 128, 256)  # cnn only: one stride-2 conv each
+    # projector (encoder output -> latent)
+    latent_dim: int = 192
+    proj_hidden: int = 2048
+    # actions
+    action_dim: int = 2  # raw action dimension of the environment
+    frameskip: int = 5  # raw actions per frame (one action block = frameskip * action_dim)
+    action_conv: int = 10
+    action_mlp: int = 768
+    # predictor
+    pred_width: int = 192  # must equal latent_dim
+    pred_depth: int = 6
+    pred_heads: int = 16
+    pred_head_dim: int = 64
+    pred_mlp: int = 2048
+    dropout: float = 0.1
+    history: int = 3  # frames of context the predictor sees
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cnn_channels, list):
+            self.cnn_channels = tuple(self.cnn_channels)
+        self._validate()
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def action_block_dim(self) -> int:
+        """Width of one action block: frameskip raw actions concatenated."""
+        return self.frameskip * self.action_dim
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> ModelConfig:
+        """Build a named preset ("paper", "lab", "lab-vit"), with field overrides on top.
+
+        If `latent_dim` is overridden but `pred_width` is not, `pred_width` follows `latent_dim`.
+        """
+        if name not in _PRESET_OVERRIDES:
+            raise ValueError(f"unknown model preset {name!r}; valid presets: {', '.join(PRESETS)}")
+        kwargs = {**_PRESET_OVERRIDES[name], **overrides}
+        if "latent_dim" in overrides and "pred_width" not in overrides:
+            kwargs["pred_width"] = overrides["latent_dim"]
+        cls._check_keys(kwargs)
+        return cls(**kwargs)
+
+    # ------------------------------------------------------------------ serialisation
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+    @classmethod
+    def _check_keys(cls, d: dict[str, Any]) -> None:
+        unknown = sorted(set(d) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(
+                f"unknown ModelConfig field(s): {', '.join(unknown)}; "
+                f"valid fields: {', '.join(cls.field_names())}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (tuples become lists)."""
+        out: dict[str, Any] = {}
+        for name in self.field_names():
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Inverse of `to_dict`; missing keys take the defaults, unknown keys raise ValueError."""
+        if not isinstance(d, dict):
+            raise ValueError(f"ModelConfig.from_dict expects a dict, got {type(d).__name__}")
+        cls._check_keys(d)
+        kwargs = dict(d)
+        if isinstance(kwargs.get("cnn_channels"), list | tuple):
+            kwargs["cnn_channels"] = tuple(kwargs["cnn_channels"])
+        return cls(**kwargs)
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        positive_ints = (
+            "image_size",
+            "patch_size",
+            "enc_width",
+            "enc_depth",
+            "enc_heads",
+            "enc_mlp",
+            "latent_dim",
+            "proj_hidden",
+            "action_dim",
+            "frameskip",
+            "action_conv",
+            "action_mlp",
+            "pred_width",
+            "pred_depth",
+            "pred_heads",
+            "pred_head_dim",
+            "pred_mlp",
+            "history",
+        )
+        for name in positive_ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(
+                f"ModelConfig.encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}"
+            )
+        if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.pred_width != self.latent_dim:
+            raise ValueError(
+                f"ModelConfig.pred_width ({self.pred_width}) must equal latent_dim "
+                f"({self.latent_dim}): set pred_width={self.latent_dim}"
+            )
+        if self.encoder == "vit":
+            if self.image_size % self.patch_size:
+                raise ValueError(
+                    f"ModelConfig.image_size ({self.image_size}) must be divisible by patch_size "
+                    f"({self.patch_size}) for the vit encoder: change image_size or patch_size"
+                )
+            if self.enc_width % self.enc_heads:
+                raise ValueError(
+                    f"ModelConfig.enc_width ({self.enc_width}) must be divisible by enc_heads "
+                    f"({self.enc_heads}): change enc_width or enc_heads"
+                )
+        else:
+            chans = self.cnn_channels
+            if (
+                not isinstance(chans, tuple)
+                or not chans
+                or any(isinstance(c, bool) or not isinstance(c, int) or c <= 0 for c in chans)
+            ):
+                raise ValueError(
+                    f"ModelConfig.cnn_channels must be a non-empty tuple of positive ints, "
+                    f"got {chans!r}"
+                )
+            stride = 2 ** len(chans)
+            if self.image_size % stride:
+                raise ValueError(
+                    f"ModelConfig.image_size ({self.image_size}) must be divisible by {stride} "
+                    f"for the cnn encoder ({len(chans)} stride-2 convs): use e.g. image_size=64"
+                )

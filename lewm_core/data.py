@@ -1,0 +1,216 @@
+"""Reading LeWM datasets: the HDF5 file written by `lewm_core.collect`, as training clips.
+
+A clip is `history + 1` frames spaced `frameskip` raw steps apart inside one episode, with one
+action *block* per frame: the `frameskip` raw actions that follow that frame, z-scored per action
+dimension with the training split's statistics and concatenated:
+    pixels  uint8   (history + 1, H, W, 3)
+    actions float32 (history + 1, frameskip * action_dim)
+The split is by episode (no clip of a validation episode is ever trained on). Frames are read
+lazily from the file unless `preload=True` (then the whole pixel array is read into RAM once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from lewm_core.collect import FORMAT
+from lewm_core.errors import UserError
+
+REQUIRED_KEYS = ("pixels", "action", "state", "sim_state", "ep_offset", "ep_len")
+
+
+def open_dataset(path: str | os.PathLike) -> h5py.File:
+    """Open a LeWM dataset read-only, checking it is complete; raise UserError naming the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(
+            f"dataset {path} does not exist; create it with `lewm collect --out {path}`"
+        )
+    if path.is_dir():
+        raise UserError(f"dataset {path} is a folder; give the .h5 file written by `lewm collect`")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise UserError(
+            f"dataset {path} is not a readable HDF5 file ({str(e).splitlines()[0][:80]}); "
+            "it may be truncated or foreign: collect it again with `lewm collect`"
+        ) from None
+    try:
+        if f.attrs.get("format") != FORMAT:
+            raise UserError(
+                f"dataset {path} is not a LeWM dataset (format attribute missing or not {FORMAT}); "
+                "create one with `lewm collect`"
+            )
+        missing = [k for k in REQUIRED_KEYS if k not in f]
+        if missing:
+            raise UserError(
+                f"dataset {path} lacks {', '.join(missing)}; collect it again with `lewm collect`"
+            )
+        n = f["pixels"].shape[0]
+        off, ln = f["ep_offset"][:], f["ep_len"][:]
+        bad_rows = any(f[k].shape[0] != n for k in ("action", "state", "sim_state"))
+        if bad_rows or len(off) != len(ln) or len(off) == 0 or int((off + ln).max()) > n:
+            raise UserError(f"dataset {path} has inconsistent array lengths; collect it again")
+        if f["pixels"].ndim != 4 or f["pixels"].shape[-1] != 3 or f["pixels"].dtype != np.uint8:
+            raise UserError(f"dataset {path} has pixels of the wrong shape or dtype; collect again")
+        # Touch the last chunk: a truncated file fails here, not halfway through training.
+        _ = f["pixels"][n - 1]
+        _ = f["action"][n - 1]
+    except UserError:
+        f.close()
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        f.close()
+        raise UserError(
+            f"dataset {path} is damaged ({str(e).splitlines()[0][:80]}); collect it again"
+        ) from None
+    return f
+
+
+def dataset_info(path: str | os.PathLike) -> dict:
+    """Attributes of a dataset plus action_dim, num_steps, num_episodes and pixels_gb."""
+    with open_dataset(path) as f:
+        info = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        info.update(
+            action_dim=int(f["action"].shape[1]),
+            num_steps=int(f["pixels"].shape[0]),
+            num_episodes=int(f["ep_len"].shape[0]),
+            pixels_gb=f["pixels"].size / 1e9,
+            resolution=int(f["pixels"].shape[1]),
+        )
+    return info
+
+
+@dataclass(frozen=True)
+class ActionStats:
+    """Per raw-action-dimension mean and std used to z-score actions: shapes (A,), (A,)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def normalize(self, a: np.ndarray) -> np.ndarray:
+        """Z-score raw actions (..., A)."""
+        return (a - self.mean) / self.std
+
+    def denormalize(self, a: np.ndarray) -> np.ndarray:
+        """Map z-scored actions (..., A) back to raw actions."""
+        return a * self.std + self.mean
+
+    def to_dict(self) -> dict:
+        return {"mean": [float(x) for x in self.mean], "std": [float(x) for x in self.std]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ActionStats:
+        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
+
+
+def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Shuffle episode indices with `seed`; return (train, val) index arrays (val non-empty)."""
+    order = np.random.default_rng(seed).permutation(num_episodes)
+    n_val = int(round(num_episodes * val_fraction))
+    if num_episodes >= 2:
+        n_val = min(max(n_val, 1), num_episodes - 1)
+    else:
+        n_val = 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Training clips of one split of a LeWM dataset (see the module docstring for shapes)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        split: str = "train",
+        history: int = 3,
+        frameskip: int = 5,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        action_stats: ActionStats | None = None,
+        preload: bool = False,
+    ):
+        if split not in ("train", "val", "all"):
+            raise UserError(f"unknown split '{split}'; choose train, val or all")
+        self.path = str(path)
+        self.history, self.frameskip = history, frameskip
+        f = open_dataset(path)
+        self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        self.env_name = str(self.attrs["env"])
+        self.resolution = int(self.attrs["resolution"])
+        self.state_quantities = json.loads(self.attrs["state_quantities"])
+        self.angle_quantities = tuple(json.loads(self.attrs.get("angle_quantities", "[]")))
+        offsets, lengths = f["ep_offset"][:], f["ep_len"][:]
+        train_eps, val_eps = split_episodes(len(offsets), val_fraction, split_seed)
+        self.episodes = {"train": train_eps, "val": val_eps}.get(split, np.arange(len(offsets)))
+        self.ep_offset, self.ep_len = offsets, lengths
+        span = history * frameskip + frameskip  # raw steps a clip needs, last action block included
+        starts = []
+        for e in self.episodes:
+            n_starts = int(lengths[e]) - span + 1
+            if n_starts > 0:
+                starts.append(offsets[e] + np.arange(n_starts))
+        self.starts = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+        if action_stats is None:
+            rows = np.concatenate(
+                [np.arange(offsets[e], offsets[e] + lengths[e]) for e in train_eps]
+                if len(train_eps)
+                else [np.arange(len(f["action"]))]
+            )
+            acts = f["action"][:][rows]
+            action_stats = ActionStats(
+                acts.mean(0).astype(np.float32), np.maximum(acts.std(0), 1e-6).astype(np.float32)
+            )
+        self.action_stats = action_stats
+        self.action_dim = int(f["action"].shape[1])
+        self._actions = self.action_stats.normalize(f["action"][:]).astype(np.float32)
+        self._pixels = f["pixels"][:] if preload else None
+        f.close()
+        self._file: h5py.File | None = None
+        self.offsets = np.arange(history + 1) * frameskip
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def _frames(self, rows: np.ndarray) -> np.ndarray:
+        if self._pixels is not None:
+            return self._pixels[rows]
+        if self._file is None:  # opened per process: h5py handles must not cross a fork
+            self._file = h5py.File(self.path, "r")
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        return self._file["pixels"][lo:hi][rows - lo]
+
+    def clip_rows(self, i: int) -> np.ndarray:
+        """Dataset rows of the frames of clip `i`: (history + 1,)."""
+        return self.starts[i] + self.offsets
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rows = self.clip_rows(i)
+        act_rows = rows[:, None] + np.arange(self.frameskip)[None, :]
+        actions = self._actions[act_rows].reshape(len(rows), -1)
+        return {
+            "pixels": torch.from_numpy(np.ascontiguousarray(self._frames(rows))),
+            "actions": torch.from_numpy(actions),
+        }
+
+    def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        """Clips `indices` stacked: pixels (B, T, H, W, 3) uint8, actions (B, T, frameskip*A)."""
+        rows = self.starts[np.asarray(indices)][:, None] + self.offsets[None, :]
+        act_rows = rows[..., None] + np.arange(self.frameskip)
+        actions = self._actions[act_rows].reshape(*rows.shape, -1)
+        if self._pixels is not None:
+            pixels = self._pixels[rows]
+        else:
+            pixels = np.stack([self._frames(r) for r in rows])
+        return {"pixels": torch.from_numpy(pixels), "actions": torch.from_numpy(actions)}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_file"] = None
+        return state

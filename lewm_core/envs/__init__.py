@@ -1,0 +1,97 @@
+"""LeWM environments: Two-Room, Push-T and Reacher rendered to RGB frames.
+
+``make(name, resolution)`` builds an environment, ``make_policy(name, env, seed)`` its scripted
+data-collection policy. Importing this package also registers the gymnasium ids
+``lewm/TwoRoom-v0``, ``lewm/PushT-v0`` and ``lewm/Reacher-v0`` (kwargs: ``resolution``).
+Environment modules are imported lazily, so Reacher's MuJoCo stack is only loaded when used.
+
+To add an environment, write a module with a :class:`~lewm_core.envs.base.LewmEnv` subclass and
+a :class:`~lewm_core.envs.base.Policy` subclass and add one ``_Spec`` to ``_SPECS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+# Must precede any import of mujoco / dm_control (offscreen rendering without a display).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium  # noqa: E402
+
+from .base import MAX_RESOLUTION, MIN_RESOLUTION, LewmEnv, Policy, check_resolution  # noqa: E402
+
+
+@dataclass(frozen=True)
+class _Spec:
+    module: str  # module under lewm_core.envs
+    env_class: str
+    policy_class: str
+    gym_id: str
+
+
+_SPECS: dict[str, _Spec] = {
+    "tworoom": _Spec("tworoom", "TwoRoomEnv", "TwoRoomPolicy", "lewm/TwoRoom-v0"),
+    "pusht": _Spec("pusht", "PushTEnv", "PushTPolicy", "lewm/PushT-v0"),
+    "reacher": _Spec("reacher", "ReacherEnv", "ReacherPolicy", "lewm/Reacher-v0"),
+}
+
+ENV_NAMES: tuple[str, ...] = tuple(_SPECS)
+
+__all__ = [
+    "ENV_NAMES",
+    "MAX_RESOLUTION",
+    "MIN_RESOLUTION",
+    "LewmEnv",
+    "Policy",
+    "env_class",
+    "make",
+    "make_policy",
+    "register_envs",
+]
+
+
+def _spec(name: str) -> _Spec:
+    if name not in _SPECS:
+        raise ValueError(f"unknown env {name!r}; choose one of {', '.join(ENV_NAMES)}")
+    return _SPECS[name]
+
+
+def env_class(name: str) -> type[LewmEnv]:
+    """The environment class registered under ``name`` (imports its module)."""
+    spec = _spec(name)
+    return getattr(importlib.import_module(f"{__name__}.{spec.module}"), spec.env_class)
+
+
+def make(name: str, resolution: int = 64, **kwargs: Any) -> gymnasium.Env:
+    """Build environment ``name`` (one of ``ENV_NAMES``) rendering ``resolution``^2 RGB frames.
+
+    Observations are uint8 arrays of shape ``(resolution, resolution, 3)``; ``resolution`` must
+    lie in [32, 224]. Extra kwargs go to the environment class.
+    """
+    _spec(name)
+    check_resolution(resolution)
+    return env_class(name)(resolution=resolution, **kwargs)
+
+
+def make_policy(name: str, env: gymnasium.Env, seed: int) -> Policy:
+    """The scripted data-collection policy of env ``name`` acting in ``env`` (deterministic)."""
+    spec = _spec(name)
+    module = importlib.import_module(f"{__name__}.{spec.module}")
+    return getattr(module, spec.policy_class)(env, seed)
+
+
+def register_envs() -> None:
+    """Register the gymnasium ids of all environments (idempotent)."""
+    for spec in _SPECS.values():
+        if spec.gym_id not in gymnasium.registry:
+            gymnasium.register(
+                id=spec.gym_id,
+                entry_point=f"{__name__}.{spec.module}:{spec.env_class}",
+                kwargs={"resolution": 64},
+            )
+
+
+register_envs()

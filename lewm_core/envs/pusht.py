@@ -1,0 +1,403 @@
+"""Push-T: a round agent pushes a T-shaped block on a table (pymunk physics, OpenCV drawing).
+
+World: 512 x 512 px (y grows downwards, like image rows) with static walls along the border
+(segments 5 px inside the edges, radius 2). The agent is a kinematic disk of radius 15 driven by
+a PD controller; the block is a dynamic T of mass 1 made of two boxes: a 120 x 30 bar and a
+30 x 90 stem below its middle (unit = world px). In the block frame the bar spans
+x in [-60, 60], y in [0, 30] and the stem x in [-15, 15], y in [30, 120]; the body origin
+(0, 0) is the midpoint of the bar's outer edge, and ``block_pos`` / the state hold the position
+of this body origin (the classic Push-T convention), not the centre of mass (which is at
+(0, 40.71) in the block frame; the block rotates about it).
+
+Control: the action a in [-1, 1]^2 is relative: target = agent position + 100 * a (clipped to
+the reachable area). Each env step (10 Hz) runs 10 physics substeps of dt = 0.01 s; before each
+the agent velocity is changed by ``(kp * (target - pos) - kv * vel) * dt`` with kp = 100,
+kv = 20. Floor friction is modelled as in the classic Push-T by ``space.damping = 0``: the block
+keeps no momentum between substeps (quasi-static pushing), contacts have friction 1.
+
+Simulator state (``get_state``, 10 values): agent pos (2), agent vel (2), block pos (2),
+block angle (1, raw radians), block vel (2, of the centre of mass), block angular vel (1).
+Before every env step the contact cache is cleared and the shapes re-inserted in a fixed
+order, so an env step is a pure function of (state, action) and ``set_state`` is exact.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import pymunk
+
+from .base import LewmEnv, Policy, wrap_angle
+
+WORLD = 512.0
+AGENT_RADIUS = 15.0
+WALL_INSET, WALL_RADIUS = 5.0, 2.0
+KP, KV = 100.0, 20.0
+DT = 0.01
+SUBSTEPS = 10
+ACTION_SCALE = 100.0
+TARGET_LO = WALL_INSET + WALL_RADIUS + AGENT_RADIUS  # 22: agent stays off the walls
+TARGET_HI = WORLD - TARGET_LO
+
+BAR = ((-60.0, 0.0), (60.0, 0.0), (60.0, 30.0), (-60.0, 30.0))
+STEM = ((-15.0, 30.0), (15.0, 30.0), (15.0, 120.0), (-15.0, 120.0))
+# The T outline (block frame), clockwise on screen, used for drawing and for the policy.
+T_OUTLINE = np.array(
+    [(-60, 0), (60, 0), (60, 30), (15, 30), (15, 120), (-15, 120), (-15, 30), (-60, 30)],
+    dtype=np.float64,
+)
+BLOCK_MASS = 1.0
+
+SUCCESS_POS = 20.0
+SUCCESS_ANGLE = math.pi / 9
+
+FLOOR_RGB = (255, 255, 255)
+WALL_RGB = (60, 60, 70)
+AGENT_RGB = (65, 105, 225)
+BLOCK_RGB = (119, 136, 153)
+
+_SHIFT = 4
+_ONE = 1 << _SHIFT
+
+
+def _box_inertia(box: tuple[tuple[float, float], ...], mass: float, about: tuple[float, float]):
+    """Moment of inertia of a solid axis-aligned box of ``mass`` about point ``about``."""
+    (x0, y0), (x1, y1) = box[0], box[2]
+    w, h = abs(x1 - x0), abs(y1 - y0)
+    cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+    return mass * (w * w + h * h) / 12.0 + mass * ((cx - about[0]) ** 2 + (cy - about[1]) ** 2)
+
+
+def _block_mass_props() -> tuple[tuple[float, float], float]:
+    """(centre of mass in the block frame, moment of inertia about it) for a uniform T."""
+    a_bar, a_stem = 120.0 * 30.0, 30.0 * 90.0
+    cy = (a_bar * 15.0 + a_stem * 75.0) / (a_bar + a_stem)
+    cog = (0.0, cy)
+    m_bar = BLOCK_MASS * a_bar / (a_bar + a_stem)
+    m_stem = BLOCK_MASS - m_bar
+    moment = _box_inertia(BAR, m_bar, cog) + _box_inertia(STEM, m_stem, cog)
+    return cog, moment
+
+
+BLOCK_COG, BLOCK_MOMENT = _block_mass_props()
+
+
+@functools.lru_cache(maxsize=16)
+def _background(resolution: int) -> np.ndarray:
+    """Floor with the border walls at ``resolution``, (r, r, 3) uint8, read-only."""
+    img = np.empty((resolution, resolution, 3), np.uint8)
+    img[:] = FLOOR_RGB
+    s = resolution / WORLD * _ONE
+    inner = WALL_INSET + WALL_RADIUS  # wall face
+    lo, hi = int(inner * s), int((WORLD - inner) * s)
+    full = int(WORLD * s)
+    for p0, p1 in (
+        ((0, 0), (full, lo)),
+        ((0, hi), (full, full)),
+        ((0, 0), (lo, full)),
+        ((hi, 0), (full, full)),
+    ):
+        pts = np.array([[p0[0], p0[1]], [p1[0], p0[1]], [p1[0], p1[1]], [p0[0], p1[1]]], np.int32)
+        pts -= _ONE // 2
+        cv2.fillPoly(img, [pts], WALL_RGB, cv2.LINE_AA, _SHIFT)
+    img.setflags(write=False)
+    return img
+
+
+class PushTEnv(LewmEnv):
+    """Push-T; obs ``(r, r, 3)`` uint8, action ``(2,)`` in [-1, 1] (relative agent target)."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    action_dim: ClassVar[int] = 2
+    state_dim: ClassVar[int] = 10
+    state_spec: ClassVar[dict[str, int]] = {
+        "agent_pos": 2,
+        "agent_vel": 2,
+        "block_pos": 2,
+        "block_angle": 1,
+    }
+    angle_quantities: ClassVar[tuple[str, ...]] = ("block_angle",)
+    color_parts: ClassVar[tuple[str, ...]] = ("agent", "block")
+    default_colors: ClassVar[dict[str, tuple[int, int, int]]] = {
+        "agent": AGENT_RGB,
+        "block": BLOCK_RGB,
+    }
+
+    def __init__(
+        self, resolution: int = 64, render_mode: str | None = "rgb_array", damping: float = 0.0
+    ) -> None:
+        super().__init__(resolution, render_mode)
+        self._bg = _background(self.resolution)
+        self._scale = self.resolution / WORLD
+        self._pix = self._scale * _ONE  # world -> fixed-point pixel factor
+        self._agent_radius_fp = round(AGENT_RADIUS * self._pix)
+        self._build_space(damping)
+        self._set_bodies((256.0, 400.0), (0.0, 0.0), (256.0, 200.0), 0.0, (0.0, 0.0), 0.0)
+
+    # ----------------------------------------------------------------- physics
+    def _build_space(self, damping: float) -> None:
+        space = pymunk.Space()
+        space.gravity = (0.0, 0.0)
+        space.damping = damping
+        for a, b in (
+            ((WALL_INSET, WALL_INSET), (WALL_INSET, WORLD - WALL_INSET)),
+            ((WALL_INSET, WORLD - WALL_INSET), (WORLD - WALL_INSET, WORLD - WALL_INSET)),
+            ((WORLD - WALL_INSET, WORLD - WALL_INSET), (WORLD - WALL_INSET, WALL_INSET)),
+            ((WORLD - WALL_INSET, WALL_INSET), (WALL_INSET, WALL_INSET)),
+        ):
+            wall = pymunk.Segment(space.static_body, a, b, WALL_RADIUS)
+            wall.friction = 1.0
+            space.add(wall)
+        agent = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
+        agent_shape = pymunk.Circle(agent, AGENT_RADIUS)
+        agent_shape.friction = 1.0
+        block = pymunk.Body(BLOCK_MASS, BLOCK_MOMENT)
+        block.center_of_gravity = BLOCK_COG
+        block_shapes = [pymunk.Poly(block, box) for box in (BAR, STEM)]
+        for sh in block_shapes:
+            sh.friction = 1.0
+        space.add(agent, block)
+        self.space, self.agent, self.block = space, agent, block
+        self._dynamic_shapes = [agent_shape, *block_shapes]
+        self.block_shapes = block_shapes
+        space.add(*self._dynamic_shapes)
+        self._canonical_counter = self._shape_id_counter()
+
+    def _shape_id_counter(self) -> int:
+        from pymunk._chipmunk_cffi import lib
+
+        return int(lib.cpSpaceGetShapeIDCounter(self.space._space))
+
+    def _canonicalize(self) -> None:
+        """Drop cached contacts and rebuild the broadphase in a fixed order (pure step)."""
+        from pymunk._chipmunk_cffi import lib
+
+        self.space.remove(*self._dynamic_shapes)
+        lib.cpSpaceSetShapeIDCounter(self.space._space, self._canonical_counter)
+        self.space.add(*self._dynamic_shapes)
+
+    def _set_bodies(self, agent_pos, agent_vel, block_pos, block_angle, block_vel, block_w):
+        agent, block = self.agent, self.block
+        agent.position = (float(agent_pos[0]), float(agent_pos[1]))
+        agent.velocity = (float(agent_vel[0]), float(agent_vel[1]))
+        block.angle = float(block_angle)
+        block.position = (float(block_pos[0]), float(block_pos[1]))
+        block.velocity = (float(block_vel[0]), float(block_vel[1]))
+        block.angular_velocity = float(block_w)
+        self.space.reindex_shapes_for_body(agent)
+        self.space.reindex_shapes_for_body(block)
+
+    def _sample_layout(self, rng: np.random.Generator) -> tuple:
+        """Random agent pos, block pos and angle with the agent clear of block and walls."""
+        while True:
+            agent_pos = rng.uniform(60.0, 452.0, 2)
+            block_pos = rng.uniform(120.0, 392.0, 2)
+            angle = float(rng.uniform(-math.pi, math.pi))
+            c, s = math.cos(angle), math.sin(angle)
+            pts = T_OUTLINE @ np.array([[c, s], [-s, c]]) + block_pos
+            if pts.min() < 40.0 or pts.max() > WORLD - 40.0:
+                continue
+            if _point_polygon_distance(agent_pos - block_pos, angle) > AGENT_RADIUS + 30.0:
+                return agent_pos, block_pos, angle
+
+    def _reset_sim(self) -> None:
+        agent_pos, block_pos, angle = self._sample_layout(self.np_random)
+        self._set_bodies(agent_pos, (0, 0), block_pos, angle, (0, 0), 0.0)
+
+    def _teleport(self, rng: np.random.Generator) -> None:
+        agent_pos, block_pos, angle = self._sample_layout(rng)
+        self._set_bodies(agent_pos, (0, 0), block_pos, angle, (0, 0), 0.0)
+
+    def _step_sim(self, action: np.ndarray) -> None:
+        self._canonicalize()
+        agent, space = self.agent, self.space
+        px, py = agent.position
+        tx = min(max(px + ACTION_SCALE * float(action[0]), TARGET_LO), TARGET_HI)
+        ty = min(max(py + ACTION_SCALE * float(action[1]), TARGET_LO), TARGET_HI)
+        for _ in range(SUBSTEPS):
+            px, py = agent.position
+            vx, vy = agent.velocity
+            agent.velocity = (
+                vx + (KP * (tx - px) - KV * vx) * DT,
+                vy + (KP * (ty - py) - KV * vy) * DT,
+            )
+            space.step(DT)
+
+    # ----------------------------------------------------------------- state
+    def _state_dict(self) -> dict[str, np.ndarray]:
+        a, b = self.agent, self.block
+        return {
+            "agent_pos": np.array(a.position),
+            "agent_vel": np.array(a.velocity),
+            "block_pos": np.array(b.position),
+            "block_angle": np.array([b.angle]),
+        }
+
+    def get_state(self) -> np.ndarray:
+        """``[agent xy, agent vel xy, block xy, block angle, block vel xy, block ang vel]``."""
+        a, b = self.agent, self.block
+        return np.array([*a.position, *a.velocity, *b.position, b.angle, *b.velocity,
+                         b.angular_velocity])  # fmt: skip
+
+    def _set_sim_state(self, state: np.ndarray) -> None:
+        s = state
+        self._set_bodies(s[0:2], s[2:4], s[4:6], s[6], s[7:9], s[9])
+
+    def is_success(self, goal_state: np.ndarray) -> bool:
+        """(agent xy, block xy) within L2 distance 20 and block angle within pi/9 of the goal."""
+        g = np.asarray(goal_state, dtype=np.float64)
+        s = self.get_state()
+        d = math.sqrt(float(np.sum((s[[0, 1, 4, 5]] - g[[0, 1, 4, 5]]) ** 2)))
+        return d < SUCCESS_POS and abs(wrap_angle(s[6] - g[6])) < SUCCESS_ANGLE
+
+    # ----------------------------------------------------------------- drawing
+    def _render_frame(self) -> np.ndarray:
+        img = self._bg.copy()
+        b = self.block
+        c, s = math.cos(b.angle), math.sin(b.angle)
+        bx, by = b.position
+        p = self._pix
+        # world = R @ local + pos, then to fixed-point pixel coordinates (pixel centres at +0.5)
+        rot = np.array([[c * p, s * p], [-s * p, c * p]])
+        off = np.array([bx * p - 0.5 * _ONE, by * p - 0.5 * _ONE])
+        pts = (T_OUTLINE @ rot + off).astype(np.int32)
+        cv2.fillPoly(img, [pts], self.colors["block"], cv2.LINE_AA, _SHIFT)
+        ax, ay = self.agent.position
+        centre = (int(ax * p - 0.5 * _ONE), int(ay * p - 0.5 * _ONE))
+        cv2.circle(img, centre, self._agent_radius_fp, self.colors["agent"], -1, cv2.LINE_AA,
+                   _SHIFT)  # fmt: skip
+        return img
+
+
+def _point_polygon_distance(rel: np.ndarray, angle: float) -> float:
+    """Distance from a point (world offset from the block origin) to the T; 0 if inside."""
+    c, s = math.cos(angle), math.sin(angle)
+    lx, ly = c * rel[0] + s * rel[1], -s * rel[0] + c * rel[1]  # into the block frame
+    d = math.inf
+    for (x0, y0), (x1, y1) in (BAR[::2], STEM[::2]):
+        dx = max(x0 - lx, 0.0, lx - x1)
+        dy = max(y0 - ly, 0.0, ly - y1)
+        d = min(d, math.hypot(dx, dy))
+    return d
+
+
+def _outline_edges() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges of the T outline: start points (8, 2), edge vectors (8, 2), outward normals (8, 2)."""
+    start = T_OUTLINE
+    vec = np.roll(T_OUTLINE, -1, axis=0) - T_OUTLINE
+    length = np.linalg.norm(vec, axis=1, keepdims=True)
+    # outline runs clockwise on screen (y down) -> outward normal is (dy, -dx) / |v|
+    normal = np.stack([vec[:, 1], -vec[:, 0]], axis=1) / length
+    return start, vec, normal
+
+
+_EDGE_START, _EDGE_VEC, _EDGE_NORMAL = _outline_edges()
+_EDGE_LEN = np.linalg.norm(_EDGE_VEC, axis=1)
+
+
+class PushTPolicy(Policy):
+    """Scripted noisy pusher that reaches the block and pushes it in varied directions.
+
+    Each push: pick a random contact point on the T outline (block frame, edges weighted by
+    length) and a push direction into the block (inward normal turned by up to +-35 deg).
+    Phase 1 drives the agent to an approach point 50 px behind the contact along the push
+    direction, orbiting around the block (radius ~110 px about its centre of mass) when the
+    straight path would cross it; phase 2 moves to just behind the contact; phase 3 pushes along
+    the direction for 6-18 steps. Then a new push is chosen (also on a phase timeout). Actions
+    are relative targets (pos + 100 a), limited to a per-push speed, plus N(0, 0.1^2) noise.
+    """
+
+    NOISE_STD = 0.1
+    ORBIT_RADIUS = 110.0
+    CLEAR_RADIUS = 95.0
+
+    def __init__(self, env: Any, seed: int) -> None:
+        super().__init__(env, seed)
+        self.phase = "new"
+        self.steps = 0
+
+    def reset(self) -> None:
+        self.phase = "new"
+        self.steps = 0
+
+    def _block_pose(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        b = self.env.block
+        c, s = math.cos(b.angle), math.sin(b.angle)
+        rot = np.array([[c, -s], [s, c]])  # block -> world
+        pos = np.array(b.position)
+        return rot, pos, rot @ np.array(BLOCK_COG) + pos
+
+    def _new_push(self) -> None:
+        rng = self.rng
+        rot, pos, _ = self._block_pose()
+        for _ in range(20):
+            e = int(rng.choice(len(_EDGE_LEN), p=_EDGE_LEN / _EDGE_LEN.sum()))
+            contact = _EDGE_START[e] + rng.uniform(0.1, 0.9) * _EDGE_VEC[e]
+            turn = rng.uniform(-0.6, 0.6)
+            n = _EDGE_NORMAL[e]
+            c, s = math.cos(turn), math.sin(turn)
+            d_local = -np.array([c * n[0] - s * n[1], s * n[0] + c * n[1]])
+            self.contact = contact
+            self.dir_local = d_local
+            d = rot @ d_local
+            cw = rot @ contact + pos
+            far = cw - d * (AGENT_RADIUS + 50.0)
+            if TARGET_LO + 10 < far.min() and far.max() < TARGET_HI - 10:
+                break
+        self.phase = "approach"
+        self.steps = 0
+        self.speed = float(rng.uniform(0.3, 0.8))
+        self.push_steps = int(rng.integers(6, 19))
+
+    def _goal_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rot, pos, cog = self._block_pose()
+        d = rot @ self.dir_local
+        cw = rot @ self.contact + pos
+        return cw - d * (AGENT_RADIUS + 50.0), cw - d * (AGENT_RADIUS + 2.0), d
+
+    def act(self) -> np.ndarray:
+        agent = np.array(self.env.agent.position)
+        if self.phase == "new":
+            self._new_push()
+        self.steps += 1
+        far, near, d = self._goal_points()
+        if self.phase == "approach":
+            target = self._route(agent, far)
+            if np.linalg.norm(agent - far) < 12.0:
+                self.phase, self.steps = "align", 0
+            elif self.steps > 40:
+                self.phase = "new"
+        elif self.phase == "align":
+            target = near
+            if np.linalg.norm(agent - near) < 6.0 or self.steps > 12:
+                self.phase, self.steps = "push", 0
+                self.push_dir = d
+        else:  # push along the direction fixed at contact time
+            target = agent + self.push_dir * 100.0
+            if self.steps >= self.push_steps:
+                self.phase = "new"
+        delta = (target - agent) / ACTION_SCALE
+        norm = float(np.linalg.norm(delta))
+        if norm > self.speed:
+            delta *= self.speed / norm
+        a = delta + self.NOISE_STD * self.rng.standard_normal(2)
+        return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+    def _route(self, agent: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Next waypoint towards ``goal`` that avoids the block's clearance circle."""
+        _, _, cog = self._block_pose()
+        seg = goal - agent
+        t = np.clip(np.dot(cog - agent, seg) / max(np.dot(seg, seg), 1e-9), 0.0, 1.0)
+        if np.linalg.norm(agent + t * seg - cog) >= self.CLEAR_RADIUS:
+            return goal
+        rel_a, rel_g = agent - cog, goal - cog
+        ang_a = math.atan2(rel_a[1], rel_a[0])
+        diff = wrap_angle(math.atan2(rel_g[1], rel_g[0]) - ang_a)
+        step = math.copysign(min(abs(diff), 0.8), diff)
+        ang = ang_a + step
+        wp = cog + self.ORBIT_RADIUS * np.array([math.cos(ang), math.sin(ang)])
+        return np.clip(wp, TARGET_LO, TARGET_HI)

@@ -1,0 +1,212 @@
+"""The paper's planning evaluation protocol.
+
+Start states come from held-out (validation) episodes of the dataset the model was trained on,
+or, when no dataset is given, from fresh episodes of the env's data-collection policy. The goal
+is the state `goal_offset` (25) raw steps later in the same episode, shown to the planner as its
+rendered frame. The agent has `budget` (50) raw steps; success = the env's `is_success` at any
+step. The same episodes are also run with a uniformly random policy as the floor.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lewm_core.checkpoint import LoadedModel
+from lewm_core.data import open_dataset, split_episodes
+from lewm_core.errors import UserError
+from lewm_core.planning import CEMConfig, EpisodeResult, Planner, run_mpc
+
+
+@dataclass
+class EvalTask:
+    """One evaluation episode: start and goal simulator states (Q,) and the goal frame."""
+
+    start_state: np.ndarray
+    goal_state: np.ndarray
+    goal_frame: np.ndarray
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def tasks_from_dataset(
+    path: str | os.PathLike,
+    env,
+    episodes: int,
+    seed: int,
+    goal_offset: int = 25,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+) -> list[EvalTask]:
+    """Sample `episodes` (start, goal) pairs from the dataset's validation episodes."""
+    rng = np.random.default_rng([seed, 1])
+    with open_dataset(path) as f:
+        off, ln = f["ep_offset"][:], f["ep_len"][:]
+        _, val = split_episodes(len(off), val_fraction, split_seed)
+        pool = [e for e in (val if len(val) else np.arange(len(off))) if ln[e] > goal_offset]
+        if not pool:
+            raise UserError(f"no episode of {path} is longer than {goal_offset} steps")
+        sims = f["sim_state"]
+        tasks = []
+        for _ in range(episodes):
+            e = pool[rng.integers(len(pool))]
+            t = int(rng.integers(0, ln[e] - goal_offset))
+            row = int(off[e]) + t
+            start, goal = sims[row].astype(np.float64), sims[row + goal_offset].astype(np.float64)
+            tasks.append(EvalTask(start, goal, render_state(env, goal)))
+    return tasks
+
+
+def tasks_from_policy(
+    env_name: str, env, episodes: int, seed: int, goal_offset: int = 25, max_warmup: int = 50
+) -> list[EvalTask]:
+    """(start, goal) pairs from fresh episodes of the data policy: goal = `goal_offset` later."""
+    from lewm_core.envs import make_policy
+
+    rng = np.random.default_rng([seed, 2])
+    tasks = []
+    base = env.unwrapped
+    for i in range(episodes):
+        ep_seed = int(rng.integers(2**31))
+        env.reset(seed=ep_seed)
+        policy = make_policy(env_name, env, seed=ep_seed)
+        policy.reset()
+        for _ in range(int(rng.integers(0, max_warmup + 1))):
+            env.step(policy.act())
+        start = base.get_state().copy()
+        for _ in range(goal_offset):
+            env.step(policy.act())
+        goal = base.get_state().copy()
+        tasks.append(EvalTask(start, goal, render_state(env, goal)))
+        del i
+    return tasks
+
+
+def render_state(env, state: np.ndarray) -> np.ndarray:
+    """The frame (H, W, 3) of simulator state `state`."""
+    env.unwrapped.set_state(state)
+    return env.unwrapped.render().copy()
+
+
+def random_policy_success(env, task: EvalTask, budget: int, rng: np.random.Generator) -> bool:
+    """Does a uniformly random policy reach the goal within `budget` steps?"""
+    base = env.unwrapped
+    base.set_state(task.start_state)
+    if base.is_success(task.goal_state):
+        return True
+    for _ in range(budget):
+        env.step(rng.uniform(-1, 1, base.action_space.shape).astype(np.float32))
+        if base.is_success(task.goal_state):
+            return True
+    return False
+
+
+def side_by_side_video(
+    frames: np.ndarray, goal: np.ndarray, path: str | os.PathLike, scale: int = 4, fps: int = 10
+) -> None:
+    """Write an mp4 of rollout | goal, each frame upscaled `scale` times."""
+    import imageio.v2 as imageio
+
+    from lewm_core.atomic import atomic_path
+
+    goal = np.broadcast_to(goal, frames.shape)
+    video = np.concatenate([frames, np.full_like(frames[:, :, :2], 255), goal], axis=2)
+    video = video.repeat(scale, axis=1).repeat(scale, axis=2)
+    h, w = video.shape[1:3]
+    video = np.pad(video, ((0, 0), (0, (-h) % 16), (0, (-w) % 16), (0, 0)))
+    with atomic_path(path) as tmp:
+        imageio.mimwrite(
+            tmp, list(video), fps=fps, format="FFMPEG", codec="libx264", macro_block_size=1
+        )
+
+
+def evaluate(
+    loaded: LoadedModel,
+    episodes: int = 50,
+    seed: int = 0,
+    data: str | os.PathLike | None = None,
+    cem: CEMConfig | None = None,
+    budget: int = 50,
+    goal_offset: int = 25,
+    videos: int = 0,
+    video_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run the protocol; return the summary dict (success rate, interval, random floor, times)."""
+    from lewm_core.envs import make
+
+    env_name = loaded.env_name
+    if not env_name:
+        raise UserError(f"{loaded.path} does not record its env; retrain it with `lewm train`")
+    env = make(env_name, resolution=loaded.config.image_size)
+    env.reset(seed=seed)
+    if data is not None:
+        split = loaded.meta.get("data", {})
+        tasks = tasks_from_dataset(
+            data,
+            env,
+            episodes,
+            seed,
+            goal_offset,
+            split.get("val_fraction", 0.1),
+            split.get("split_seed", 0),
+        )
+    else:
+        tasks = tasks_from_policy(env_name, env, episodes, seed, goal_offset)
+    planner = Planner(loaded.model, loaded.action_stats, cem)
+    rng = np.random.default_rng([seed, 3])
+    results: list[EpisodeResult] = []
+    random_ok = []
+    for i, task in enumerate(tqdm(tasks, desc="eval", unit="ep", disable=not progress)):
+        gen = torch.Generator(device=planner.device).manual_seed(seed * 100_003 + i)
+        env.reset(seed=seed + i)
+        res = run_mpc(env, planner, task.start_state, task.goal_state, task.goal_frame, budget, gen)
+        results.append(res)
+        if i < videos and video_dir is not None:
+            Path(video_dir).mkdir(parents=True, exist_ok=True)
+            side_by_side_video(
+                res.frames,
+                task.goal_frame,
+                Path(video_dir) / f"episode_{i:03d}_{'ok' if res.success else 'fail'}.mp4",
+            )
+        random_ok.append(random_policy_success(env, task, budget, rng))
+    env.close()
+    n_ok = sum(r.success for r in results)
+    lo, hi = wilson_interval(n_ok, len(results))
+    plan_ms = np.array([s * 1000 for r in results for s in r.plan_seconds]) if results else None
+    has_plans = plan_ms is not None and len(plan_ms) > 0
+    return {
+        "env": env_name,
+        "episodes": len(results),
+        "success_rate": n_ok / max(1, len(results)),
+        "success_ci95": [lo, hi],
+        "random_success_rate": float(np.mean(random_ok)) if random_ok else 0.0,
+        "plan_ms_median": float(np.median(plan_ms)) if has_plans else 0.0,
+        "plan_ms_p95": float(np.percentile(plan_ms, 95)) if has_plans else 0.0,
+        "plans": int(len(plan_ms)) if has_plans else 0,
+        "mean_steps": float(np.mean([r.steps for r in results])) if results else 0.0,
+        "sampling": planner.cfg.sampling,
+        "cem": {
+            "samples": planner.cfg.samples,
+            "iterations": planner.cfg.iterations,
+            "elites": planner.cfg.elites,
+            "horizon": planner.cfg.horizon,
+        },
+        "seed": seed,
+        "source": "dataset" if data is not None else "policy",
+    }

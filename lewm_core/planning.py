@@ -1,0 +1,203 @@
+"""Planning from pixels: the Cross-Entropy Method (CEM) through the world model's predictor.
+
+`plan()` searches an action sequence of `horizon` blocks (each block = `frameskip` raw actions)
+that brings the predicted latent closest to a goal latent:
+    cost(a) = || rollout(z_start, a)[-1] - z_goal ||^2
+Candidates are sampled in the *normalised* action space (z-scored with the dataset's action
+statistics), clipped to the normalised image of the valid raw range [-1, 1], rolled out as one
+batch under `torch.inference_mode`; candidate 0 is the current mean; mean and std are refit on
+the `elites` cheapest; the final mean is returned.
+
+Two sampling schemes:
+- `independent` (as published): every raw action of every block is sampled independently.
+- `block`: one action per block, held for its `frameskip` raw steps. Independent raw actions
+  nearly cancel out over a block, so the search can barely move the agent far (CPU_FINDINGS);
+  holding one action per block keeps the search space small and its moves large.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from lewm_core.data import ActionStats
+from lewm_core.errors import UserError
+from lewm_core.model import LeWM
+
+SAMPLINGS = ("block", "independent")
+
+
+@dataclass
+class CEMConfig:
+    """CEM settings; defaults as in PAPER_FACTS (300 x 30, top 30, horizon 5 blocks)."""
+
+    samples: int = 300
+    elites: int = 30
+    iterations: int = 30
+    horizon: int = 5
+    init_std: float = 1.0
+    sampling: str = "block"
+    receding_horizon: int = 5
+
+    def validate(self) -> None:
+        if self.sampling not in SAMPLINGS:
+            raise UserError(f"unknown sampling '{self.sampling}'; choose {' or '.join(SAMPLINGS)}")
+        if not 1 <= self.elites <= self.samples:
+            raise UserError(f"elites must be in [1, samples={self.samples}], got {self.elites}")
+        for name in ("samples", "iterations", "horizon", "receding_horizon"):
+            if getattr(self, name) < 1:
+                raise UserError(f"CEM {name} must be at least 1, got {getattr(self, name)}")
+        if self.receding_horizon > self.horizon:
+            raise UserError(
+                f"receding_horizon {self.receding_horizon} exceeds horizon {self.horizon}"
+            )
+        if not self.init_std > 0:
+            raise UserError(f"init_std must be positive, got {self.init_std}")
+
+
+@dataclass
+class PlanResult:
+    """The plan: raw actions to execute and how CEM got there.
+
+    actions: (horizon * frameskip, action_dim) raw actions in [-1, 1].
+    blocks: (horizon, frameskip * action_dim) normalised action blocks (the model's input).
+    cost: predicted cost of the returned mean. seconds: wall time of the search.
+    history: one dict per iteration: mean and std (horizon, k, action_dim) in normalised space
+    (k = 1 for block sampling, frameskip otherwise), elite_costs (elites,), best_cost, and
+    best_latents (horizon, D): the predicted latent trajectory of the cheapest candidate.
+    """
+
+    actions: np.ndarray
+    blocks: np.ndarray
+    cost: float
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+class Planner:
+    """CEM planner over a LeWM; one `plan()` call is one full CEM search."""
+
+    def __init__(self, model: LeWM, action_stats: ActionStats, cfg: CEMConfig | None = None):
+        self.model = model.eval()
+        self.stats = action_stats
+        self.cfg = cfg or CEMConfig()
+        self.cfg.validate()
+        self.frameskip = model.cfg.frameskip
+        self.action_dim = model.cfg.action_dim
+        device = next(model.parameters()).device
+        self.device = device
+        mean = torch.as_tensor(action_stats.mean, dtype=torch.float32, device=device)
+        std = torch.as_tensor(action_stats.std, dtype=torch.float32, device=device)
+        self._lo, self._hi = (-1.0 - mean) / std, (1.0 - mean) / std  # valid normalised range
+
+    @torch.inference_mode()
+    def encode(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames (N, H, W, 3) -> latents (N, D)."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        return self.model.encode(x)
+
+    @torch.inference_mode()
+    def cost(self, z_start: torch.Tensor, z_goal: torch.Tensor, blocks: torch.Tensor):
+        """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A)."""
+        pred = self.model.rollout(z_start.reshape(1, 1, -1), blocks)
+        return ((pred[:, -1] - z_goal.reshape(1, -1)) ** 2).sum(-1), pred
+
+    @torch.inference_mode()
+    def plan(
+        self,
+        z_start: torch.Tensor,
+        z_goal: torch.Tensor,
+        generator: torch.Generator | None = None,
+        keep_history: bool = True,
+    ) -> PlanResult:
+        """Search the action blocks from latent `z_start` (D,) toward `z_goal` (D,)."""
+        c = self.cfg
+        t0 = time.perf_counter()
+        k = 1 if c.sampling == "block" else self.frameskip
+        a = self.action_dim
+        mean = torch.zeros(c.horizon, k, a, device=self.device)
+        std = torch.full((c.horizon, k, a), c.init_std, device=self.device)
+        history = []
+        gen_device = generator.device if generator is not None else self.device
+        for _ in range(c.iterations):
+            noise = torch.randn(c.samples, c.horizon, k, a, generator=generator, device=gen_device)
+            cand = mean + std * noise.to(self.device)
+            cand[0] = mean
+            cand = torch.maximum(torch.minimum(cand, self._hi), self._lo)
+            blocks = cand.expand(-1, -1, self.frameskip, -1).reshape(c.samples, c.horizon, -1)
+            costs, pred = self.cost(z_start, z_goal, blocks)
+            elite_costs, idx = torch.topk(costs, c.elites, largest=False)
+            elites = cand[idx]
+            mean, std = elites.mean(0), elites.std(0, unbiased=False)
+            if keep_history:
+                history.append(
+                    {
+                        "mean": mean.cpu().numpy().copy(),
+                        "std": std.cpu().numpy().copy(),
+                        "elite_costs": elite_costs.float().cpu().numpy(),
+                        "best_cost": float(elite_costs[0]),
+                        "best_latents": pred[idx[0]].float().cpu().numpy(),
+                    }
+                )
+        blocks = mean.expand(-1, self.frameskip, -1).reshape(c.horizon, -1)
+        final_cost, _ = self.cost(z_start, z_goal, blocks[None])
+        raw = self.stats.denormalize(blocks.reshape(-1, a).cpu().numpy())
+        return PlanResult(
+            actions=np.clip(raw, -1.0, 1.0).astype(np.float32),
+            blocks=blocks.cpu().numpy(),
+            cost=float(final_cost[0]),
+            seconds=time.perf_counter() - t0,
+            history=history,
+        )
+
+
+@dataclass
+class EpisodeResult:
+    """One MPC episode: success, steps taken, frames (T+1, H, W, 3), plan times (s)."""
+
+    success: bool
+    steps: int
+    frames: np.ndarray
+    plan_seconds: list[float]
+    final_cost: float
+
+
+def run_mpc(
+    env,
+    planner: Planner,
+    start_state: np.ndarray,
+    goal_state: np.ndarray,
+    goal_frame: np.ndarray,
+    budget: int = 50,
+    generator: torch.Generator | None = None,
+) -> EpisodeResult:
+    """Model-predictive control: plan, execute `receding_horizon` blocks, re-encode, replan.
+
+    Success is the env's `is_success(goal_state)` at any step within `budget` raw steps.
+    """
+    base = env.unwrapped
+    base.set_state(start_state)
+    obs = base.render()
+    frames = [obs]
+    z_goal = planner.encode(goal_frame[None])[0]
+    plan_seconds, steps, cost = [], 0, float("nan")
+    success = bool(base.is_success(goal_state))
+    n_exec = planner.cfg.receding_horizon * planner.frameskip
+    while not success and steps < budget:
+        z = planner.encode(obs[None])[0]
+        result = planner.plan(z, z_goal, generator=generator, keep_history=False)
+        plan_seconds.append(result.seconds)
+        cost = result.cost
+        for action in result.actions[:n_exec]:
+            obs, *_ = env.step(action)
+            frames.append(obs)
+            steps += 1
+            if base.is_success(goal_state):
+                success = True
+                break
+            if steps >= budget:
+                break
+    return EpisodeResult(success, steps, np.stack(frames), plan_seconds, cost)

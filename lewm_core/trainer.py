@@ -1,0 +1,487 @@
+"""The LeWM trainer: next-embedding prediction + lambda * SIGReg, end to end from pixels.
+
+    emb  = projector(encoder(pixels))                    (B, T, D)
+    pred = pred_proj(predictor(emb[:, :-1], act[:, :-1])) (B, T-1, D)   teacher forcing, causal
+    L    = mean((pred - emb[:, 1:])^2) + lambda * SIGReg(emb, per time step)
+
+A step-wise Python API (`Trainer.step`, `Trainer.run`, `Trainer.request_stop`) that the CLI and the
+lab both drive. A run folder holds `config.json`, `model.safetensors`, `trainer_state.safetensors`
+(model + optimiser + RNG + step, one atomic file, for exact resume) and `metrics.jsonl`.
+A NaN/Inf loss or gradient stops the run; the last good checkpoint stays on disk untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from lewm_core import __version__
+from lewm_core.atomic import atomic_path, remove_stale_temporaries
+from lewm_core.checkpoint import save_model
+from lewm_core.config import ModelConfig
+from lewm_core.data import ClipDataset, dataset_info
+from lewm_core.errors import UserError
+from lewm_core.model import LeWM, recalibrate_batchnorm
+from lewm_core.sigreg import sigreg
+
+STATE_FILE = "trainer_state.safetensors"
+METRICS_FILE = "metrics.jsonl"
+
+# Optimiser settings per preset. `paper`: PAPER_FACTS (hours on a GPU). `lab`: what trains on two
+# CPU cores in minutes (CPU_FINDINGS: peak lr 1e-3, weight decay 0.05, short warm-up, cosine).
+TRAIN_PRESETS: dict[str, dict] = {
+    "paper": dict(lr=5e-5, weight_decay=1e-3, batch_size=128, epochs=10, warmup_frac=0.01),
+    "lab": dict(lr=1e-3, weight_decay=0.05, batch_size=64, epochs=10, warmup_frac=0.03),
+    "lab-vit": dict(lr=1e-3, weight_decay=0.05, batch_size=64, epochs=10, warmup_frac=0.03),
+}
+
+
+class TrainingDiverged(UserError):
+    """The loss or gradient became NaN/Inf; the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; `TrainConfig.from_preset` fills optimiser defaults."""
+
+    data: str
+    out: str
+    preset: str = "lab"
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_frac: float = 0.03
+    grad_clip: float = 1.0
+    sigreg_weight: float = 0.09
+    sigreg_projections: int = 1024
+    sigreg_knots: int = 17
+    seed: int = 0
+    device: str = "auto"
+    val_fraction: float = 0.1
+    checkpoint_every: int = 250
+    log_every: int = 10
+    val_batches: int = 8
+    bn_recalib_batches: int = 50
+    preload_max_gb: float = 4.0
+    model_overrides: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_preset(cls, name: str, data: str, out: str, **overrides) -> TrainConfig:
+        """The config of preset `name` (`paper`, `lab`, `lab-vit`), with `overrides` applied."""
+        if name not in TRAIN_PRESETS:
+            raise UserError(f"unknown preset '{name}'; choose one of {', '.join(TRAIN_PRESETS)}")
+        values = dict(TRAIN_PRESETS[name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(data=data, out=out, preset=name, **values)
+
+    def validate(self) -> None:
+        """Raise UserError naming any absurd value and the fix."""
+        checks = [
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1"),
+            (1 <= self.batch_size <= 65536, "--batch-size must be between 1 and 65536"),
+            (math.isfinite(self.lr) and 0 < self.lr < 1, "--lr must be a finite number in (0, 1)"),
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, "--weight-decay >= 0"),
+            (
+                math.isfinite(self.sigreg_weight) and 0 <= self.sigreg_weight <= 100,
+                "--sigreg-weight must be a finite number in [0, 100]",
+            ),
+            (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
+            (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
+            (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but no CUDA GPU is visible; use auto")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def effective_rank(z: torch.Tensor) -> float:
+    """exp(entropy) of the normalised singular values of centred embeddings z (N, D)."""
+    s = torch.linalg.svdvals(z.float() - z.float().mean(0))
+    p = s / s.sum().clamp_min(1e-12)
+    return float(torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()))
+
+
+class Trainer:
+    """Trains a LeWM on a dataset; step-wise so that the CLI and the lab can drive it."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False):
+        cfg.validate()
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} is a file; give a folder for the run")
+        has_run = (self.out / STATE_FILE).exists() or (self.out / "config.json").exists()
+        if has_run and not resume:
+            raise UserError(
+                f"run folder {self.out} already holds a run; pass --resume to continue it "
+                "or choose another --out"
+            )
+        if resume and not (self.out / STATE_FILE).exists():
+            raise UserError(f"nothing to resume in {self.out} (no {STATE_FILE}); drop --resume")
+        self.device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        if self.device.type == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+
+        info = dataset_info(cfg.data)
+        preload = info["pixels_gb"] <= cfg.preload_max_gb
+        mcfg = ModelConfig.preset(
+            cfg.preset,
+            action_dim=info["action_dim"],
+            image_size=info["resolution"],
+            **cfg.model_overrides,
+        )
+        split = dict(
+            history=mcfg.history,
+            frameskip=mcfg.frameskip,
+            val_fraction=cfg.val_fraction,
+            split_seed=cfg.seed,
+            preload=preload,
+        )
+        self.train_set = ClipDataset(cfg.data, "train", **split)
+        self.val_set = ClipDataset(
+            cfg.data, "val", action_stats=self.train_set.action_stats, **split
+        )
+        if len(self.train_set) < cfg.batch_size:
+            raise UserError(
+                f"the training split has {len(self.train_set)} clips, fewer than --batch-size "
+                f"{cfg.batch_size}; collect more episodes or lower --batch-size"
+            )
+        self.model = LeWM(mcfg).to(self.device)
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.ndim < 2]
+        self.opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=cfg.lr,
+            betas=(0.9, 0.999),
+        )
+        self.steps_per_epoch = len(self.train_set) // cfg.batch_size
+        total = cfg.epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+        self.warmup = max(1, int(cfg.warmup_frac * self.total_steps))
+        self.step_count = 0
+        self._stop = threading.Event()
+        self._sigreg_gen = torch.Generator()
+        self.last_metrics: dict = {}
+        self.out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.out)
+        if resume:
+            self._load_state()
+        else:
+            (self.out / METRICS_FILE).write_text("")
+
+    # ---- data order: a fixed permutation per epoch, so step s always sees the same batch ----
+    def batch_indices(self, step: int) -> np.ndarray:
+        """Clip indices of the batch of global step `step`: (batch_size,)."""
+        epoch, b = divmod(step, self.steps_per_epoch)
+        perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.train_set))
+        return perm[b * self.cfg.batch_size : (b + 1) * self.cfg.batch_size]
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Loss, prediction loss, SIGReg and embeddings (B, T, D) of one batch."""
+        pixels = batch["pixels"].to(self.device, non_blocking=True)
+        actions = batch["actions"].to(self.device, non_blocking=True)
+        with self._autocast():
+            out = self.model(pixels, actions)
+        emb, pred = out["emb"].float(), out["pred"].float()
+        pred_loss = F.mse_loss(pred, emb[:, 1:])
+        if self.cfg.sigreg_weight > 0 or not self.model.training:
+            reg = sigreg(
+                emb.transpose(0, 1),
+                self.cfg.sigreg_projections,
+                self.cfg.sigreg_knots,
+                generator=self._sigreg_gen,
+            )
+        else:
+            reg = torch.zeros((), device=emb.device)
+        loss = pred_loss + self.cfg.sigreg_weight * reg
+        return {"loss": loss, "pred_loss": pred_loss, "sigreg": reg, "emb": emb}
+
+    def step(self) -> dict:
+        """One optimiser step; returns its metrics. Raises TrainingDiverged on NaN/Inf."""
+        s = self.step_count
+        t0 = time.perf_counter()
+        self.model.train()
+        lr = lr_at(s, self.total_steps, self.cfg.lr, self.warmup)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self._sigreg_gen.manual_seed(self.cfg.seed * 1_000_003 + s)
+        terms = self.loss_terms(self.train_set.batch(self.batch_indices(s)))
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            self._diverged(f"loss became {float(loss)}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        if not torch.isfinite(grad_norm):
+            self._diverged(f"gradient norm became {float(grad_norm)}")
+        self.opt.step()
+        self.step_count += 1
+        dt = time.perf_counter() - t0
+        metrics = {
+            "step": self.step_count,
+            "epoch": s // self.steps_per_epoch,
+            "loss": float(loss),
+            "pred_loss": float(terms["pred_loss"]),
+            "sigreg": float(terms["sigreg"]),
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "samples_per_s": self.cfg.batch_size / dt,
+        }
+        self.last_metrics = metrics
+        if self.step_count % self.cfg.log_every == 0 or self.step_count == 1:
+            self._log(metrics)
+        return metrics
+
+    def _diverged(self, what: str) -> None:
+        last = self._saved_step()
+        kept = f"the last good checkpoint (step {last}) is kept" if last else "nothing was saved"
+        raise TrainingDiverged(
+            f"training stopped at step {self.step_count + 1}: {what}; {kept} in {self.out}; "
+            "lower --lr or --sigreg-weight and --resume"
+        )
+
+    def _saved_step(self) -> int:
+        path = self.out / STATE_FILE
+        if not path.exists():
+            return 0
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            return int(json.loads(f.metadata()["trainer"])["step"])
+
+    def _log(self, row: dict) -> None:
+        with open(self.out / METRICS_FILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _val_batches(self) -> list[np.ndarray]:
+        n = len(self.val_set)
+        if n == 0:
+            return []
+        order = np.random.default_rng(12345).permutation(n)
+        bs = min(self.cfg.batch_size, n)
+        return [order[i : i + bs] for i in range(0, min(n, bs * self.cfg.val_batches), bs)]
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Validation losses and the collapse monitor, in eval mode (BatchNorm running stats).
+
+        Also the prediction loss with BatchNorm on batch statistics (dropout off), which eval
+        mode should match once the BatchNorm statistics are recalibrated.
+        """
+        batches = self._val_batches()
+        if not batches:
+            return {}
+        self.model.eval()
+        self._sigreg_gen.manual_seed(777)
+        sums: dict[str, float] = {}
+        embs = []
+        for idx in batches:
+            t = self.loss_terms(self.val_set.batch(idx))
+            emb = t["emb"]
+            copy = F.mse_loss(emb[:, :-1], emb[:, 1:])
+            for k, v in (
+                ("val_pred_loss", t["pred_loss"]),
+                ("val_sigreg", t["sigreg"]),
+                ("val_copy_loss", copy),
+            ):
+                sums[k] = sums.get(k, 0.0) + float(v)
+            embs.append(emb.reshape(-1, emb.shape[-1]))
+        with _batchnorm_on_batch_stats(self.model):
+            for idx in batches:
+                t = self.loss_terms(self.val_set.batch(idx))
+                sums["val_pred_loss_batchstats"] = sums.get(
+                    "val_pred_loss_batchstats", 0.0
+                ) + float(t["pred_loss"])
+        out = {k: v / len(batches) for k, v in sums.items()}
+        z = torch.cat(embs)
+        std = z.float().std(0)
+        out.update(
+            emb_std_mean=float(std.mean()),
+            emb_std_min=float(std.min()),
+            effective_rank=effective_rank(z),
+            pred_over_copy=out["val_pred_loss"] / max(out["val_copy_loss"], 1e-12),
+        )
+        return out
+
+    def recalibrate(self) -> None:
+        """Re-estimate BatchNorm running statistics on training batches with frozen weights."""
+        n = min(self.cfg.bn_recalib_batches, self.steps_per_epoch)
+        rng = np.random.default_rng([self.cfg.seed, 99])
+
+        def batches():
+            for _ in range(n):
+                idx = rng.choice(len(self.train_set), self.cfg.batch_size, replace=False)
+                b = self.train_set.batch(idx)
+                yield b["pixels"].to(self.device), b["actions"].to(self.device)
+
+        with self._autocast():
+            recalibrate_batchnorm(self.model, batches(), n)
+
+    def save_checkpoint(self) -> None:
+        """Recalibrate BatchNorm, evaluate, and write model + resume state atomically."""
+        self.recalibrate()
+        ev = self.evaluate()
+        if ev:
+            self._log(
+                {"step": self.step_count, "epoch": self.step_count // self.steps_per_epoch, **ev}
+            )
+            self.last_eval = ev
+        rng_state = torch.get_rng_state()
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        for i, st in self.opt.state_dict()["state"].items():
+            for k, v in st.items():
+                tensors[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+        tensors["rng.torch"] = rng_state
+        meta = {"trainer": json.dumps({"step": self.step_count, "config": asdict(self.cfg)})}
+        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        from safetensors.torch import save_file
+
+        with atomic_path(self.out / STATE_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        save_model(self.out, self.model, self.train_set.action_stats, self.run_meta())
+
+    def run_meta(self) -> dict:
+        ds = self.train_set
+        return {
+            "lewm_version": __version__,
+            "step": self.step_count,
+            "train": asdict(self.cfg),
+            "data": {
+                "path": str(self.cfg.data),
+                "env": ds.env_name,
+                "resolution": ds.resolution,
+                "action_dim": ds.action_dim,
+                "state_quantities": ds.state_quantities,
+                "angle_quantities": list(ds.angle_quantities),
+                "val_fraction": self.cfg.val_fraction,
+                "split_seed": self.cfg.seed,
+            },
+            "eval": getattr(self, "last_eval", {}),
+        }
+
+    def _load_state(self) -> None:
+        path = self.out / STATE_FILE
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = json.loads(f.metadata()["trainer"])
+            tensors = load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - any damage means the same thing to the user
+            raise UserError(f"{path} is damaged ({e}); start a new run") from None
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(model_state)
+        opt_state = self.opt.state_dict()
+        for key, v in tensors.items():
+            if key.startswith("opt."):
+                _, i, name = key.split(".", 2)
+                opt_state["state"].setdefault(int(i), {})[name] = v.to(self.device)
+        self.opt.load_state_dict(opt_state)
+        torch.set_rng_state(tensors["rng.torch"])
+        self.step_count = int(meta["step"])
+        # Drop metrics logged after the checkpoint: the resumed run logs those steps again.
+        mpath = self.out / METRICS_FILE
+        rows = mpath.read_text().splitlines() if mpath.exists() else []
+        kept = [r for r in rows if r.strip() and json.loads(r).get("step", 0) <= self.step_count]
+        with atomic_path(mpath) as tmp:
+            tmp.write_text("".join(r + "\n" for r in kept))
+
+    def request_stop(self) -> None:
+        """Ask `run` to stop after the current step (it then saves a checkpoint)."""
+        self._stop.set()
+
+    def run(self, callback: Callable[[dict], None] | None = None) -> dict:
+        """Train to `total_steps` (or until `request_stop`), checkpointing on the way.
+
+        Returns a summary dict. `callback(metrics)` is called after every step.
+        """
+        t0 = time.perf_counter()
+        start = self.step_count
+        while self.step_count < self.total_steps and not self._stop.is_set():
+            m = self.step()
+            if callback is not None:
+                callback(m)
+            if self.step_count % self.cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+        if self._saved_step() != self.step_count:
+            self.save_checkpoint()
+        wall = time.perf_counter() - t0
+        ev = getattr(self, "last_eval", {})
+        return {
+            "run": str(self.out),
+            "steps": self.step_count,
+            "total_steps": self.total_steps,
+            "stopped_early": self.step_count < self.total_steps,
+            "wall_s": round(wall, 2),
+            "samples_per_s": round(
+                (self.step_count - start) * self.cfg.batch_size / max(wall, 1e-9), 1
+            ),
+            "loss": self.last_metrics.get("loss"),
+            **{
+                k: ev.get(k)
+                for k in ("val_pred_loss", "val_copy_loss", "emb_std_mean", "effective_rank")
+            },
+        }
+
+
+class _batchnorm_on_batch_stats:
+    """Context: BatchNorm layers use batch statistics (momentum 0: running stats untouched)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.bns = [
+            m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ]
+
+    def __enter__(self):
+        self.saved = [(m.training, m.momentum) for m in self.bns]
+        for m in self.bns:
+            m.train()
+            m.momentum = 0.0
+
+    def __exit__(self, *exc):
+        for m, (training, momentum) in zip(self.bns, self.saved, strict=True):
+            m.train(training)
+            m.momentum = momentum

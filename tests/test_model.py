@@ -1,0 +1,302 @@
+"""LeWM model and ModelConfig tests (CPU, small batches)."""
+
+import json
+
+import pytest
+import torch
+
+from lewm_core.config import PRESETS, ModelConfig
+from lewm_core.model import LeWM, parameter_counts, recalibrate_batchnorm
+
+
+def pixels(b, t, size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, t, size, size, 3), generator=g, dtype=torch.uint8)
+
+
+def actions(b, t, cfg, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, t, cfg.action_block_dim, generator=g)
+
+
+def make(name="lab", **kw):
+    torch.manual_seed(0)
+    return LeWM(ModelConfig.preset(name, **kw))
+
+
+def randomise_adaln(model):
+    """Give the zero-initialised AdaLN layers non-zero weights so actions and blocks matter."""
+    g = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        for block in model.predictor.blocks:
+            lin = block.adaln[1]
+            lin.weight.copy_(0.05 * torch.randn(lin.weight.shape, generator=g))
+            lin.bias.copy_(0.3 * torch.randn(lin.bias.shape, generator=g))
+
+
+# --------------------------------------------------------------------------- parameter counts
+
+
+def test_paper_parameter_count_exact():
+    model = make("paper", action_dim=2)
+    counts = parameter_counts(model)
+    assert counts == {
+        "params_total": 18_034_478,
+        "params_encoder": 5_501_376,
+        "params_predictor": 10_791_360,
+        "params_projector": 792_768,
+        "params_action_encoder": 156_206,
+        "params_pred_proj": 792_768,
+    }
+
+
+def test_paper_forward_tiny_batch():
+    model = make("paper").eval()
+    cfg = model.cfg
+    with torch.inference_mode():
+        out = model(pixels(1, 2, 224), actions(1, 2, cfg))
+    assert out["emb"].shape == (1, 2, 192)
+    assert out["pred"].shape == (1, 1, 192)
+
+
+# --------------------------------------------------------------------------- shapes, gradients
+
+
+@pytest.mark.parametrize("name", ["lab", "lab-vit"])
+def test_lab_forward_backward_shapes(name):
+    model = make(name)
+    cfg = model.cfg
+    b, t = 4, cfg.history + 1
+    out = model(pixels(b, t, cfg.image_size), actions(b, t, cfg))
+    assert out["emb"].shape == (b, t, cfg.latent_dim)
+    assert out["pred"].shape == (b, t - 1, cfg.latent_dim)
+    loss = (out["pred"] - out["emb"][:, 1:]).pow(2).mean() + out["emb"].pow(2).mean()
+    loss.backward()
+    for part in (model.encoder, model.projector, model.pred_proj):
+        for p in part.parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all()
+    # with AdaLN-zero the gates get gradients even though the branches are off at init
+    for block in model.predictor.blocks:
+        assert block.adaln[1].weight.grad.abs().sum() > 0
+
+
+def test_encode_single_frames_and_size_check():
+    model = make().eval()
+    s = model.cfg.image_size
+    x = pixels(3, 2, s)
+    with torch.no_grad():
+        z_clip = model.encode(x)
+        z_frames = model.encode(x[:, 1])
+        z_float = model.encode(x[:, 1].float() / 255.0)
+    assert z_clip.shape == (3, 2, model.cfg.latent_dim)
+    assert z_frames.shape == (3, model.cfg.latent_dim)
+    torch.testing.assert_close(z_frames, z_clip[:, 1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(z_float, z_frames)
+    with pytest.raises(ValueError, match="image_size"):
+        model.encode(pixels(1, 1, s * 2))
+
+
+def test_encode_actions_shape_and_check():
+    model = make()
+    cfg = model.cfg
+    assert model.encode_actions(actions(2, 3, cfg)).shape == (2, 3, cfg.latent_dim)
+    with pytest.raises(ValueError, match="action blocks"):
+        model.encode_actions(torch.randn(2, 3, cfg.action_dim))
+
+
+def test_predict_rejects_too_long_history():
+    model = make()
+    cfg = model.cfg
+    z = torch.randn(2, cfg.history + 1, cfg.latent_dim)
+    with pytest.raises(ValueError, match="history"):
+        model.predict(z, actions(2, cfg.history + 1, cfg))
+
+
+def test_predict_accepts_action_embeddings():
+    model = make().eval()
+    randomise_adaln(model)
+    cfg = model.cfg
+    z, a = torch.randn(2, 3, cfg.latent_dim), actions(2, 3, cfg)
+    with torch.no_grad():
+        p1 = model.predict(z, a)
+        p2 = model.predict(z, action_emb=model.encode_actions(a))
+    torch.testing.assert_close(p1, p2)
+
+
+def test_bf16_autocast_forward():
+    model = make()
+    cfg = model.cfg
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(pixels(4, 4, cfg.image_size), actions(4, 4, cfg))
+    assert torch.isfinite(out["pred"].float()).all()
+    assert out["pred"].shape == (4, 3, cfg.latent_dim)
+
+
+# --------------------------------------------------------------------------- AdaLN-zero, causality
+
+
+def test_adaln_zero_init_actions_have_no_effect():
+    model = make().eval()
+    cfg = model.cfg
+    for block in model.predictor.blocks:
+        assert torch.count_nonzero(block.adaln[1].weight) == 0
+        assert torch.count_nonzero(block.adaln[1].bias) == 0
+    z = torch.randn(2, 3, cfg.latent_dim)
+    with torch.no_grad():
+        p1 = model.predict(z, actions(2, 3, cfg, seed=1))
+        p2 = model.predict(z, actions(2, 3, cfg, seed=2))
+    torch.testing.assert_close(p1, p2)
+
+
+def test_predictor_is_causal():
+    model = make().eval()
+    randomise_adaln(model)
+    cfg = model.cfg
+    px, act = pixels(2, 4, cfg.image_size), actions(2, 4, cfg)
+    with torch.no_grad():
+        base = model(px, act)["pred"]
+        px2 = px.clone()
+        px2[:, 2] = 255 - px2[:, 2]  # change frame 2: only predictions 2.. may change
+        pred_px = model(px2, act)["pred"]
+        act2 = act.clone()
+        act2[:, 1] += 3.0  # change action 1: only predictions 1.. may change
+        pred_act = model(px, act2)["pred"]
+    torch.testing.assert_close(pred_px[:, :2], base[:, :2])
+    assert not torch.allclose(pred_px[:, 2], base[:, 2])
+    torch.testing.assert_close(pred_act[:, :1], base[:, :1])
+    assert not torch.allclose(pred_act[:, 1], base[:, 1])
+
+
+# --------------------------------------------------------------------------- rollout
+
+
+def manual_rollout(model, z, act, horizon):
+    hist = model.cfg.history
+    seq = list(z.unbind(1))
+    out = []
+    for _ in range(horizon):
+        n = len(seq)
+        start = max(0, n - hist)
+        pred = model.predict(torch.stack(seq[start:], 1), act[:, start:n])[:, -1]
+        seq.append(pred)
+        out.append(pred)
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("t0", [1, 2, 4])
+def test_rollout_matches_step_by_step_predict(t0):
+    model = make().eval()
+    randomise_adaln(model)
+    cfg = model.cfg
+    horizon = 5
+    z = torch.randn(3, t0, cfg.latent_dim)
+    act = actions(3, t0 - 1 + horizon, cfg)
+    with torch.no_grad():
+        got = model.rollout(z, act)
+        expected = manual_rollout(model, z, act, horizon)
+    assert got.shape == (3, horizon, cfg.latent_dim)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_rollout_broadcasts_context_under_inference_mode():
+    model = make().eval()
+    randomise_adaln(model)
+    cfg = model.cfg
+    z = torch.randn(1, 1, cfg.latent_dim)
+    act = actions(300, 5, cfg)
+    with torch.inference_mode():
+        got = model.rollout(z, act)
+        ref = model.rollout(z.expand(300, -1, -1).clone(), act)
+    assert got.shape == (300, 5, cfg.latent_dim)
+    torch.testing.assert_close(got, ref)
+    with pytest.raises(ValueError):
+        model.rollout(torch.randn(2, 1, cfg.latent_dim), act)
+    with pytest.raises(ValueError):
+        model.rollout(torch.randn(1, 3, cfg.latent_dim), act[:, :2])
+
+
+# ------------------------------------------------------------------- BatchNorm recalibration
+
+
+def test_recalibrate_batchnorm_changes_running_stats():
+    model = make()
+    cfg = model.cfg
+    model.train()
+    bn = model.projector[1]
+    before_mean = bn.running_mean.clone()
+    batches = [(pixels(8, 4, cfg.image_size, seed=i), actions(8, 4, cfg, seed=i)) for i in range(3)]
+    used = recalibrate_batchnorm(model, iter(batches), num_batches=2)
+    assert used == 2
+    assert not torch.allclose(bn.running_mean, before_mean)
+    assert bn.momentum == 0.1 and model.training
+    assert bn.num_batches_tracked.item() == 2
+    # cumulative average: equals the mean of the per-batch statistics of the frozen model
+    model.eval()
+    with torch.no_grad():
+        feats = [
+            model.projector[0](model.encoder(_norm(model, px))).mean(0) for px, _ in batches[:2]
+        ]
+    torch.testing.assert_close(bn.running_mean, torch.stack(feats).mean(0), rtol=1e-4, atol=1e-5)
+
+
+def _norm(model, px):
+    s = model.cfg.image_size
+    x = px.reshape(-1, s, s, 3).permute(0, 3, 1, 2).float() / 255.0
+    return (x - model.pixel_mean) / model.pixel_std
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_presets_and_defaults():
+    assert PRESETS == ("paper", "lab", "lab-vit")
+    assert ModelConfig.preset("paper") == ModelConfig()
+    lab = ModelConfig.preset("lab")
+    assert (lab.image_size, lab.encoder, lab.proj_hidden, lab.pred_depth) == (64, "cnn", 512, 4)
+    vit = ModelConfig.preset("lab-vit", dropout=0.0)
+    assert (vit.encoder, vit.patch_size, vit.enc_width, vit.dropout) == ("vit", 8, 128, 0.0)
+    assert ModelConfig.preset("lab", latent_dim=128).pred_width == 128
+    with pytest.raises(ValueError, match="lab-vit"):
+        ModelConfig.preset("huge")
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_config_json_round_trip(name):
+    cfg = ModelConfig.preset(name, action_dim=5)
+    d = json.loads(json.dumps(cfg.to_dict()))
+    back = ModelConfig.from_dict(d)
+    assert back == cfg
+    assert isinstance(back.cnn_channels, tuple)
+
+
+def test_from_dict_unknown_key():
+    with pytest.raises(ValueError, match="unknown ModelConfig field"):
+        ModelConfig.from_dict({"latent_dim": 192, "bogus": 1})
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"pred_width": 128}, "pred_width"),
+        ({"image_size": 100}, "patch_size"),
+        ({"encoder": "cnn", "image_size": 72}, "cnn"),
+        ({"encoder": "resnet"}, "encoder"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"enc_heads": 5}, "enc_heads"),
+        ({"encoder": "cnn", "cnn_channels": ()}, "cnn_channels"),
+    ],
+)
+def test_config_validation(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        ModelConfig(**kwargs)
+
+
+def test_state_dict_round_trip():
+    model = make()
+    other = LeWM(ModelConfig.from_dict(model.cfg.to_dict()))
+    other.load_state_dict(model.state_dict())
+    for (k1, v1), (k2, v2) in zip(
+        model.state_dict().items(), other.state_dict().items(), strict=True
+    ):
+        assert k1 == k2 and torch.equal(v1, v2)
