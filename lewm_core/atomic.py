@@ -24,7 +24,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     is left as it was.
     """
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}{TMP_MARK}", suffix=target.suffix, dir=target.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)

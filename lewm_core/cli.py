@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+import time
 
 from lewm_core.errors import UserError
 
@@ -37,10 +38,11 @@ def _emit_json(obj: dict) -> None:
 def cmd_collect(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from lewm_core.collect import CollectSpec, collect
+    from lewm_core.collect import CollectSpec, check_output_path, collect, validate_spec
 
     spec = CollectSpec(args.env, args.episodes, args.steps, args.resolution, args.seed)
-    import time
+    validate_spec(spec, args.workers)  # bad input fails before any progress bar is drawn
+    check_output_path(args.out, args.overwrite)
 
     t0 = time.perf_counter()
     with tqdm(
@@ -177,6 +179,24 @@ def cmd_eval(args: argparse.Namespace) -> None:
         _emit_json(summary)
 
 
+def cmd_ship(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from lewm_core.shipping import ship
+
+    evals = {}
+    for path in args.eval or []:
+        text = Path(path).read_text().strip().splitlines() if Path(path).exists() else []
+        if not text:
+            raise UserError(
+                f"eval file {path} is missing or empty; write it with `lewm eval --json`"
+            )
+        e = json.loads(text[-1])
+        evals[e.get("sampling", Path(path).stem)] = e
+    out = ship(args.run, args.out, evals)
+    print(f"shipped {args.run} to {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lewm_core.config import PRESETS
 
@@ -238,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
+    s = sub.add_parser("ship", help="copy a run to a small model folder with a model card")
+    s.add_argument("--run", required=True)
+    s.add_argument("--out", required=True, help="e.g. assets/models/tworoom")
+    s.add_argument("--eval", action="append", help="`lewm eval --json` output file (repeatable)")
+    s.set_defaults(func=cmd_ship)
     return p
 
 

@@ -171,6 +171,41 @@ class PredictorBlock(nn.Module):
         h = modulate(self.norm2(x), shift2, scale2)
         return x + gate2 * self.drop(self.fc2(self.drop(F.gelu(self.fc1(h)))))
 
+    def forward_incremental(
+        self, x: Tensor, mod: Tensor, past: tuple[Tensor, Tensor] | None, last_only: bool
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Inference-only forward of n new tokens that follow `past` cached keys/values.
+
+        x: (B, n, W) new tokens; mod: (B, n, 6W) their precomputed AdaLN output
+        (`self.adaln(c)`); past: keys and values (B, heads, P, head_dim) of the P earlier
+        tokens, or None. With `last_only`, queries, output projection and MLP run on the newest
+        token alone (its output is all that is used). Returns the output (B, n or 1, W) and the
+        keys/values of all P + n tokens. Equals `forward` on the full sequence (eval mode).
+        """
+        b, n, _ = x.shape
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+        h = modulate(self.norm1(x), shift1, scale1)
+        q, k, v = self.qkv(h).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        if last_only and n > 1:
+            x, q = x[:, -1:], q[:, :, -1:]
+            gate1, shift2, scale2, gate2 = (
+                gate1[:, -1:],
+                shift2[:, -1:],
+                scale2[:, -1:],
+                gate2[:, -1:],
+            )
+        # A single query (the newest token) may see every key; several new tokens with no past
+        # are the whole window and attend causally.
+        causal = q.shape[2] > 1
+        if causal and past is not None:
+            raise ValueError("several new tokens after a cache are not supported")
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        x = x + gate1 * self.proj(a.transpose(1, 2).reshape(b, q.shape[2], -1))
+        h = modulate(self.norm2(x), shift2, scale2)
+        return x + gate2 * self.fc2(F.gelu(self.fc1(h))), (k, v)
+
 
 class Predictor(nn.Module):
     """Causal transformer over (B, T <= history, D) latents conditioned on (B, T, D) actions."""
@@ -278,15 +313,22 @@ class LeWM(nn.Module):
             action_emb = self.encode_actions(actions)
         return self._pred_proj(self._predict_hidden(latents, action_emb))
 
-    def rollout(self, latents: Tensor, action_blocks: Tensor) -> Tensor:
+    def rollout(self, latents: Tensor, action_blocks: Tensor, mode: str = "fast") -> Tensor:
         """Autoregressive prediction of H future latents.
 
         latents: (B, T0, D) context, T0 >= 1 (a batch of 1 is broadcast to the actions' batch,
         e.g. 300 CEM candidates). action_blocks: (B, T0 - 1 + H, frameskip * action_dim); the
         first T0 - 1 are the actions between the context frames, action T0 - 1 + k leads to
-        future latent k. Each step sees the last `history` latents (and their actions); only the
-        newest token goes through pred_proj. Returns (B, H, D).
+        future latent k. Each step sees the last `history` latents (and their actions).
+        Returns (B, H, D).
+
+        mode "naive" does what the public code does: every step recomputes the whole window
+        and runs pred_proj on every token. mode "fast" (inference, eval mode) computes the same
+        numbers with less work: AdaLN modulations once per action, cached keys/values while the
+        window grows, the last layer and pred_proj on the newest token only.
         """
+        if mode not in ("fast", "naive"):
+            raise ValueError(f"unknown rollout mode '{mode}'; choose fast or naive")
         t0 = latents.shape[1]
         horizon = action_blocks.shape[1] - (t0 - 1)
         if t0 < 1 or horizon < 1:
@@ -302,15 +344,46 @@ class LeWM(nn.Module):
                 )
             latents = latents.expand(b, -1, -1)
         act = self.encode_actions(action_blocks)  # (B, T0 - 1 + H, D)
-        hist = self.cfg.history
-        seq = list(latents.unbind(1))
-        out = []
+        if mode == "naive" or self.training:
+            return self._rollout_naive(latents, act, horizon)
+        return self._rollout_fast(latents, act, horizon)
+
+    def _rollout_naive(self, latents: Tensor, act: Tensor, horizon: int) -> Tensor:
+        hist, t0 = self.cfg.history, latents.shape[1]
+        seq, out = list(latents.unbind(1)), []
         for k in range(horizon):
             end = t0 + k  # number of known latents; predict latent index `end`
             start = max(0, end - hist)
             z = torch.stack(seq[start:end], dim=1)
-            h = self._predict_hidden(z, act[:, start:end])
-            nxt = self.pred_proj(h[:, -1])  # (B, D)
+            nxt = self._pred_proj(self._predict_hidden(z, act[:, start:end]))[:, -1]
+            seq.append(nxt)
+            out.append(nxt)
+        return torch.stack(out, dim=1)
+
+    def _rollout_fast(self, latents: Tensor, act: Tensor, horizon: int) -> Tensor:
+        hist, t0 = self.cfg.history, latents.shape[1]
+        pred = self.predictor
+        blocks = pred.blocks
+        mods = [blk.adaln(act) for blk in blocks]  # (B, L, 6W) per layer, once per action
+        seq, out = list(latents.unbind(1)), []
+        cache: list | None = None  # keys/values per layer, valid while the window starts at 0
+        for k in range(horizon):
+            end = t0 + k
+            start = max(0, end - hist)
+            if start == 0 and cache is not None:  # growing window: one new token
+                new = slice(end - 1, end)
+                x = seq[end - 1][:, None] + pred.pos_embed[:, end - 1 : end]
+            else:  # first step or sliding window (positions shift): the whole window
+                new = slice(start, end)
+                x = torch.stack(seq[start:end], dim=1) + pred.pos_embed[:, : end - start]
+                cache = None
+            kvs = []
+            for i, blk in enumerate(blocks):
+                past = cache[i] if cache is not None else None
+                x, kv = blk.forward_incremental(x, mods[i][:, new], past, i == len(blocks) - 1)
+                kvs.append(kv)
+            cache = kvs if start == 0 else None
+            nxt = self.pred_proj(pred.norm(x[:, -1]))
             seq.append(nxt)
             out.append(nxt)
         return torch.stack(out, dim=1)

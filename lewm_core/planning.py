@@ -80,8 +80,15 @@ class PlanResult:
 class Planner:
     """CEM planner over a LeWM; one `plan()` call is one full CEM search."""
 
-    def __init__(self, model: LeWM, action_stats: ActionStats, cfg: CEMConfig | None = None):
+    def __init__(
+        self,
+        model: LeWM,
+        action_stats: ActionStats,
+        cfg: CEMConfig | None = None,
+        rollout_mode: str = "fast",
+    ):
         self.model = model.eval()
+        self.rollout_mode = rollout_mode
         self.stats = action_stats
         self.cfg = cfg or CEMConfig()
         self.cfg.validate()
@@ -102,7 +109,7 @@ class Planner:
     @torch.inference_mode()
     def cost(self, z_start: torch.Tensor, z_goal: torch.Tensor, blocks: torch.Tensor):
         """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A)."""
-        pred = self.model.rollout(z_start.reshape(1, 1, -1), blocks)
+        pred = self.model.rollout(z_start.reshape(1, 1, -1), blocks, mode=self.rollout_mode)
         return ((pred[:, -1] - z_goal.reshape(1, -1)) ** 2).sum(-1), pred
 
     @torch.inference_mode()

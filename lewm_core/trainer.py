@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from lewm_core import __version__
-from lewm_core.atomic import atomic_path, remove_stale_temporaries
+from lewm_core.atomic import atomic_path, remove_stale_temporaries, write_json
 from lewm_core.checkpoint import save_model
 from lewm_core.config import ModelConfig
 from lewm_core.data import ClipDataset, dataset_info
@@ -263,7 +263,7 @@ class Trainer:
         metrics = {
             "step": self.step_count,
             "epoch": s // self.steps_per_epoch,
-            "loss": float(loss),
+            "loss": float(loss.detach()),
             "pred_loss": float(terms["pred_loss"]),
             "sigreg": float(terms["sigreg"]),
             "lr": lr,
@@ -450,12 +450,15 @@ class Trainer:
             self.save_checkpoint()
         wall = time.perf_counter() - t0
         ev = getattr(self, "last_eval", {})
-        return {
+        summary_path = self.out / "train_summary.json"
+        previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        summary = {
             "run": str(self.out),
             "steps": self.step_count,
             "total_steps": self.total_steps,
             "stopped_early": self.step_count < self.total_steps,
             "wall_s": round(wall, 2),
+            "total_wall_s": round(previous.get("total_wall_s", 0.0) + wall, 2),
             "samples_per_s": round(
                 (self.step_count - start) * self.cfg.batch_size / max(wall, 1e-9), 1
             ),
@@ -465,6 +468,8 @@ class Trainer:
                 for k in ("val_pred_loss", "val_copy_loss", "emb_std_mean", "effective_rank")
             },
         }
+        write_json(summary_path, summary)
+        return summary
 
 
 class _batchnorm_on_batch_stats:

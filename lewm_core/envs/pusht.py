@@ -3,11 +3,12 @@
 World: 512 x 512 px (y grows downwards, like image rows) with static walls along the border
 (segments 5 px inside the edges, radius 2). The agent is a kinematic disk of radius 15 driven by
 a PD controller; the block is a dynamic T of mass 1 made of two boxes: a 120 x 30 bar and a
-30 x 90 stem below its middle (unit = world px). In the block frame the bar spans
-x in [-60, 60], y in [0, 30] and the stem x in [-15, 15], y in [30, 120]; the body origin
-(0, 0) is the midpoint of the bar's outer edge, and ``block_pos`` / the state hold the position
-of this body origin (the classic Push-T convention), not the centre of mass (which is at
-(0, 40.71) in the block frame; the block rotates about it).
+30 x 90 stem below its middle (unit = world px). In design coordinates (origin at the midpoint
+of the bar's outer edge, as in the classic Push-T) the bar spans x in [-60, 60], y in [0, 30]
+and the stem x in [-15, 15], y in [30, 120]; the uniform T's centre of mass is at (0, 40.71).
+The pymunk body origin is placed at this centre of mass, so ``block_pos`` (and the state) is
+the block's CENTRE OF MASS (not the classic bar-edge origin, which lies 40.71 px from it
+towards the bar); keeping body origin = centre of mass makes ``set_state`` bit-exact.
 
 Control: the action a in [-1, 1]^2 is relative: target = agent position + 100 * a (clipped to
 the reachable area). Each env step (10 Hz) runs 10 physics substeps of dt = 0.01 s; before each
@@ -30,6 +31,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 import pymunk
+from pymunk._chipmunk_cffi import lib as _cp  # shape-id counter (no public API for it)
 
 from .base import LewmEnv, Policy, wrap_angle
 
@@ -43,10 +45,11 @@ ACTION_SCALE = 100.0
 TARGET_LO = WALL_INSET + WALL_RADIUS + AGENT_RADIUS  # 22: agent stays off the walls
 TARGET_HI = WORLD - TARGET_LO
 
-BAR = ((-60.0, 0.0), (60.0, 0.0), (60.0, 30.0), (-60.0, 30.0))
-STEM = ((-15.0, 30.0), (15.0, 30.0), (15.0, 120.0), (-15.0, 120.0))
-# The T outline (block frame), clockwise on screen, used for drawing and for the policy.
-T_OUTLINE = np.array(
+# T design coordinates (bar top-middle at the origin); the body frame is shifted to the COM.
+BAR_DESIGN = ((-60.0, 0.0), (60.0, 0.0), (60.0, 30.0), (-60.0, 30.0))
+STEM_DESIGN = ((-15.0, 30.0), (15.0, 30.0), (15.0, 120.0), (-15.0, 120.0))
+# The T outline, clockwise on screen (y down), used for drawing and for the policy.
+T_OUTLINE_DESIGN = np.array(
     [(-60, 0), (60, 0), (60, 30), (15, 30), (15, 120), (-15, 120), (-15, 30), (-60, 30)],
     dtype=np.float64,
 )
@@ -64,7 +67,9 @@ _SHIFT = 4
 _ONE = 1 << _SHIFT
 
 
-def _box_inertia(box: tuple[tuple[float, float], ...], mass: float, about: tuple[float, float]):
+def _box_inertia(
+    box: tuple[tuple[float, float], ...], mass: float, about: tuple[float, float]
+) -> float:
     """Moment of inertia of a solid axis-aligned box of ``mass`` about point ``about``."""
     (x0, y0), (x1, y1) = box[0], box[2]
     w, h = abs(x1 - x0), abs(y1 - y0)
@@ -79,11 +84,21 @@ def _block_mass_props() -> tuple[tuple[float, float], float]:
     cog = (0.0, cy)
     m_bar = BLOCK_MASS * a_bar / (a_bar + a_stem)
     m_stem = BLOCK_MASS - m_bar
-    moment = _box_inertia(BAR, m_bar, cog) + _box_inertia(STEM, m_stem, cog)
+    moment = _box_inertia(BAR_DESIGN, m_bar, cog) + _box_inertia(STEM_DESIGN, m_stem, cog)
     return cog, moment
 
 
 BLOCK_COG, BLOCK_MOMENT = _block_mass_props()
+
+
+def _centred(points) -> list[tuple[float, float]]:
+    """Shift T-design coordinates so that the centre of mass is the origin."""
+    return [(float(x) - BLOCK_COG[0], float(y) - BLOCK_COG[1]) for x, y in points]
+
+
+BAR = tuple(_centred(BAR_DESIGN))  # body-frame boxes (centre of mass at the origin)
+STEM = tuple(_centred(STEM_DESIGN))
+T_OUTLINE = np.array(_centred(T_OUTLINE_DESIGN))  # (8, 2) outline in the body frame
 
 
 @functools.lru_cache(maxsize=16)
@@ -155,8 +170,7 @@ class PushTEnv(LewmEnv):
         agent = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
         agent_shape = pymunk.Circle(agent, AGENT_RADIUS)
         agent_shape.friction = 1.0
-        block = pymunk.Body(BLOCK_MASS, BLOCK_MOMENT)
-        block.center_of_gravity = BLOCK_COG
+        block = pymunk.Body(BLOCK_MASS, BLOCK_MOMENT)  # body origin = centre of mass
         block_shapes = [pymunk.Poly(block, box) for box in (BAR, STEM)]
         for sh in block_shapes:
             sh.friction = 1.0
@@ -168,16 +182,18 @@ class PushTEnv(LewmEnv):
         self._canonical_counter = self._shape_id_counter()
 
     def _shape_id_counter(self) -> int:
-        from pymunk._chipmunk_cffi import lib
-
-        return int(lib.cpSpaceGetShapeIDCounter(self.space._space))
+        return int(_cp.cpSpaceGetShapeIDCounter(self.space._space))
 
     def _canonicalize(self) -> None:
-        """Drop cached contacts and rebuild the broadphase in a fixed order (pure step)."""
-        from pymunk._chipmunk_cffi import lib
+        """Make the next env step a pure function of the state vector.
 
+        Drops the contact cache (warm-start impulses), rebuilds the broadphase in a fixed order
+        with fixed shape ids, and clears the block's pending position-correction velocity
+        (chipmunk's ``v_bias``/``w_bias``; a zero-length position update consumes them).
+        """
+        pymunk.Body.update_position(self.block, 0.0)
         self.space.remove(*self._dynamic_shapes)
-        lib.cpSpaceSetShapeIDCounter(self.space._space, self._canonical_counter)
+        _cp.cpSpaceSetShapeIDCounter(self.space._space, self._canonical_counter)
         self.space.add(*self._dynamic_shapes)
 
     def _set_bodies(self, agent_pos, agent_vel, block_pos, block_angle, block_vel, block_w):
@@ -308,7 +324,8 @@ class PushTPolicy(Policy):
     direction, orbiting around the block (radius ~110 px about its centre of mass) when the
     straight path would cross it; phase 2 moves to just behind the contact; phase 3 pushes along
     the direction for 6-18 steps. Then a new push is chosen (also on a phase timeout). Actions
-    are relative targets (pos + 100 a), limited to a per-push speed, plus N(0, 0.1^2) noise.
+    are relative targets (pos + 100 a), limited to per-push speeds (approach 0.5-1, push
+    0.3-0.8), plus N(0, 0.1^2) noise.
     """
 
     NOISE_STD = 0.1
@@ -329,7 +346,7 @@ class PushTPolicy(Policy):
         c, s = math.cos(b.angle), math.sin(b.angle)
         rot = np.array([[c, -s], [s, c]])  # block -> world
         pos = np.array(b.position)
-        return rot, pos, rot @ np.array(BLOCK_COG) + pos
+        return rot, pos, pos
 
     def _new_push(self) -> None:
         rng = self.rng
@@ -350,7 +367,8 @@ class PushTPolicy(Policy):
                 break
         self.phase = "approach"
         self.steps = 0
-        self.speed = float(rng.uniform(0.3, 0.8))
+        self.approach_speed = float(rng.uniform(0.5, 1.0))
+        self.push_speed = float(rng.uniform(0.3, 0.8))
         self.push_steps = int(rng.integers(6, 19))
 
     def _goal_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -380,10 +398,11 @@ class PushTPolicy(Policy):
             target = agent + self.push_dir * 100.0
             if self.steps >= self.push_steps:
                 self.phase = "new"
+        speed = self.push_speed if self.phase == "push" else self.approach_speed
         delta = (target - agent) / ACTION_SCALE
         norm = float(np.linalg.norm(delta))
-        if norm > self.speed:
-            delta *= self.speed / norm
+        if norm > speed:
+            delta *= speed / norm
         a = delta + self.NOISE_STD * self.rng.standard_normal(2)
         return np.clip(a, -1.0, 1.0).astype(np.float32)
 

@@ -1,0 +1,24 @@
+"""LeWM Lab: the Streamlit router. Run with ``streamlit run app/Home.py``.
+
+Pages live in ``app/views/``; they are registered in ``app/lab_pages.py`` (one line each).
+"""
+
+import os
+
+# Must be set before anything imports mujoco (Reacher renders offscreen through EGL).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import streamlit as st  # noqa: E402
+
+# `streamlit run` puts app/ on sys.path, AppTest does not: the pages import `ui`, `lab_pages`.
+_APP_DIR = str(Path(__file__).resolve().parent)
+if _APP_DIR not in sys.path:
+    sys.path.insert(0, _APP_DIR)
+
+from lab_pages import PAGES  # noqa: E402
+
+st.set_page_config(page_title="LeWM Lab", layout="wide")
+st.navigation([p.page() for p in PAGES]).run()

@@ -1,0 +1,47 @@
+"""Welcome: what LeWorldModel is and which pages the lab has."""
+
+import streamlit as st
+import ui
+from lab_pages import PAGES
+
+st.title("LeWM Lab")
+st.markdown(
+    "An interactive lab over **LeWorldModel (LeWM)**, a small world model that learns the "
+    "dynamics of a task straight from pixels and then plans with it."
+)
+
+left, right = st.columns(2)
+with left:
+    st.subheader("The model")
+    st.markdown(
+        """
+- **JEPA, not a pixel predictor.** An encoder (a small ViT) maps each frame to one
+  embedding; a predictor, conditioned on the actions, predicts the **next frame's embedding**.
+  The loss is the squared error between predicted and actual next embeddings: no pixel
+  reconstruction, no target network, no stop-gradient.
+- **SIGReg keeps it from collapsing.** Predicting embeddings alone would be solved by mapping
+  every frame to the same point. SIGReg (a sketched isotropic Gaussian regulariser) pushes the
+  batch of embeddings, seen along many random directions, towards a standard Gaussian.
+- **Planning with CEM.** To reach a goal image, the planner encodes the goal, samples action
+  sequences, rolls them out *in embedding space* with the predictor, keeps the ones whose final
+  embedding lands closest to the goal's, refits and repeats (cross-entropy method); it executes
+  the plan, then replans (model-predictive control).
+"""
+    )
+with right:
+    st.subheader("The pages")
+    for page in PAGES:
+        if page.default:
+            continue
+        st.page_link(page.path, label=page.title, icon=page.icon)
+        st.caption(page.summary)
+    st.caption("Use the sidebar to move between pages.")
+
+ui.explainer(
+    """
+This page is text only. Every number shown elsewhere in the lab is computed by the project's
+`lewm_core` package (environments, model, training, planning); the app only displays it.
+The three tasks are **Two-Room** (a point agent passes a door to a target), **Push-T** (push a
+T-shaped block onto a target pose) and **Reacher** (a two-joint arm reaches a point).
+"""
+)

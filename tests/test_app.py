@@ -1,0 +1,173 @@
+"""Tests of the Streamlit app: AppTest (in-process) and one real-browser run (headless Chromium)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lewm_core.envs import ENV_NAMES
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+ROOT = Path(__file__).resolve().parents[1]
+HOME = str(ROOT / "app" / "Home.py")
+ENV_PAGE = "views/environments.py"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _steps(at: AppTest) -> int:
+    return int(next(m for m in at.metric if m.label == "Steps").value)
+
+
+def _badges(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if "-badge[" in m.value]
+
+
+@pytest.fixture
+def env_page() -> AppTest:
+    at = AppTest.from_file(HOME, default_timeout=60).run()
+    assert not at.exception
+    at.switch_page(ENV_PAGE).run()
+    assert not at.exception
+    return at
+
+
+def test_home_runs() -> None:
+    at = AppTest.from_file(HOME, default_timeout=60).run()
+    assert not at.exception
+    assert at.title[0].value == "LeWM Lab"
+
+
+def test_step_buttons_and_goal(env_page: AppTest) -> None:
+    at = env_page
+    assert not at.error
+    assert _steps(at) == 0
+    at.button(key="env_step_1").click().run()
+    assert _steps(at) == 1
+    at.button(key="env_set_goal").click().run()
+    assert any(b.startswith(":green-badge[") for b in _badges(at))
+    at.slider(key="env_act_0").set_value(1.0).run()
+    at.slider(key="env_act_1").set_value(1.0).run()
+    at.button(key="env_step_25").click().run()
+    assert _steps(at) == 26
+    assert any(b.startswith(":red-badge[") for b in _badges(at))
+    at.button(key="env_reset").click().run()
+    assert _steps(at) == 0
+    assert not at.exception
+
+
+@pytest.mark.parametrize("name", ENV_NAMES)
+def test_each_env_renders(env_page: AppTest, name: str) -> None:
+    at = env_page
+    at.selectbox(key="env_name_w").select(name).run()
+    assert not at.exception and not at.error, f"{name}: {at.exception or at.error}"
+    assert at.query_params["env"] in (name, [name])
+    at.button(key="env_step_5").click().run()
+    at.button(key="env_random").click().run()
+    assert _steps(at) == 6
+    at.button(key="env_teleport").click().run()
+    pickers = [c for c in at.color_picker if c.key and c.key.startswith("env_color_")]
+    assert pickers
+    pickers[0].pick("#00ff00").run()
+    at.selectbox(key="env_res_w").select(96).run()
+    assert not at.exception, f"{name}: {at.exception}"
+    assert _steps(at) == 0  # a new resolution rebuilds and resets
+
+
+def test_settings_read_from_url() -> None:
+    at = AppTest.from_file(HOME, default_timeout=60)
+    at.query_params.update({"env": "pusht", "seed": "7", "res": "128"})
+    at.run()
+    at.switch_page(ENV_PAGE)
+    at.query_params.update({"env": "pusht", "seed": "7", "res": "128"})
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="env_name_w").value == "pusht"
+    assert at.number_input(key="env_seed_w").value == 7
+    assert at.selectbox(key="env_res_w").value == 128
+
+
+# --------------------------------------------------------------------------- real browser
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    port = _free_port()
+    log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 (closed by the finalizer)
+    cmd = [sys.executable, "-m", "streamlit", "run", HOME, "--server.headless", "true"]
+    cmd += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, "MUJOCO_GL": "egl"}, stdout=log, stderr=log
+    )
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+    request.addfinalizer(stop)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited: {(tmp_path / 'streamlit.log').read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200 and r.read().strip() == b"ok":
+                    return url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("streamlit did not become healthy within 60 s")
+        time.sleep(0.5)
+
+
+@pytest.mark.browser
+def test_environments_page_in_browser(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import expect, sync_playwright
+
+    # requested here (not as an argument) so the server only starts when Chromium exists
+    url = request.getfixturevalue("server")
+    idle = "[data-testid='stApp'][data-test-script-state='notRunning']"
+    shot = Path(os.environ.get("LEWM_APP_SCREENSHOT", tmp_path / "environments.png"))
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    args += ["--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.wait_for_selector(idle)
+            page.locator("[data-testid='stSidebarNav'] a", has_text="Environments").click()
+            steps = page.locator("[data-testid='stMetric']", has_text="Steps").locator(
+                "[data-testid='stMetricValue']"
+            )
+            expect(steps).to_have_text("0")
+            page.wait_for_selector(idle)
+            page.get_by_role("button", name="Step", exact=True).click()
+            expect(steps).to_have_text("1")
+            page.wait_for_selector(idle)
+            assert page.locator("[data-testid='stException']").count() == 0
+            assert "env=tworoom" in page.url
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()

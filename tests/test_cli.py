@@ -1,0 +1,86 @@
+"""The `lewm` command line: JSON summaries, and bad input as one clear line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+LEWM = [sys.executable, "-m", "lewm_core"]
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    return subprocess.run(
+        [*LEWM, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
+    )
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess, needle: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert needle in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_model_info_paper_counts():
+    proc = run("model-info", "--preset", "paper", "--action-dim", "2", "--json")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["params_total"] == 18_034_478
+    assert info["params_encoder"] == 5_501_376 and info["params_predictor"] == 10_791_360
+    assert info["params_projector"] == 792_768 and info["params_action_encoder"] == 156_206
+
+
+def test_collect_json_and_overwrite_protection(tmp_path):
+    out = tmp_path / "d.h5"
+    proc = run(
+        "collect",
+        "--env",
+        "tworoom",
+        "--episodes",
+        "3",
+        "--steps",
+        "12",
+        "--out",
+        str(out),
+        "--quiet",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["steps"] == 36
+    before = out.read_bytes()
+    assert_clean_error(run("collect", "--env", "tworoom", "--out", str(out)), "--overwrite")
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["collect", "--env", "nope", "--out", "x.h5"], "unknown env 'nope'"),
+        (["collect", "--env", "tworoom", "--resolution", "0", "--out", "x.h5"], "resolution 0"),
+        (["collect", "--env", "tworoom", "--resolution", "999", "--out", "x.h5"], "resolution 999"),
+        (["collect", "--env", "tworoom", "--episodes", "-4", "--out", "x.h5"], "--episodes"),
+        (["collect", "--env", "tworoom", "--out", "/proc/nope/x.h5"], "/proc/nope"),
+        (["train", "--data", "missing.h5", "--out", "r"], "does not exist"),
+        (["train", "--data", "x.h5", "--out", "r", "--lr", "nan"], "not a finite number"),
+        (["eval", "--checkpoint", "no-such-run"], "not a run folder"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tmp_path, args, needle):
+    assert_clean_error(run(*args, cwd=tmp_path), needle)
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_train_refuses_foreign_hdf5(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "foreign.h5", "w") as f:
+        f["pixels"] = [1, 2, 3]
+    assert_clean_error(
+        run("train", "--data", str(tmp_path / "foreign.h5"), "--out", str(tmp_path / "r")),
+        "not a LeWM dataset",
+    )
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,274 @@
+"""Tests of lewm_core.envs: API contract, determinism, exact state restore, policies."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import lewm_core.envs as envs
+from lewm_core.envs import ENV_NAMES, make, make_policy
+
+
+@pytest.fixture(scope="module", params=ENV_NAMES)
+def env(request):
+    e = make(request.param, 64)
+    e.name = request.param
+    yield e
+    e.close()
+
+
+def rollout(e, policy, n: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """n policy steps: (actions, states before each step + final, frames after each step)."""
+    actions, states, frames = [], [e.get_state()], []
+    for _ in range(n):
+        a = policy.act()
+        obs, *_ = e.step(a)
+        actions.append(a)
+        states.append(e.get_state())
+        frames.append(obs)
+    return actions, states, frames
+
+
+def test_env_checker(env):
+    check_env(env, skip_render_check=True)
+
+
+def test_spaces_and_info(env):
+    obs, info = env.reset(seed=0)
+    assert env.observation_space == gymnasium.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    assert env.action_space.dtype == np.float32 and env.action_space.shape == (env.action_dim,)
+    assert obs.dtype == np.uint8 and obs.shape == (64, 64, 3)
+    assert np.array_equal(env.render(), obs)
+    st = info["state"]
+    assert list(st) == list(env.state_spec)
+    for k, size in env.state_spec.items():
+        assert st[k].shape == (size,) and st[k].dtype == np.float64
+    assert set(env.angle_quantities) <= set(env.state_spec)
+    assert env.get_state().shape == (env.state_dim,) and env.get_state().dtype == np.float64
+    obs2, r, term, trunc, info2 = env.step(np.full(env.action_dim, 5.0))  # clipped
+    assert (r, term, trunc) == (0.0, False, False) and list(info2["state"]) == list(st)
+
+
+def test_required_state_names():
+    assert list(envs.env_class("tworoom").state_spec) == ["agent_pos"]
+    pusht = envs.env_class("pusht")
+    assert list(pusht.state_spec) == ["agent_pos", "agent_vel", "block_pos", "block_angle"]
+    assert pusht.angle_quantities == ("block_angle",)
+    reacher = envs.env_class("reacher")
+    assert list(reacher.state_spec) == ["joint_angles", "joint_vel", "fingertip_pos"]
+    assert reacher.angle_quantities == ("joint_angles",)
+
+
+def test_same_seed_same_frames(env):
+    runs = []
+    for _ in range(2):
+        obs, _ = env.reset(seed=123)
+        pol = make_policy(env.name, env, seed=7)
+        pol.reset()
+        frames = [obs] + rollout(env, pol, 15)[2]
+        runs.append(np.stack(frames))
+    assert np.array_equal(runs[0], runs[1])
+    obs_other, _ = env.reset(seed=124)
+    assert not np.array_equal(obs_other, runs[0][0])
+
+
+def test_set_state_round_trip(env):
+    env.reset(seed=5)
+    pol = make_policy(env.name, env, seed=5)
+    pol.reset()
+    actions, states, frames = rollout(env, pol, 30)
+    other = make(env.name, 64)
+    try:
+        other.reset(seed=99)
+        rollout(other, make_policy(env.name, other, 1), 3)  # some unrelated history
+        for k in (4, 17):
+            other.set_state(states[k])
+            assert np.array_equal(other.get_state(), states[k])
+            if k > 0:
+                assert np.array_equal(other.render(), frames[k - 1])
+            for j in range(k, k + 5):
+                obs, *_ = other.step(actions[j])
+                assert np.array_equal(other.get_state(), states[j + 1])
+                assert np.array_equal(obs, frames[j])
+        # reset(options={"state": s}) restores too
+        obs, info = other.reset(seed=0, options={"state": states[10]})
+        assert np.array_equal(obs, frames[9])
+    finally:
+        other.close()
+    with pytest.raises(ValueError, match="state_dim"):
+        env.set_state(np.zeros(env.state_dim + 1))
+
+
+def test_is_success(env):
+    env.reset(seed=3)
+    goal = env.get_state()
+    assert env.is_success(goal)
+    far = goal.copy()
+    if env.name == "tworoom":
+        far[0] += 17.0 if far[0] < 112 else -17.0
+    elif env.name == "pusht":
+        far[6] += 0.5  # block turned by more than pi/9
+        assert not env.is_success(far)
+        far = goal.copy()
+        far[4] += 25.0
+    else:
+        far[1] += 0.06
+        assert not env.is_success(far)
+        far = goal.copy()
+        far[0] += 2 * math.pi  # same configuration: wrapped
+        assert env.is_success(far)
+        far[0] += 0.06
+    assert not env.is_success(far)
+
+
+def test_teleport_and_set_color(env):
+    env.reset(seed=11)
+    s0, f0 = env.get_state(), env.render().copy()
+    env.teleport(np.random.default_rng(0))
+    assert not np.allclose(env.get_state()[:2], s0[:2])
+    assert not np.array_equal(env.render(), f0)
+    f1 = env.render().copy()
+    for part in env.color_parts:
+        env.set_color(part, (0, 255, 0))
+        f2 = env.render().copy()
+        assert not np.array_equal(f1, f2), part
+        f1 = f2
+    env.step(np.zeros(env.action_dim))
+    f = env.render().astype(int)
+    green = (f[..., 1] > f[..., 0] + 80) & (f[..., 1] > f[..., 2] + 80)
+    assert green.any()  # the colour persists across steps
+    with pytest.raises(ValueError, match="choose one of"):
+        env.set_color("nope", (1, 2, 3))
+    obs, _ = env.reset(seed=11)
+    assert np.array_equal(obs, f0)  # reset restores default colours
+
+
+@pytest.mark.parametrize("name", ENV_NAMES)
+@pytest.mark.parametrize("res", [32, 224])
+def test_resolutions(name, res):
+    e = make(name, res)
+    try:
+        obs, _ = e.reset(seed=0)
+        assert obs.shape == (res, res, 3) and obs.dtype == np.uint8
+        obs, *_ = e.step(e.action_space.sample())
+        assert obs.shape == (res, res, 3) and obs.dtype == np.uint8
+    finally:
+        e.close()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown env 'foo'; choose one of tworoom"):
+        make("foo")
+    for res in (31, 225):
+        with pytest.raises(ValueError, match=r"\[32, 224\]"):
+            make("tworoom", res)
+    with pytest.raises(ValueError, match="unknown env"):
+        make_policy("foo", None, 0)
+
+
+def test_gymnasium_ids():
+    e = gymnasium.make("lewm/PushT-v0")
+    obs, _ = e.reset(seed=0)
+    assert obs.shape == (64, 64, 3)
+    e.close()
+    envs.register_envs()  # idempotent
+    e = gymnasium.make("lewm/TwoRoom-v0", resolution=32)
+    assert e.reset(seed=0)[0].shape == (32, 32, 3)
+
+
+def test_tworoom_walls_and_door():
+    from lewm_core.envs.tworoom import is_free
+
+    e = make("tworoom", 64)
+    e.reset(seed=0)
+    e.set_state(np.array([80.0, 150.0]))
+    for _ in range(20):  # push right into the wall: stops at it
+        e.step(np.array([1.0, 0.0]))
+    assert e.get_state()[0] == pytest.approx(100.0)
+    e.set_state(np.array([80.0, 49.0]))
+    for _ in range(20):  # through the door
+        e.step(np.array([1.0, 0.0]))
+    assert e.get_state()[0] > 124.0
+    pol = make_policy("tworoom", e, 0)
+    pol.reset()
+    xs = []
+    for _ in range(600):
+        e.step(pol.act())
+        xs.append(e.get_state())
+    assert all(is_free(*p) for p in xs)
+    assert len({p[0] > 112 for p in xs}) == 2  # visits both rooms
+
+
+def test_pusht_push_moves_block():
+    e = make("pusht", 64)
+    e.reset(seed=0)
+    # agent left of an upright T (bar on top), block centre of mass at (256, 256)
+    e.set_state(np.array([150.0, 240.0, 0, 0, 256.0, 256.0, 0.0, 0, 0, 0]))
+    for _ in range(15):
+        e.step(np.array([0.5, 0.0]))
+    s = e.get_state()
+    assert s[4] - 256.0 > 20.0  # pushed to the right
+    assert s[0] > 150.0
+
+
+def test_pusht_policy_moves_and_turns_block():
+    e = make("pusht", 64)
+    pol = make_policy("pusht", e, seed=0)
+    ok = 0
+    for ep in range(10):
+        e.reset(seed=ep)
+        pol.reset()
+        s0 = e.get_state()
+        for _ in range(100):
+            e.step(pol.act())
+        s1 = e.get_state()
+        ok += np.linalg.norm(s1[4:6] - s0[4:6]) > 20 and abs(s1[6] - s0[6]) > 0.2
+    assert ok >= 6
+
+
+def test_policy_actions_and_determinism(env):
+    outs = []
+    for _ in range(2):
+        env.reset(seed=2)
+        pol = make_policy(env.name, env, seed=3)
+        pol.reset()
+        acts = rollout(env, pol, 20)[0]
+        for a in acts:
+            assert a.dtype == np.float32 and a.shape == (env.action_dim,)
+            assert np.all(np.abs(a) <= 1.0)
+        outs.append(np.stack(acts))
+    assert np.array_equal(outs[0], outs[1])
+
+
+def test_reacher_pickle_and_worker_safety():
+    e = make("reacher", 32)
+    try:
+        e.reset(seed=1)
+        e.set_color("arm", (0, 255, 0))
+        e2 = pickle.loads(pickle.dumps(e))
+        assert np.array_equal(e2.get_state(), e.get_state())
+        assert np.array_equal(e2.render(), e.render())
+        e2.close()
+        e.close()
+        assert e.render().shape == (32, 32, 3)  # renderer re-created lazily after close
+    finally:
+        e.close()
+
+
+def test_pickle_round_trip(env):
+    env.reset(seed=4)
+    env.step(np.full(env.action_dim, 0.3))
+    clone = pickle.loads(pickle.dumps(env))
+    try:
+        a = np.array([0.5, -0.5], np.float32)
+        o1, *_ = env.step(a)
+        o2, *_ = clone.step(a)
+        assert np.array_equal(env.get_state(), clone.get_state())
+        assert np.array_equal(o1, o2)
+    finally:
+        clone.close()

@@ -1,0 +1,127 @@
+"""CEM finds good action sequences; the eval protocol runs, repeats and reports its numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lewm_core.config import ModelConfig
+from lewm_core.data import ActionStats
+from lewm_core.errors import UserError
+from lewm_core.evaluate import wilson_interval
+from lewm_core.model import LeWM
+from lewm_core.planning import CEMConfig, Planner
+
+
+def _random_action_model(seed: int = 0) -> LeWM:
+    """A lab model whose AdaLN weights are randomised so that actions matter (eval mode)."""
+    torch.manual_seed(seed)
+    model = LeWM(ModelConfig.preset("lab", dropout=0.0)).eval()
+    with torch.no_grad():
+        for name, p in model.predictor.named_parameters():
+            if "adaln" in name:
+                p.normal_(0, 0.05)
+    return model
+
+
+STATS = ActionStats(np.zeros(2, np.float32), np.ones(2, np.float32))
+
+
+@pytest.mark.parametrize("sampling", ["block", "independent"])
+def test_cem_beats_random_search_by_far(sampling):
+    model = _random_action_model()
+    planner = Planner(
+        model, STATS, CEMConfig(samples=128, elites=16, iterations=12, sampling=sampling)
+    )
+    gen = torch.Generator().manual_seed(0)
+    z0 = torch.randn(model.cfg.latent_dim, generator=gen)
+    true_blocks = torch.rand(1, 5, 10, generator=gen) * 2 - 1
+    with torch.inference_mode():
+        z_goal = model.rollout(z0.view(1, 1, -1), true_blocks)[0, -1]
+        random_blocks = torch.rand(256, 5, 10, generator=gen) * 2 - 1
+        random_costs, _ = planner.cost(z0, z_goal, random_blocks)
+    result = planner.plan(z0, z_goal, generator=gen)
+    assert result.cost < 0.2 * float(random_costs.median())
+    assert result.actions.shape == (25, 2) and np.abs(result.actions).max() <= 1.0
+    assert len(result.history) == 12
+    first, last = result.history[0], result.history[-1]
+    assert last["best_cost"] <= first["best_cost"]
+    assert last["best_latents"].shape == (5, model.cfg.latent_dim)
+    assert last["elite_costs"].shape == (16,)
+    if sampling == "block":  # one action held for the whole block
+        assert np.allclose(result.actions.reshape(5, 5, 2), result.actions[::5][:, None])
+
+
+def test_plan_is_seeded():
+    model = _random_action_model(1)
+    planner = Planner(model, STATS, CEMConfig(samples=32, elites=4, iterations=3))
+    z0, zg = torch.randn(192), torch.randn(192)
+    a = planner.plan(z0, zg, generator=torch.Generator().manual_seed(5)).actions
+    b = planner.plan(z0, zg, generator=torch.Generator().manual_seed(5)).actions
+    np.testing.assert_array_equal(a, b)
+
+
+def test_actions_respect_the_valid_range_after_unscaling():
+    stats = ActionStats(np.array([0.5, -0.2], np.float32), np.array([0.1, 0.3], np.float32))
+    planner = Planner(
+        _random_action_model(), stats, CEMConfig(samples=16, elites=4, iterations=2, init_std=50.0)
+    )
+    res = planner.plan(torch.randn(192), torch.randn(192), generator=torch.Generator())
+    assert np.abs(res.actions).max() <= 1.0
+
+
+def test_bad_cem_settings():
+    with pytest.raises(UserError, match="elites"):
+        CEMConfig(samples=10, elites=20).validate()
+    with pytest.raises(UserError, match="sampling"):
+        CEMConfig(sampling="gaussian").validate()
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(40, 50)
+    assert lo == pytest.approx(0.6696, abs=1e-3) and hi == pytest.approx(0.8876, abs=1e-3)
+    assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(50, 50)[1] == 1.0
+
+
+def test_eval_cli_on_trained_model_is_repeatable(trained_run, tworoom_h5, tmp_path):
+    args = [
+        sys.executable,
+        "-m",
+        "lewm_core",
+        "eval",
+        "--checkpoint",
+        trained_run["path"],
+        "--data",
+        tworoom_h5,
+        "--episodes",
+        "4",
+        "--samples",
+        "64",
+        "--iterations",
+        "6",
+        "--videos",
+        "1",
+        "--video-dir",
+        str(tmp_path / "v"),
+        "--quiet",
+        "--json",
+    ]
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    outs = []
+    for _ in range(2):
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    for key in ("success_rate", "random_success_rate", "episodes", "plan_ms_median"):
+        assert key in outs[0]
+    assert outs[0]["episodes"] == 4
+    for key in ("success_rate", "random_success_rate", "mean_steps", "plans"):
+        assert outs[0][key] == outs[1][key]
+    videos = list((tmp_path / "v").glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000

@@ -1,0 +1,137 @@
+"""The trainer learns, SIGReg prevents collapse, checkpoints resume exactly and survive NaN."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lewm_core.checkpoint import load_model
+from lewm_core.errors import UserError
+from lewm_core.trainer import METRICS_FILE, TrainConfig, Trainer, TrainingDiverged, lr_at
+
+
+def test_lr_schedule_warmup_then_cosine_to_zero():
+    lrs = [lr_at(s, 100, 1.0, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
+    assert lr_at(100, 100, 1.0, 10) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_training_learns_and_eval_mode_matches_train_mode(trained_run):
+    """Validation prediction loss falls well below an untrained model's and below copying."""
+    ev = trained_run["trainer"].last_eval
+    untrained = trained_run["untrained"]
+    assert ev["val_pred_loss"] < 0.2 * untrained["val_pred_loss"]
+    assert ev["val_pred_loss"] < 0.5 * ev["val_copy_loss"], "predictor must beat copying"
+    # BatchNorm statistics recalibrated: eval mode as good as batch statistics (CPU_FINDINGS).
+    assert ev["val_pred_loss"] < 1.5 * ev["val_pred_loss_batchstats"]
+    assert ev["emb_std_mean"] > 0.3
+
+
+def test_sigreg_zero_collapses(tworoom_h5, trained_run, tmp_path):
+    """lambda = 0: per-dim std falls by orders of magnitude; the predictor stops beating copy."""
+    cfg = TrainConfig.from_preset(
+        "lab",
+        tworoom_h5,
+        str(tmp_path / "nosig"),
+        max_steps=300,
+        batch_size=32,
+        checkpoint_every=1000,
+        sigreg_weight=0.0,
+    )
+    trainer = Trainer(cfg)
+    trainer.run()
+    collapsed, healthy = trainer.last_eval, trained_run["trainer"].last_eval
+    assert collapsed["emb_std_mean"] < healthy["emb_std_mean"] / 30
+    assert collapsed["pred_over_copy"] > 3 * healthy["pred_over_copy"]
+
+
+def test_run_folder_contents_and_metrics(trained_run):
+    run = Path(trained_run["path"])
+    for name in ("config.json", "model.safetensors", "trainer_state.safetensors", METRICS_FILE):
+        assert (run / name).is_file(), name
+    assert not list(run.glob(".*tmp-*")), "no temporaries left"
+    rows = [json.loads(r) for r in (run / METRICS_FILE).read_text().splitlines()]
+    steps = [r["step"] for r in rows if "loss" in r]
+    assert steps == sorted(steps) and steps[-1] == 300
+    keys = {"loss", "pred_loss", "sigreg", "lr", "grad_norm", "samples_per_s"}
+    assert keys <= set(rows[-2])
+    evals = [r for r in rows if "val_pred_loss" in r]
+    assert {"emb_std_mean", "effective_rank", "val_copy_loss"} <= set(evals[-1])
+    loaded = load_model(run)
+    assert not loaded.model.training and loaded.env_name == "tworoom"
+
+
+def _tiny(tworoom_h5: str, out: Path, **kw) -> TrainConfig:
+    return TrainConfig.from_preset(
+        "lab",
+        tworoom_h5,
+        str(out),
+        batch_size=8,
+        checkpoint_every=5,
+        log_every=1,
+        val_batches=1,
+        bn_recalib_batches=2,
+        **kw,
+    )
+
+
+def test_resume_is_exact(tworoom_h5, tmp_path):
+    """10 steps straight == 6 steps, stop, resume for the rest (weights and metrics)."""
+    straight = Trainer(_tiny(tworoom_h5, tmp_path / "a", max_steps=10))
+    straight.run()
+    first = Trainer(_tiny(tworoom_h5, tmp_path / "b", max_steps=10))
+    for _ in range(6):
+        first.step()
+    first.save_checkpoint()
+    first.step()  # logged after the checkpoint: must be dropped and redone on resume
+    resumed = Trainer(_tiny(tworoom_h5, tmp_path / "b", max_steps=10), resume=True)
+    assert resumed.step_count == 6
+    resumed.run()
+    for (k, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), k
+
+    def losses(p):
+        rows = (p / METRICS_FILE).read_text().splitlines()
+        return [(r["step"], r["loss"]) for r in map(json.loads, rows) if "loss" in r]
+
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tworoom_h5, tmp_path):
+    trainer = Trainer(_tiny(tworoom_h5, tmp_path / "nan", max_steps=50))
+    for _ in range(5):
+        trainer.step()
+    trainer.save_checkpoint()
+    before = (tmp_path / "nan" / "model.safetensors").read_bytes()
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="last good checkpoint \\(step 5\\)"):
+        trainer.step()
+    assert (tmp_path / "nan" / "model.safetensors").read_bytes() == before
+    loaded = load_model(tmp_path / "nan")
+    assert all(torch.isfinite(p).all() for p in loaded.model.parameters())
+
+
+def test_existing_run_needs_resume(trained_run, tworoom_h5):
+    with pytest.raises(UserError, match="--resume"):
+        Trainer(TrainConfig.from_preset("lab", tworoom_h5, trained_run["path"]))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"lr": float("nan")}, "--lr"),
+        ({"batch_size": -3}, "--batch-size"),
+        ({"sigreg_weight": -1.0}, "--sigreg-weight"),
+        ({"epochs": 0}, "--epochs"),
+    ],
+)
+def test_absurd_values_are_refused(tworoom_h5, tmp_path, override, message):
+    with pytest.raises(UserError, match=message):
+        Trainer(TrainConfig.from_preset("lab", tworoom_h5, str(tmp_path / "x"), **override))
