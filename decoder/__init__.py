@@ -1,1 +1,1 @@
-"""Visualisation decoder: maps one LeWM latent back to an image (not trained with the world model)."""
+"""Visualisation decoder: maps one LeWM latent back to an image (trained after the model)."""
