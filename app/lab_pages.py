@@ -31,4 +31,22 @@ PAGES: tuple[LabPage, ...] = (
         ":material/sports_esports:",
         "Drive Two-Room, Push-T and Reacher by hand, set goals and test success.",
     ),
+    LabPage(
+        "views/data.py",
+        "Data",
+        ":material/database:",
+        "Collect a dataset with a task's data policy and browse its episodes.",
+    ),
+    LabPage(
+        "views/train.py",
+        "Train",
+        ":material/model_training:",
+        "Train a world model in the background and watch its losses and collapse monitor.",
+    ),
+    LabPage(
+        "views/plan.py",
+        "Plan",
+        ":material/route:",
+        "Plan to a goal frame with CEM through a trained model and watch the rollout.",
+    ),
 )

@@ -49,3 +49,42 @@ def hex_to_rgb(color: str) -> tuple[int, int, int]:
 
 def rgb_to_hex(rgb: Iterable[int]) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def show_error(error: BaseException) -> None:
+    """A bad-input message in a red box (a `UserError`'s one line: problem and fix)."""
+    st.error(str(error), icon=":material/error:")
+
+
+def side_by_side(frames: Mapping[str, np.ndarray], size: int = 256) -> None:
+    """Frames in equal columns, upscaled with crisp pixels, captioned by their keys."""
+    cols = st.columns(len(frames))
+    for col, (caption, frame) in zip(cols, frames.items(), strict=True):
+        col.image(upscale(frame, size), caption=caption, width=size)
+
+
+def line_figure(
+    series: Mapping[str, tuple[Iterable[float], Iterable[float]]],
+    title: str,
+    x_title: str = "step",
+    y_title: str = "",
+    log_y: bool = False,
+    height: int = 320,
+):
+    """A Plotly figure with one line per named (x, y) series."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, (x, y) in series.items():
+        fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="lines", name=name))
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+    )
+    if log_y:
+        fig.update_yaxes(type="log", dtick=1)
+    return fig

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 
@@ -75,10 +76,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     from lewm_core.checkpoint import read_config
     from lewm_core.trainer import TrainConfig, Trainer
 
+    # Ctrl-C (SIGINT) saves a checkpoint, even when a parent process ignored SIGINT for us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.resume:
         saved = read_config(args.out)["train"]
         cfg = TrainConfig.from_dict(saved)
-        for k in ("epochs", "max_steps"):
+        for k in ("epochs", "max_steps", "threads"):
             if getattr(args, k) is not None:
                 setattr(cfg, k, getattr(args, k))
     else:
@@ -97,6 +100,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             seed=args.seed,
             device=args.device,
             checkpoint_every=args.checkpoint_every,
+            threads=args.threads,
         )
     trainer = Trainer(cfg, resume=args.resume)
     bar = tqdm(
@@ -229,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--threads", type=int, help="CPU threads (default: every core)")
     t.add_argument("--resume", action="store_true")
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--json", action="store_true")

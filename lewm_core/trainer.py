@@ -70,6 +70,7 @@ class TrainConfig:
     sigreg_knots: int = 17
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None  # CPU threads for torch; None = every core
     val_fraction: float = 0.1
     checkpoint_every: int = 250
     log_every: int = 10
@@ -101,6 +102,7 @@ class TrainConfig:
             ),
             (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
             (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
+            (self.threads is None or 1 <= self.threads <= 1024, "--threads must be at least 1"),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
         ]
         for ok, message in checks:
@@ -157,7 +159,7 @@ class Trainer:
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
         if self.device.type == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
+            torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
 
         info = dataset_info(cfg.data)
         preload = info["pixels_gb"] <= cfg.preload_max_gb
@@ -422,6 +424,9 @@ class Trainer:
         self.opt.load_state_dict(opt_state)
         torch.set_rng_state(tensors["rng.torch"])
         self.step_count = int(meta["step"])
+        config_path = self.out / "config.json"
+        if config_path.exists():  # the evaluation of the checkpoint we resume from
+            self.last_eval = json.loads(config_path.read_text()).get("eval", {})
         # Drop metrics logged after the checkpoint: the resumed run logs those steps again.
         mpath = self.out / METRICS_FILE
         rows = mpath.read_text().splitlines() if mpath.exists() else []

@@ -125,3 +125,32 @@ def test_eval_cli_on_trained_model_is_repeatable(trained_run, tworoom_h5, tmp_pa
         assert outs[0][key] == outs[1][key]
     videos = list((tmp_path / "v").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
+
+
+def test_ship_writes_loadable_model_with_card(trained_run, tmp_path):
+    from lewm_core.checkpoint import load_model
+    from lewm_core.shipping import ship
+
+    evals = {
+        "block": {
+            "sampling": "block",
+            "episodes": 4,
+            "success_rate": 0.5,
+            "success_ci95": [0.15, 0.85],
+            "random_success_rate": 0.0,
+            "plan_ms_median": 123.0,
+            "cem": {"samples": 64, "iterations": 6},
+        }
+    }
+    out = ship(trained_run["path"], tmp_path / "tworoom", evals)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "MODEL_CARD.md",
+        "config.json",
+        "eval.json",
+        "model.safetensors",
+        "train_summary.json",
+    ]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "50%" in card and "tworoom" in card and "300 steps" in card
+    loaded = load_model(out)
+    assert loaded.env_name == "tworoom"

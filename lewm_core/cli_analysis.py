@@ -1,0 +1,279 @@
+"""`lewm` sub-commands about what the latent space knows: decoder, probes, t-SNE, surprise and
+straightness. `register(sub)` adds them to the main parser's sub-parsers; every command takes
+`--json` (its last stdout line is then one JSON object) and reports bad input as `UserError`.
+
+    lewm decoder-train --checkpoint runs/x [--data data/x.h5] [--steps --batch-size --lr --seed]
+    lewm probe         --checkpoint runs/x [--data] [--train-frames --test-frames --no-mlp]
+    lewm tsne          --checkpoint runs/x [--data] [--points 2000 --seed 0 --color agent_pos]
+    lewm surprise      --checkpoint runs/x [--episodes 20 --seed 0 --steps 20 --perturb-step]
+    lewm straightness  --checkpoint runs/x [--data] [--episodes 50 --split val]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+
+
+def _jsonable(x):
+    """Replace non-finite floats by None (strict JSON) and numpy scalars by Python ones."""
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _emit(obj: dict) -> None:
+    print(json.dumps(_jsonable(obj)), flush=True)
+
+
+def _say(quiet: bool):
+    def say(msg: str) -> None:
+        if not quiet:
+            sys.stderr.write(f"{msg}\n")
+            sys.stderr.flush()
+
+    return say
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite positive number")
+    return value
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_decoder_train(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from decoder.train import train_decoder
+
+    with tqdm(total=args.steps, unit="step", disable=args.quiet, desc="decoder") as bar:
+
+        def progress(step: int, total: int, loss: float) -> None:
+            bar.update(step - bar.n)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss:.5f}")
+
+        summary = train_decoder(
+            args.checkpoint,
+            args.data,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            frames=args.frames,
+            val_frames=args.val_frames,
+            progress=progress,
+        )
+    print(
+        f"decoder saved to {summary['path']}: val PSNR {summary['val_psnr']:.2f} dB "
+        f"(mean frame {summary['val_psnr_mean_image']:.2f} dB), val MSE {summary['val_mse']:.5f}"
+    )
+    if args.json:
+        _emit(summary)
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    from lewm_core.checkpoint import load_model
+    from lewm_core.probing import format_probe_table, probe
+
+    loaded = load_model(args.checkpoint)
+    result = probe(
+        loaded,
+        args.data,
+        max_train=args.train_frames,
+        max_test=args.test_frames,
+        seed=args.seed,
+        mlp=not args.no_mlp,
+        untrained_mlp=args.untrained_mlp,
+        alpha=args.alpha,
+        progress=_say(args.quiet),
+    )
+    print(format_probe_table(result))
+    print(f"({result['train_frames']} train / {result['test_frames']} test frames)")
+    if args.json:
+        _emit(result)
+
+
+def cmd_tsne(args: argparse.Namespace) -> None:
+    from lewm_core.checkpoint import load_model
+    from lewm_core.tsne import tsne_latents, write_tsne
+
+    loaded = load_model(args.checkpoint)
+    result = tsne_latents(
+        loaded,
+        args.data,
+        points=args.points,
+        seed=args.seed,
+        color=args.color,
+        component=args.component,
+        perplexity=args.perplexity,
+        n_neighbors=args.neighbors,
+        untrained=args.untrained,
+        progress=_say(args.quiet),
+    )
+    line = f"t-SNE of {result['points']} latents: trustworthiness {result['trustworthiness']:.4f}"
+    if "untrained_trustworthiness" in result:
+        line += f" (untrained encoder {result['untrained_trustworthiness']:.4f})"
+    print(line)
+    if args.out:
+        print(f"wrote {write_tsne(result, args.out)}")
+    if args.json:
+        keys = ("trustworthiness", "untrained_trustworthiness", "points", "seed", "perplexity")
+        summary = {k: result[k] for k in keys if k in result}
+        summary.update(
+            n_neighbors=result["n_neighbors"],
+            color=result["color_name"],
+            data=result["data"],
+            out=args.out,
+        )
+        _emit(summary)
+
+
+def cmd_surprise(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from lewm_core.checkpoint import load_model
+    from lewm_core.surprise import curve_summary, surprise_experiment
+
+    loaded = load_model(args.checkpoint)
+    kinds = tuple(args.perturbation) if args.perturbation else ("teleport", "color")
+    with tqdm(total=args.episodes, unit="ep", disable=args.quiet, desc="surprise") as bar:
+        result = surprise_experiment(
+            loaded,
+            episodes=args.episodes,
+            seed=args.seed,
+            steps=args.steps,
+            perturb_step=args.perturb_step,
+            perturbations=kinds,
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
+    p = result["perturb_step"]
+    print(f"surprise at model step {p} over {result['episodes']} episodes ({result['env']}):")
+    for kind in kinds:
+        s = result[kind]
+        print(
+            f"  {kind:9s} jump {s['jump']:.4g} (x{s['ratio']:.3g}), paired t {s['t']:.3g}, "
+            f"p = {s['p_value']:.3g} (one-sided), peak at the perturbation in "
+            f"{s['argmax_rate']:.0%} of episodes (unperturbed {s['argmax_rate_unperturbed']:.0%})"
+        )
+    if args.json:
+        summary = {k: v for k, v in result.items() if k != "curves"}
+        summary["mean_curves"] = curve_summary(result["curves"])
+        _emit(summary)
+
+
+def cmd_straightness(args: argparse.Namespace) -> None:
+    from lewm_core.checkpoint import load_model
+    from lewm_core.straightness import straightness
+
+    loaded = load_model(args.checkpoint)
+    result = straightness(
+        loaded,
+        args.data,
+        episodes=args.episodes,
+        seed=args.seed,
+        split=args.split,
+        untrained=not args.no_untrained,
+        progress=_say(args.quiet),
+    )
+    print(
+        f"mean cosine of consecutive latent velocities over {result['episodes']} episodes "
+        f"({result['split']} split):"
+    )
+    for name in ("trained", "untrained", "pixels"):
+        if name in result:
+            r = result[name]
+            print(f"  {name:9s} {r['mean']:+.4f} (std {r['std']:.3f}, {r['pairs']} pairs)")
+    if args.json:
+        _emit(result)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def register(sub) -> None:
+    """Add decoder-train, probe, tsne, surprise and straightness to argparse sub-parsers `sub`."""
+    d = sub.add_parser("decoder-train", help="train the visualisation decoder on a frozen model")
+    d.add_argument("--checkpoint", required=True, help="run folder; the decoder is saved there")
+    d.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    d.add_argument("--steps", type=int, default=1000)
+    d.add_argument("--batch-size", type=int, default=64)
+    d.add_argument("--lr", type=_positive_float, default=1e-3)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--frames", type=int, default=10000, help="training frames encoded once")
+    d.add_argument("--val-frames", type=int, default=512)
+    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_decoder_train)
+
+    p = sub.add_parser("probe", help="linear / MLP probes of the state from single latents")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--train-frames", type=int, default=20000)
+    p.add_argument("--test-frames", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--alpha", type=float, default=1.0, help="ridge strength (linear probe)")
+    p.add_argument("--no-mlp", action="store_true", help="linear probes only")
+    p.add_argument("--untrained-mlp", action="store_true", help="also MLP-probe the floor")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_probe)
+
+    t = sub.add_parser("tsne", help="t-SNE map of latents with trustworthiness")
+    t.add_argument("--checkpoint", required=True)
+    t.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    t.add_argument("--points", type=int, default=2000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--color", default="agent_pos", help="state quantity, e.g. agent_pos[1]")
+    t.add_argument("--component", help="component index of a vector quantity, or 'norm'")
+    t.add_argument("--perplexity", type=_positive_float, default=30.0)
+    t.add_argument("--neighbors", type=int, default=10, help="trustworthiness n_neighbors")
+    t.add_argument("--untrained", action="store_true", help="also map an untrained encoder")
+    t.add_argument("--out", help="write coordinates to a .csv or .npz file")
+    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_tsne)
+
+    s = sub.add_parser("surprise", help="violation of expectation: teleport / colour change")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--episodes", type=int, default=20)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--steps", type=int, default=20, help="model steps per episode")
+    s.add_argument("--perturb-step", type=int, help="model step of the perturbation (middle)")
+    s.add_argument(
+        "--perturbation",
+        action="append",
+        choices=("teleport", "color"),
+        help="repeatable; default both",
+    )
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_surprise)
+
+    st = sub.add_parser("straightness", help="temporal straightness of latent trajectories")
+    st.add_argument("--checkpoint", required=True)
+    st.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    st.add_argument("--episodes", type=int, default=50)
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--split", default="val", choices=("val", "all"))
+    st.add_argument("--no-untrained", action="store_true")
+    st.add_argument("--quiet", action="store_true")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_straightness)

@@ -1,0 +1,365 @@
+"""Probing: how much of the physical state can be read off one frame's latent?
+
+For every named quantity of the environment (the dataset's `state_quantities`, e.g. Two-Room
+`agent_pos`; Push-T `agent_pos`, `agent_vel`, `block_pos`, `block_angle`) a probe is fitted from
+single-frame latents z (N, D) to the quantity's values (N, k):
+
+    linear  sklearn Ridge (alpha 1.0 by default: tiny next to N) on z-scored latents
+    mlp     sklearn MLPRegressor, one hidden layer of 256, early stopping, fixed seed
+
+Train and test frames come from disjoint episodes: the world model's own train/validation split
+(`split_episodes` with the run's `val_fraction` and `split_seed`), so test frames were never
+trained on. Targets are z-scored with the train frames' statistics; angles are probed as
+(cos, sin). Reported per quantity: `mse` (on the standardised targets, mean over parts) and `r`
+(Pearson correlation of prediction and truth, mean over parts). An *untrained* encoder of the
+same architecture (fixed seed) gives the floor.
+
+The module also holds the helpers the other latent-analysis modules share (`tsne`, `surprise`,
+`straightness`, `decoder`): resolving the dataset of a run, reading scattered frames quickly,
+encoding frames in batches and building an untrained twin of a model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from lewm_core.checkpoint import LoadedModel
+from lewm_core.data import open_dataset, split_episodes
+from lewm_core.errors import UserError
+from lewm_core.model import LeWM
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def resolve_data_path(loaded: LoadedModel, data: str | os.PathLike | None) -> Path:
+    """The dataset to analyse: `data`, or the one the run was trained on (`meta["data"]["path"]`).
+
+    A relative stored path is tried as given (from the current folder) and relative to the run
+    folder's grandparent (the project root for `runs/<name>`). Raises UserError if none exists.
+    """
+    if data is not None:
+        path = Path(data)
+        if not path.exists():
+            raise UserError(f"dataset {path} does not exist; pass the .h5 file with --data")
+        return path
+    stored = loaded.meta.get("data", {}).get("path")
+    if not stored:
+        raise UserError(
+            f"{loaded.path} does not record its training dataset; pass the .h5 file with --data"
+        )
+    for cand in (Path(stored), loaded.path.parent.parent / stored):
+        if cand.exists():
+            return cand
+    raise UserError(
+        f"the run's dataset {stored} was not found (from here or beside {loaded.path}); "
+        "pass the .h5 file with --data"
+    )
+
+
+def dataset_quantities(f: h5py.File) -> tuple[dict[str, list[int]], tuple[str, ...]]:
+    """`state_quantities` {name: [start, size]} and `angle_quantities` of an open dataset."""
+    q = json.loads(f.attrs.get("state_quantities", "{}"))
+    angles = tuple(json.loads(f.attrs.get("angle_quantities", "[]")))
+    if not q:
+        raise UserError("the dataset names no state quantities; collect it again")
+    return q, angles
+
+
+def check_dataset_matches(loaded: LoadedModel, f: h5py.File, path: Path) -> None:
+    """UserError if the dataset's frames or actions do not fit the model."""
+    res = int(f["pixels"].shape[1])
+    if res != loaded.config.image_size:
+        raise UserError(
+            f"dataset {path} has {res}px frames but the model expects "
+            f"{loaded.config.image_size}px; use the dataset the model was trained on"
+        )
+    if int(f["action"].shape[1]) != loaded.config.action_dim:
+        raise UserError(
+            f"dataset {path} has {f['action'].shape[1]}-D actions but the model expects "
+            f"{loaded.config.action_dim}-D; use the dataset the model was trained on"
+        )
+
+
+def read_rows(ds: h5py.Dataset, rows: np.ndarray, window: int = 1024) -> np.ndarray:
+    """Rows `rows` (N,) of an HDF5 dataset, in the given order: (N, ...).
+
+    Reads contiguous windows of the file (fast with chunked, compressed data) instead of h5py's
+    slow point selection; rows may repeat and come in any order.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.empty((len(rows), *ds.shape[1:]), dtype=ds.dtype)
+    if len(rows) == 0:
+        return out
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    i = 0
+    while i < len(sorted_rows):
+        lo = int(sorted_rows[i])
+        j = int(np.searchsorted(sorted_rows, lo + window, side="left"))
+        hi = int(sorted_rows[j - 1]) + 1
+        block = ds[lo:hi]
+        out[order[i:j]] = block[sorted_rows[i:j] - lo]
+        i = j
+    return out
+
+
+def episode_rows(offsets: np.ndarray, lengths: np.ndarray, episodes: np.ndarray) -> np.ndarray:
+    """All dataset rows of `episodes`, concatenated: (sum of their lengths,)."""
+    if len(episodes) == 0:
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.arange(offsets[e], offsets[e] + lengths[e]) for e in episodes])
+
+
+@torch.no_grad()
+def encode_frames(model: LeWM, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Encode frames in batches (eval mode, no grad).
+
+    pixels: (N, H, W, 3) uint8. Returns float32 latents (N, D).
+    """
+    was_training = model.training
+    model.eval()
+    device = model.pixel_mean.device
+    out = []
+    try:
+        for i in range(0, len(pixels), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(pixels[i : i + batch_size])).to(device)
+            out.append(model.encode(x).float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    if not out:
+        return np.zeros((0, model.cfg.latent_dim), np.float32)
+    return np.concatenate(out)
+
+
+def untrained_model(loaded: LoadedModel, seed: int = 0) -> LeWM:
+    """A freshly initialised model of the same architecture (torch seed `seed`), eval mode.
+
+    Its BatchNorm layers keep their initial running statistics (mean 0, var 1), so in eval mode
+    they are identity maps: the untrained latent is projector(encoder(x)) with random weights.
+    """
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = LeWM(loaded.config)
+    finally:
+        torch.random.set_rng_state(state)
+    return model.to(loaded.model.pixel_mean.device).eval()
+
+
+def pearson_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Per-column Pearson correlation of (N, k) predictions and targets: (k,).
+
+    A column with zero variance in either array gets r = 0 (no linear relation measurable).
+    """
+    p = pred - pred.mean(0)
+    t = true - true.mean(0)
+    den = np.sqrt((p**2).sum(0) * (t**2).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (p * t).sum(0) / den
+    return np.where(den > 0, r, 0.0)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def quantity_targets(
+    state: np.ndarray, quantities: dict[str, list[int]], angles: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Split state rows (N, S) into per-quantity targets {name: (N, k)}; angles -> (cos, sin).
+
+    An angle quantity of size s becomes 2s columns: cos of each part, then sin of each part.
+    """
+    out = {}
+    for name, (start, size) in quantities.items():
+        v = state[:, start : start + size].astype(np.float64)
+        if name in angles:
+            v = np.concatenate([np.cos(v), np.sin(v)], axis=1)
+        out[name] = v
+    return out
+
+
+def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Z-score both arrays (N, k) with the train array's per-column mean and std."""
+    mean = train.mean(0)
+    std = train.std(0)
+    std = np.where(std > 1e-12, std, 1.0)
+    return (train - mean) / std, (test - mean) / std
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def fit_probe(
+    kind: str,
+    z_train: np.ndarray,
+    y_train: np.ndarray,
+    z_test: np.ndarray,
+    y_test: np.ndarray,
+    seed: int = 0,
+    alpha: float = 1.0,
+    hidden: int = 256,
+    max_iter: int = 200,
+) -> dict[str, float]:
+    """Fit one probe and score it on the test frames.
+
+    z_train (N, D), y_train (N, k), z_test (M, D), y_test (M, k); targets should already be
+    standardised. `kind` is "linear" (Ridge) or "mlp" (MLPRegressor). Latents are z-scored with
+    the train statistics inside. Returns {"mse": mean over parts, "r": mean Pearson r over parts}.
+    """
+    from scipy.linalg import LinAlgWarning
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import Ridge
+    from sklearn.neural_network import MLPRegressor
+
+    zs_train, zs_test = _standardise(z_train, z_test)
+    if kind == "linear":
+        reg = Ridge(alpha=alpha)
+    elif kind == "mlp":
+        reg = MLPRegressor(
+            hidden_layer_sizes=(hidden,),
+            early_stopping=True,
+            random_state=seed,
+            max_iter=max_iter,
+            learning_rate_init=1e-3,
+            batch_size=min(256, len(z_train)),
+        )
+    else:
+        raise ValueError(f"unknown probe kind {kind!r}; choose linear or mlp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", LinAlgWarning)  # near-collinear untrained latents
+        reg.fit(zs_train, y_train if y_train.shape[1] > 1 else y_train[:, 0])
+    pred = reg.predict(zs_test).reshape(len(zs_test), -1)
+    mse = float(((pred - y_test) ** 2).mean())
+    r = float(pearson_r(pred, y_test).mean())
+    return {"mse": mse, "r": r}
+
+
+def sample_split_rows(
+    f: h5py.File,
+    max_train: int,
+    max_test: int,
+    seed: int,
+    val_fraction: float,
+    split_seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dataset rows of up to `max_train` train and `max_test` test frames, sorted.
+
+    Train frames come from the train episodes of `split_episodes(E, val_fraction, split_seed)`,
+    test frames from its validation episodes, sampled without replacement with `seed`.
+    """
+    off, ln = f["ep_offset"][:], f["ep_len"][:]
+    train_eps, test_eps = split_episodes(len(off), val_fraction, split_seed)
+    if len(train_eps) == 0 or len(test_eps) == 0:
+        raise UserError("probing needs at least 2 episodes in the dataset (train and test)")
+    rng = np.random.default_rng([seed, 17])
+    out = []
+    for eps, cap in ((train_eps, max_train), (test_eps, max_test)):
+        rows = episode_rows(off, ln, eps)
+        if len(rows) > cap:
+            rows = rng.choice(rows, size=cap, replace=False)
+        out.append(np.sort(rows))
+    return out[0], out[1]
+
+
+def probe(
+    loaded: LoadedModel,
+    data: str | os.PathLike | None = None,
+    max_train: int = 20000,
+    max_test: int = 5000,
+    seed: int = 0,
+    mlp: bool = True,
+    untrained_mlp: bool = False,
+    alpha: float = 1.0,
+    hidden: int = 256,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Linear (and MLP) probes of every state quantity, trained model vs untrained floor.
+
+    Encodes up to `max_train` train / `max_test` test single frames (N, H, W, 3) -> (N, D)
+    with the model and with an untrained twin (seed `seed`). Returns
+        {"linear": {Q: {"mse", "r"}}, "mlp": {...} (if mlp),
+         "untrained": {"linear": {...}, "mlp": {...} (if untrained_mlp)},
+         "train_frames", "test_frames", "data", "env", "alpha", "seed"}.
+    """
+    if max_train < 10 or max_test < 2:
+        raise UserError("--train-frames must be at least 10 and --test-frames at least 2")
+    if not (math.isfinite(alpha) and alpha >= 0):
+        raise UserError("--alpha must be a finite number >= 0")
+    say = progress or (lambda _msg: None)
+    path = resolve_data_path(loaded, data)
+    dmeta = loaded.meta.get("data", {})
+    with open_dataset(path) as f:
+        check_dataset_matches(loaded, f, path)
+        quantities, angles = dataset_quantities(f)
+        train_rows, test_rows = sample_split_rows(
+            f,
+            max_train,
+            max_test,
+            seed,
+            float(dmeta.get("val_fraction", 0.1)),
+            int(dmeta.get("split_seed", 0)),
+        )
+        say(f"reading {len(train_rows)} train + {len(test_rows)} test frames")
+        rows = np.concatenate([train_rows, test_rows])
+        pixels = read_rows(f["pixels"], rows)
+        state = read_rows(f["state"], rows)
+        env = str(f.attrs.get("env", ""))
+    n_train = len(train_rows)
+    targets = quantity_targets(state, quantities, angles)
+    encoders = {"trained": loaded.model, "untrained": untrained_model(loaded, seed)}
+    result: dict = {"linear": {}, "untrained": {"linear": {}}}
+    if mlp:
+        result["mlp"] = {}
+    if untrained_mlp:
+        result["untrained"]["mlp"] = {}
+    for which, model in encoders.items():
+        say(f"encoding with the {which} encoder")
+        z = encode_frames(model, pixels)
+        z_train, z_test = z[:n_train], z[n_train:]
+        dest = result if which == "trained" else result["untrained"]
+        kinds = ["linear"] + (["mlp"] if (mlp if which == "trained" else untrained_mlp) else [])
+        for name, y in targets.items():
+            y_train, y_test = _standardise(y[:n_train], y[n_train:])
+            for kind in kinds:
+                say(f"{kind} probe of {name} ({which})")
+                dest[kind][name] = fit_probe(
+                    kind, z_train, y_train, z_test, y_test, seed=seed, alpha=alpha, hidden=hidden
+                )
+    result.update(
+        train_frames=int(n_train),
+        test_frames=int(len(test_rows)),
+        data=str(path),
+        env=env,
+        alpha=alpha,
+        seed=seed,
+    )
+    return result
+
+
+def format_probe_table(result: dict) -> str:
+    """A paper-style table: one row per quantity, MSE and r per probe (trained, untrained)."""
+    cols = [("linear", result["linear"])]
+    if "mlp" in result:
+        cols.append(("mlp", result["mlp"]))
+    cols.append(("untrained linear", result["untrained"]["linear"]))
+    if "mlp" in result["untrained"]:
+        cols.append(("untrained mlp", result["untrained"]["mlp"]))
+    names = list(result["linear"])
+    w = max(10, *(len(n) for n in names))
+    head = f"{'quantity':<{w}}" + "".join(f" | {c:>18}" for c, _ in cols)
+    sub = f"{'':<{w}}" + "".join(f" | {'MSE':>8} {'r':>9}" for _ in cols)
+    lines = [head, sub, "-" * len(head)]
+    for n in names:
+        cells = "".join(f" | {d[n]['mse']:8.4f} {d[n]['r']:9.4f}" for _, d in cols)
+        lines.append(f"{n:<{w}}{cells}")
+    return "\n".join(lines)

@@ -1,0 +1,298 @@
+"""The Data, Train and Plan pages: AppTest (in-process) and one real-browser run of Plan.
+
+The app's folders are pointed at temporary ones (LEWM_DATA_DIR, LEWM_RUNS_DIR, LEWM_ASSETS_DIR).
+The model is a lab model trained here for a few steps on a tiny Two-Room dataset with one torch
+thread: the pages only need a real, loadable model (planning quality is tested elsewhere), and
+`trained_run` (300 steps) takes minutes on a busy 2-core machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lewm_core import jobs
+from lewm_core.collect import CollectSpec, collect
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+ROOT = Path(__file__).resolve().parents[1]
+HOME = str(ROOT / "app" / "Home.py")
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> dict:
+    """A tiny dataset (12 x 40 Two-Room steps) and a lab model trained 20 steps on it."""
+    import torch
+
+    from lewm_core.trainer import TrainConfig, Trainer
+
+    base = tmp_path_factory.mktemp("pages")
+    data = base / "tiny.h5"
+    collect(CollectSpec("tworoom", episodes=12, steps=40, resolution=64, seed=0), data)
+    threads = torch.get_num_threads()
+    cfg = TrainConfig.from_preset(
+        "lab", str(data), str(base / "tiny-run"), max_steps=20, batch_size=8, checkpoint_every=10
+    )
+    trainer = Trainer(cfg)
+    torch.set_num_threads(1)  # the trainer takes every core; keep this light
+    try:
+        trainer.run()
+    finally:
+        torch.set_num_threads(threads)
+    return {"h5": data, "run": base / "tiny-run"}
+
+
+@pytest.fixture
+def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: dict) -> dict:
+    """Empty data/runs/assets folders for the app, plus the tiny model and dataset to copy in."""
+    dirs = {f"{k}_dir": tmp_path / k for k in ("data", "runs", "assets")}
+    for d in dirs.values():
+        d.mkdir()
+    monkeypatch.setenv("LEWM_DATA_DIR", str(dirs["data_dir"]))
+    monkeypatch.setenv("LEWM_RUNS_DIR", str(dirs["runs_dir"]))
+    monkeypatch.setenv("LEWM_ASSETS_DIR", str(dirs["assets_dir"]))
+    monkeypatch.setenv("LEWM_APP_THREADS", "1")
+    return {**dirs, **tiny_model}
+
+
+def _page(path: str) -> AppTest:
+    at = AppTest.from_file(HOME, default_timeout=120).run()
+    assert not at.exception
+    at.switch_page(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def _texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+# --------------------------------------------------------------------------- Data
+def test_data_page_collects_and_browses(lab: dict) -> None:
+    at = _page("views/data.py")
+    assert any("No dataset" in t for t in _texts(at.info))
+    at.number_input(key="data_episodes").set_value(3)
+    at.number_input(key="data_steps").set_value(20)
+    at.text_input(key="data_name").input("mini")
+    _button(at, "Collect").click().run()
+    assert not at.exception and not at.error, at.error
+    assert (lab["data_dir"] / "mini.h5").exists()
+    assert any("mini" in t for t in _texts(at.success))
+    table = at.dataframe[0].value
+    assert list(table["dataset"]) == ["mini"] and int(table["episodes"][0]) == 3
+    assert at.selectbox(key="data_browse_w").value == "mini"
+    assert at.get("plotly_chart"), "actions/state plot missing"
+    assert at.query_params["dataset"] in ("mini", ["mini"])
+
+    caption = [c.value for c in at.caption if c.value.startswith("Action taken")]
+    at.slider(key="data_t_w").set_value(19).run()
+    caption2 = [c.value for c in at.caption if c.value.startswith("Action taken")]
+    assert not at.exception and caption != caption2
+
+    # bad names and an existing name: a message, no traceback, nothing written
+    for bad, expected in (("../evil", "not a valid"), ("mini", "already exists")):
+        at.text_input(key="data_name").input(bad)
+        _button(at, "Collect").click().run()
+        assert not at.exception
+        assert any(expected in t for t in _texts(at.error)), _texts(at.error)
+    assert sorted(p.name for p in lab["data_dir"].iterdir()) == ["mini.h5"]
+
+
+# --------------------------------------------------------------------------- Train
+def test_train_page_starts_and_monitors_a_job(lab: dict) -> None:
+    runs_dir = lab["runs_dir"]
+    shutil.copy(lab["h5"], lab["data_dir"] / "tiny.h5")
+    shutil.copytree(lab["run"], runs_dir / "tiny-run")
+    at = _page("views/train.py")
+    assert not at.error
+    assert at.selectbox(key="train_run_w").value == "tiny-run"
+    assert at.get("plotly_chart"), "curves of the existing run missing"
+
+    at.text_input(key="train_name").input("a/b")
+    _button(at, "Start training").click().run()
+    assert not at.exception and any("not a valid" in t for t in _texts(at.error))
+
+    at.number_input(key="train_max_steps").set_value(3)
+    at.number_input(key="train_batch").set_value(8)
+    at.number_input(key="train_threads").set_value(1)
+    at.text_input(key="train_name").input("ui-run")
+    _button(at, "Start training").click().run()
+    run = runs_dir / "ui-run"
+    try:
+        assert not at.exception and not at.error, _texts(at.error)
+        assert (run / jobs.JOB_FILE).exists()
+        assert at.selectbox(key="train_run_w").value == "ui-run"
+        assert at.query_params["run"] in ("ui-run", ["ui-run"])
+        # the same name again: refused with a message (running, or already holding a run)
+        _button(at, "Start training").click().run()
+        assert not at.exception
+        assert any("already" in t for t in _texts(at.error)), _texts(at.error)
+
+        deadline = time.monotonic() + 60
+        while jobs.job_status(run)["running"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        at.run()
+        assert not at.exception
+        badges = [m.value for m in at.markdown if "-badge[" in m.value]
+        assert any(b.startswith(":green-badge[") and "finished" in b for b in badges), badges
+        assert int(next(m for m in at.metric if m.label == "Step").value) == 3
+
+        at.multiselect(key="train_compare_w").select("tiny-run").run()
+        assert not at.exception and at.get("plotly_chart")
+    finally:
+        if jobs.job_status(run)["running"]:
+            jobs.stop_training(run, timeout=30)
+
+
+# --------------------------------------------------------------------------- Plan
+def _tiny_cem(at: AppTest) -> AppTest:
+    at.radio(key="plan_cem_w").set_value("custom")
+    at.number_input(key="plan_samples").set_value(32)
+    at.number_input(key="plan_iters").set_value(2)
+    at.number_input(key="plan_elites").set_value(8)
+    at.number_input(key="plan_budget").set_value(10)
+    return at.run()
+
+
+def test_plan_page_without_models(lab: dict) -> None:
+    at = _page("views/plan.py")
+    assert any("No model" in t for t in _texts(at.info))
+
+
+def test_plan_page_plans(lab: dict) -> None:
+    shutil.copytree(lab["run"], lab["runs_dir"] / "tiny-run")
+    at = _page("views/plan.py")
+    assert not at.error
+    assert at.selectbox(key="plan_model_w").value == "run:tiny-run"
+    _tiny_cem(at)
+    assert not at.exception and not at.error
+    assert not [m for m in at.metric if m.label == "Steps"]  # nothing planned yet
+    _button(at, "Plan").click().run()
+    assert not at.exception and not at.error, _texts(at.error)
+    steps = int(next(m for m in at.metric if m.label == "Steps").value)
+    assert 1 <= steps <= 10
+    badges = [m.value for m in at.markdown if "-badge[" in m.value]
+    assert len(badges) == 1
+    median = next(m for m in at.metric if m.label == "Plan time (median)").value
+    assert median.endswith(" ms")
+    assert at.slider(key="plan_frame_w").value == steps  # the slider starts at the last frame
+    assert at.get("plotly_chart"), "CEM convergence plot missing"
+    assert at.query_params["cem"] in ("custom", ["custom"])
+
+    # the seed goes to the URL and marks the shown result as stale
+    at.number_input(key="plan_seed_w").set_value(3).run()
+    assert at.query_params["seed"] in ("3", ["3"])
+    assert any("settings changed" in t for t in _texts(at.info))
+    # start/goal from the model's own dataset (its config points at the tiny dataset)
+    at.radio(key="plan_source_w").set_value("dataset").run()
+    assert not at.exception and not at.error and not at.warning
+
+
+def test_plan_page_reads_url(lab: dict) -> None:
+    shutil.copytree(lab["run"], lab["runs_dir"] / "tiny-run")
+    at = AppTest.from_file(HOME, default_timeout=120).run()
+    at.switch_page("views/plan.py")
+    at.query_params.update({"seed": "7", "cem": "paper", "source": "dataset"})
+    at.run()
+    assert not at.exception
+    assert at.number_input(key="plan_seed_w").value == 7
+    assert at.radio(key="plan_cem_w").value == "paper"
+    assert at.radio(key="plan_source_w").value == "dataset"
+
+
+# --------------------------------------------------------------------------- real browser
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    port = _free_port()
+    log_path = tmp_path / "streamlit.log"
+    log = open(log_path, "w")  # noqa: SIM115 (closed by the finalizer)
+    cmd = [sys.executable, "-m", "streamlit", "run", HOME, "--server.headless", "true"]
+    cmd += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    env = {**os.environ, "MUJOCO_GL": "egl"}  # carries the LEWM_* folders of the `lab` fixture
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+    request.addfinalizer(stop)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited: {log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200 and r.read().strip() == b"ok":
+                    return url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("streamlit did not become healthy within 60 s")
+        time.sleep(0.5)
+
+
+@pytest.mark.browser
+def test_plan_page_in_browser(request: pytest.FixtureRequest, lab: dict, tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import expect, sync_playwright
+
+    shutil.copytree(lab["run"], lab["runs_dir"] / "tiny-run")
+    url = _serve(request, tmp_path)
+    idle = "[data-testid='stApp'][data-test-script-state='notRunning']"
+    shot = Path(os.environ.get("LEWM_PLAN_SCREENSHOT", tmp_path / "plan.png"))
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    args += ["--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            page.set_default_timeout(90_000)
+            page.goto(url)
+            page.wait_for_selector(idle)
+            page.locator("[data-testid='stSidebarNav'] a", has_text="Plan").click()
+            plan = page.get_by_role("button", name="Plan", exact=True)
+            expect(plan).to_be_visible()
+            page.wait_for_selector(idle)
+            budget = page.get_by_label("Step budget")
+            budget.fill("10")
+            budget.press("Enter")
+            page.wait_for_selector(idle)
+            plan.click()
+            steps = page.locator("[data-testid='stMetric']", has_text="Steps")
+            expect(steps).to_be_visible()
+            page.wait_for_selector(idle)
+            rollout = page.locator("[data-testid='stImage']", has_text="rollout, step")
+            expect(rollout).to_be_visible()
+            expect(rollout.locator("img")).to_have_count(1)
+            assert page.locator("[data-testid='stException']").count() == 0
+            assert "seed=0" in page.url and "model=run" in page.url
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
