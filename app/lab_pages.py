@@ -49,4 +49,22 @@ PAGES: tuple[LabPage, ...] = (
         ":material/route:",
         "Plan to a goal frame with CEM through a trained model and watch the rollout.",
     ),
+    LabPage(
+        "views/decode.py",
+        "Decode",
+        ":material/visibility:",
+        "Decode latents to pixels: what the model sees and what it imagines over a rollout.",
+    ),
+    LabPage(
+        "views/latent.py",
+        "Latent space",
+        ":material/scatter_plot:",
+        "Map the latents with t-SNE, probe them for the physical state, measure straightness.",
+    ),
+    LabPage(
+        "views/surprise.py",
+        "Surprise",
+        ":material/bolt:",
+        "Break physics (teleport, colour change) and watch the model's surprise jump.",
+    ),
 )

@@ -202,3 +202,38 @@ def load_model_cached(path: str | os.PathLike):
     except OSError:
         raise UserError(f"{path} has no model.safetensors; train or ship a model first") from None
     return _load(str(path), mtime)
+
+
+# --------------------------------------------------------------------------- decoders
+DECODER_FILES = ("decoder.json", "decoder.safetensors")
+
+
+def has_decoder(path: str | os.PathLike) -> bool:
+    """Does the model folder hold a trained visualisation decoder?"""
+    return all((Path(path) / name).is_file() for name in DECODER_FILES)
+
+
+def can_train_decoder(entry: ModelEntry) -> bool:
+    """Only the user's runs get a decoder written into their folder (shipped models stay as is)."""
+    return entry.source == "run" and entry.path.parent == runs_dir()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the decoder...")
+def _load_decoder(path: str, mtime: float):
+    from decoder.train import load_decoder
+
+    del mtime  # cache key only: a retrained decoder is loaded again
+    decoder = load_decoder(path)
+    for p in decoder.parameters():
+        p.requires_grad_(False)  # shared read-only
+    return decoder
+
+
+def load_decoder_cached(path: str | os.PathLike):
+    """`decoder.train.load_decoder(path)`, cached by path and weights' mtime (read-only)."""
+    path = Path(path).resolve()
+    try:
+        mtime = (path / DECODER_FILES[1]).stat().st_mtime
+    except OSError:
+        raise UserError(f"{path} has no decoder; train one first") from None
+    return _load_decoder(str(path), mtime)

@@ -88,3 +88,69 @@ def line_figure(
     if log_y:
         fig.update_yaxes(type="log", dtick=1)
     return fig
+
+
+# --------------------------------------------------------------------------- URL-mirrored widgets
+def url_int(widget_key: str, param: str, default: int, lo: int = 0, hi: int = 2**31 - 1) -> None:
+    """Seed an integer widget's state from `?param=` once (clamped to [lo, hi])."""
+    if widget_key in st.session_state:
+        return
+    try:
+        value = int(st.query_params.get(param, default))
+    except (TypeError, ValueError):
+        value = default
+    st.session_state[widget_key] = min(hi, max(lo, value))
+
+
+def url_choice(widget_key: str, param: str, choices: Iterable[str], default: str) -> None:
+    """Seed a choice widget's state from `?param=` (or `default`) when unset or no longer valid."""
+    choices = list(choices)
+    if st.session_state.get(widget_key) in choices:
+        return
+    wanted = st.query_params.get(param)
+    st.session_state[widget_key] = wanted if wanted in choices else default
+
+
+def write_url(values: Mapping[str, object]) -> None:
+    """Mirror the page's settings in the URL (only the parameters that changed)."""
+    for param, value in values.items():
+        value = str(value)
+        if st.query_params.get(param) != value:
+            st.query_params[param] = value
+
+
+def clamp_state(widget_key: str, lo: int, hi: int) -> None:
+    """Keep an integer widget's stored value inside [lo, hi] before the widget is drawn."""
+    if widget_key in st.session_state:
+        st.session_state[widget_key] = min(hi, max(lo, int(st.session_state[widget_key])))
+
+
+# --------------------------------------------------------------------------- videos
+def videos_side_by_side(videos: Iterable[np.ndarray], scale: int = 4, fps: int = 4) -> bytes | None:
+    """An mp4 (bytes) of equal-length videos (T, H, W, 3) side by side, upscaled `scale` times.
+
+    None when no video encoder is available (the frame slider still shows the frames).
+    """
+    import tempfile
+    from pathlib import Path
+
+    videos = [np.asarray(v, np.uint8) for v in videos]
+    gap = np.full_like(videos[0][:, :, :2], 255)
+    parts = []
+    for i, v in enumerate(videos):
+        parts += [gap] if i else []
+        parts.append(v)
+    video = np.concatenate(parts, axis=2).repeat(scale, axis=1).repeat(scale, axis=2)
+    h, w = video.shape[1:3]
+    video = np.pad(video, ((0, 0), (0, (-h) % 16), (0, (-w) % 16), (0, 0)), constant_values=255)
+    try:
+        import imageio.v2 as imageio
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "video.mp4"
+            imageio.mimwrite(
+                path, list(video), fps=fps, format="FFMPEG", codec="libx264", macro_block_size=1
+            )
+            return path.read_bytes()
+    except Exception:  # noqa: BLE001 - no encoder: callers fall back to frames
+        return None

@@ -2,6 +2,7 @@
 # Reproduce a shipped model: collect data, train the lab preset, evaluate planning with both CEM
 # samplings (50 episodes, seed 0), and ship config + weights + model card to assets/models/<env>/.
 #   bash bench/train_assets.sh tworoom|pusht|reacher
+# SAMPLINGS="block" limits the evaluation to one CEM sampling scheme.
 # Wall times on this 2-core machine are in each model card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,10 +26,11 @@ else
   $LEWM train --data "$DATA" --preset lab --out "$RUN" --max-steps "$TRAIN_STEPS" \
     --checkpoint-every 500 --quiet --json
 fi
-for SAMPLING in block independent; do
+for SAMPLING in ${SAMPLINGS:-block independent}; do
   $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed 0 --sampling "$SAMPLING" \
     --videos 3 --video-dir "$RUN/videos-$SAMPLING" --quiet --json > "$RUN/eval-$SAMPLING.json"
   tail -n 1 "$RUN/eval-$SAMPLING.json"
 done
-$LEWM ship --run "$RUN" --out "assets/models/$ENV" \
-  --eval "$RUN/eval-block.json" --eval "$RUN/eval-independent.json"
+EVALS=()
+for SAMPLING in ${SAMPLINGS:-block independent}; do EVALS+=(--eval "$RUN/eval-$SAMPLING.json"); done
+$LEWM ship --run "$RUN" --out "assets/models/$ENV" "${EVALS[@]}"

@@ -55,7 +55,9 @@ def episode_clip(
         lo, hi = base, base + (t - 1) * frameskip + 1
         pixels = f["pixels"][lo:hi][::frameskip]
         raw = f["action"][lo : lo + (t - 1) * frameskip]
-    blocks = action_stats.normalize(raw).astype(np.float32).reshape(t - 1, -1)
+    blocks = (
+        action_stats.normalize(raw).astype(np.float32).reshape(t - 1, frameskip * raw.shape[-1])
+    )
     return np.ascontiguousarray(pixels), blocks
 
 

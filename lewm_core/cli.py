@@ -268,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="e.g. assets/models/tworoom")
     s.add_argument("--eval", action="append", help="`lewm eval --json` output file (repeatable)")
     s.set_defaults(func=cmd_ship)
+
+    from lewm_core.cli_analysis import register
+
+    register(sub)  # decoder-train, probe, tsne, surprise, straightness
     return p
 
 
