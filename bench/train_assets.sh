@@ -12,7 +12,7 @@ ENV="${1:?usage: bench/train_assets.sh tworoom|pusht|reacher}"
 case "$ENV" in
   tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;
   pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=4000; SEED=1 ;;
-  reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=4000; SEED=1 ;;
+  reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
   *) echo "error: unknown env '$ENV'; choose tworoom, pusht or reacher" >&2; exit 2 ;;
 esac
 DATA="data/$ENV.h5"

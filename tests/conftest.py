@@ -32,3 +32,27 @@ def trained_run(tworoom_h5, tmp_path_factory) -> dict:
     untrained = trainer.evaluate()
     summary = trainer.run()
     return {"path": str(out), "summary": summary, "untrained": untrained, "trainer": trainer}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> dict:
+    """A tiny dataset (12 x 40 Two-Room steps) and a lab model trained 20 steps on it, 1 thread.
+
+    For tests that need a real model that loads (the lab pages), not one that plans well.
+    """
+    from lewm_core.trainer import TrainConfig, Trainer
+
+    base = tmp_path_factory.mktemp("tiny")
+    data = base / "tiny.h5"
+    collect(CollectSpec("tworoom", episodes=12, steps=40, resolution=64, seed=0), data)
+    cfg = TrainConfig.from_preset(
+        "lab",
+        str(data),
+        str(base / "tiny-run"),
+        max_steps=20,
+        batch_size=8,
+        checkpoint_every=10,
+        threads=1,
+    )
+    Trainer(cfg).run()
+    return {"h5": data, "run": base / "tiny-run"}

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from lewm_testing import HOME, serve_streamlit
 from streamlit.testing.v1 import AppTest
 
 from lewm_core.envs import ENV_NAMES
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-ROOT = Path(__file__).resolve().parents[1]
-HOME = str(ROOT / "app" / "Home.py")
 ENV_PAGE = "views/environments.py"
 CHROMIUM = "/usr/bin/chromium"
 
@@ -96,46 +90,9 @@ def test_settings_read_from_url() -> None:
 
 
 # --------------------------------------------------------------------------- real browser
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    port = _free_port()
-    log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 (closed by the finalizer)
-    cmd = [sys.executable, "-m", "streamlit", "run", HOME, "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env={**os.environ, "MUJOCO_GL": "egl"}, stdout=log, stderr=log
-    )
-
-    def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-    request.addfinalizer(stop)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited: {(tmp_path / 'streamlit.log').read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200 and r.read().strip() == b"ok":
-                    return url
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail("streamlit did not become healthy within 60 s")
-        time.sleep(0.5)
+    return serve_streamlit(request, tmp_path)
 
 
 @pytest.mark.browser

@@ -15,39 +15,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lewm_core.collect import CollectSpec, collect
-
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-ROOT = Path(__file__).resolve().parents[1]
-HOME = str(ROOT / "app" / "Home.py")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> dict:
-    """A tiny dataset (12 x 40 Two-Room steps) and a lab model trained 10 steps on it."""
-    import torch
-
-    from lewm_core.trainer import TrainConfig, Trainer
-
-    base = tmp_path_factory.mktemp("analysis")
-    data = base / "tiny.h5"
-    collect(CollectSpec("tworoom", episodes=12, steps=40, resolution=64, seed=0), data)
-    threads = torch.get_num_threads()
-    cfg = TrainConfig.from_preset(
-        "lab", str(data), str(base / "tiny-run"), max_steps=10, batch_size=8, checkpoint_every=10
-    )
-    trainer = Trainer(cfg)
-    torch.set_num_threads(1)
-    try:
-        trainer.run()
-    finally:
-        torch.set_num_threads(threads)
-    return {"h5": data, "run": base / "tiny-run"}
+from lewm_testing import HOME
 
 
 @pytest.fixture
-def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: dict) -> dict:
+def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_run: dict) -> dict:
     """Empty data/runs/assets folders for the app, with the tiny model copied in as a user run."""
     dirs = {f"{k}_dir": tmp_path / k for k in ("data", "runs", "assets")}
     for d in dirs.values():
@@ -56,8 +30,8 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: dict) -> di
     monkeypatch.setenv("LEWM_RUNS_DIR", str(dirs["runs_dir"]))
     monkeypatch.setenv("LEWM_ASSETS_DIR", str(dirs["assets_dir"]))
     monkeypatch.setenv("LEWM_APP_THREADS", "1")
-    shutil.copytree(tiny_model["run"], dirs["runs_dir"] / "tiny-run")
-    return {**dirs, **tiny_model}
+    shutil.copytree(tiny_run["run"], dirs["runs_dir"] / "tiny-run")
+    return {**dirs, **tiny_run}
 
 
 def _page(path: str) -> AppTest:

@@ -10,51 +10,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from lewm_testing import HOME, serve_streamlit
 from streamlit.testing.v1 import AppTest
 
 from lewm_core import jobs
-from lewm_core.collect import CollectSpec, collect
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-ROOT = Path(__file__).resolve().parents[1]
-HOME = str(ROOT / "app" / "Home.py")
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> dict:
-    """A tiny dataset (12 x 40 Two-Room steps) and a lab model trained 20 steps on it."""
-    import torch
-
-    from lewm_core.trainer import TrainConfig, Trainer
-
-    base = tmp_path_factory.mktemp("pages")
-    data = base / "tiny.h5"
-    collect(CollectSpec("tworoom", episodes=12, steps=40, resolution=64, seed=0), data)
-    threads = torch.get_num_threads()
-    cfg = TrainConfig.from_preset(
-        "lab", str(data), str(base / "tiny-run"), max_steps=20, batch_size=8, checkpoint_every=10
-    )
-    trainer = Trainer(cfg)
-    torch.set_num_threads(1)  # the trainer takes every core; keep this light
-    try:
-        trainer.run()
-    finally:
-        torch.set_num_threads(threads)
-    return {"h5": data, "run": base / "tiny-run"}
-
-
 @pytest.fixture
-def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: dict) -> dict:
+def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_run: dict) -> dict:
     """Empty data/runs/assets folders for the app, plus the tiny model and dataset to copy in."""
     dirs = {f"{k}_dir": tmp_path / k for k in ("data", "runs", "assets")}
     for d in dirs.values():
@@ -63,7 +34,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: dict) -> di
     monkeypatch.setenv("LEWM_RUNS_DIR", str(dirs["runs_dir"]))
     monkeypatch.setenv("LEWM_ASSETS_DIR", str(dirs["assets_dir"]))
     monkeypatch.setenv("LEWM_APP_THREADS", "1")
-    return {**dirs, **tiny_model}
+    return {**dirs, **tiny_run}
 
 
 def _page(path: str) -> AppTest:
@@ -216,47 +187,6 @@ def test_plan_page_reads_url(lab: dict) -> None:
 
 
 # --------------------------------------------------------------------------- real browser
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    port = _free_port()
-    log_path = tmp_path / "streamlit.log"
-    log = open(log_path, "w")  # noqa: SIM115 (closed by the finalizer)
-    cmd = [sys.executable, "-m", "streamlit", "run", HOME, "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    env = {**os.environ, "MUJOCO_GL": "egl"}  # carries the LEWM_* folders of the `lab` fixture
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
-
-    def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-    request.addfinalizer(stop)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited: {log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200 and r.read().strip() == b"ok":
-                    return url
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail("streamlit did not become healthy within 60 s")
-        time.sleep(0.5)
-
-
 @pytest.mark.browser
 def test_plan_page_in_browser(request: pytest.FixtureRequest, lab: dict, tmp_path: Path) -> None:
     if not Path(CHROMIUM).exists():
@@ -264,7 +194,7 @@ def test_plan_page_in_browser(request: pytest.FixtureRequest, lab: dict, tmp_pat
     from playwright.sync_api import expect, sync_playwright
 
     shutil.copytree(lab["run"], lab["runs_dir"] / "tiny-run")
-    url = _serve(request, tmp_path)
+    url = serve_streamlit(request, tmp_path)
     idle = "[data-testid='stApp'][data-test-script-state='notRunning']"
     shot = Path(os.environ.get("LEWM_PLAN_SCREENSHOT", tmp_path / "plan.png"))
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]

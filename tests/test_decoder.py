@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from lewm_testing import run_cli  # noqa: E402
 
 from decoder.model import DecoderConfig, LatentDecoder, patchify, unpatchify
 from decoder.rollout import decode_rollout, episode_clip
@@ -27,24 +27,6 @@ from lewm_core.checkpoint import load_model
 from lewm_core.errors import UserError
 
 torch.set_num_threads(1)
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    """Run one analysis sub-command in-process, as `lewm` would (exit status, stdout, stderr)."""
-    from lewm_core import cli
-    from lewm_core.cli_analysis import register
-
-    parser = cli._Parser(prog="lewm")
-    register(parser.add_subparsers(dest="command", required=True, parser_class=cli._Parser))
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-        rc = 0
-    except UserError as e:
-        sys.stderr.write(f"error: {e}\n")
-        rc = 2
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from lewm_testing import run_cli  # noqa: E402
 
 from lewm_core.checkpoint import load_model
 from lewm_core.errors import UserError
 from lewm_core.tsne import parse_color, trust, tsne_latents, write_tsne
 
 torch.set_num_threads(1)
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    """Run one analysis sub-command in-process, as `lewm` would (exit status, stdout, stderr)."""
-    from lewm_core import cli
-    from lewm_core.cli_analysis import register
-
-    parser = cli._Parser(prog="lewm")
-    register(parser.add_subparsers(dest="command", required=True, parser_class=cli._Parser))
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-        rc = 0
-    except UserError as e:
-        sys.stderr.write(f"error: {e}\n")
-        rc = 2
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

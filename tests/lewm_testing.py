@@ -1,0 +1,72 @@
+"""Helpers shared by several test modules (imported by name: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lewm_core import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+HOME = str(ROOT / "app" / "Home.py")
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run one `lewm` command in-process; return (exit status, stdout, stderr)."""
+    rc = cli.main(argv)
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_streamlit(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Start `streamlit run app/Home.py` on a free port, wait until healthy, return its URL.
+
+    The server inherits this process's environment (e.g. the LEWM_* folders a test set) and is
+    stopped by a finalizer of `request`.
+    """
+    port = free_port()
+    log_path = tmp_path / "streamlit.log"
+    log = open(log_path, "w")  # noqa: SIM115 (closed by the finalizer)
+    cmd = [sys.executable, "-m", "streamlit", "run", HOME, "--server.headless", "true"]
+    cmd += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+    request.addfinalizer(stop)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited: {log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200 and r.read().strip() == b"ok":
+                    return url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("streamlit did not become healthy within 60 s")
+        time.sleep(0.5)
