@@ -14,12 +14,15 @@ from pathlib import Path
 
 from lewm_core.atomic import atomic_path, write_bytes, write_json
 from lewm_core.checkpoint import CONFIG_FILE, MODEL_FILE, load_model, read_config
+from lewm_core.data import dataset_info
 from lewm_core.errors import UserError
 from lewm_core.model import parameter_counts
 
 
-def model_card(config: dict, train_summary: dict, evals: dict, params: int) -> str:
-    """The markdown model card of a shipped model."""
+def model_card(
+    config: dict, train_summary: dict, evals: dict, params: int, data_info: dict | None = None
+) -> str:
+    """The markdown model card of a shipped model (`data_info`: `dataset_info` of its data)."""
     data, train = config.get("data", {}), config.get("train", {})
     lines = [
         f"# LeWM `{train.get('preset', '?')}` model for {data.get('env', '?')}",
@@ -34,6 +37,13 @@ def model_card(config: dict, train_summary: dict, evals: dict, params: int) -> s
         f"{train.get('sigreg_weight')}, seed {train.get('seed')}; wall time "
         f"{train_summary.get('total_wall_s', train_summary.get('wall_s'))} s on this machine.",
     ]
+    if data_info:
+        lines.append(
+            f"- Dataset recipe: `lewm collect --env {data_info.get('env')} --episodes "
+            f"{data_info.get('num_episodes')} --steps {data_info.get('steps')} --resolution "
+            f"{data_info.get('resolution')} --seed {data_info.get('seed')}` "
+            f"({data_info.get('num_steps'):,} frames; policy {data_info.get('policy')})."
+        )
     ev = config.get("eval") or {}
     if ev:
         lines.append(
@@ -84,7 +94,10 @@ def ship(
         write_json(out_dir / "eval.json", evals)
     if summary:
         write_json(out_dir / "train_summary.json", summary)
-    card = model_card(config, summary, evals, parameter_counts(loaded.model)["params_total"])
+    data_path = Path(config.get("data", {}).get("path", ""))
+    data_info = dataset_info(data_path) if data_path.is_file() else None
+    params = parameter_counts(loaded.model)["params_total"]
+    card = model_card(config, summary, evals, params, data_info)
     write_bytes(out_dir / "MODEL_CARD.md", card.encode())
     if not (out_dir / MODEL_FILE).stat().st_size < 20e6:
         raise UserError(f"{out_dir / MODEL_FILE} is over 20 MB; ship a smaller preset")

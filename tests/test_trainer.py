@@ -21,10 +21,15 @@ def test_lr_schedule_warmup_then_cosine_to_zero():
 
 
 def test_training_learns_and_eval_mode_matches_train_mode(trained_run):
-    """Validation prediction loss falls well below an untrained model's and below copying."""
+    """Validation prediction loss falls well below an untrained model's and below copying.
+
+    Raw losses of differently scaled embeddings are not comparable, so the main check is on the
+    scale-free ratio to the loss of copying the current latent.
+    """
     ev = trained_run["trainer"].last_eval
     untrained = trained_run["untrained"]
-    assert ev["val_pred_loss"] < 0.2 * untrained["val_pred_loss"]
+    assert ev["pred_over_copy"] < 0.2 * untrained["pred_over_copy"]
+    assert ev["val_pred_loss"] < 0.5 * untrained["val_pred_loss"]
     assert ev["val_pred_loss"] < 0.5 * ev["val_copy_loss"], "predictor must beat copying"
     # BatchNorm statistics recalibrated: eval mode as good as batch statistics (CPU_FINDINGS).
     assert ev["val_pred_loss"] < 1.5 * ev["val_pred_loss_batchstats"]
