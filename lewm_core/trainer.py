@@ -253,7 +253,7 @@ class Trainer:
         terms = self.loss_terms(self.train_set.batch(self.batch_indices(s)))
         loss = terms["loss"]
         if not torch.isfinite(loss):
-            self._diverged(f"loss became {float(loss)}")
+            self._diverged(f"loss became {float(loss.detach())}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
