@@ -16,6 +16,16 @@ from lewm_core import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 HOME = str(ROOT / "app" / "Home.py")
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium; `playwright install` cannot download here
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"  # the script run finished
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -70,3 +80,19 @@ def serve_streamlit(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         if time.monotonic() > deadline:
             pytest.fail("streamlit did not become healthy within 60 s")
         time.sleep(0.5)
+
+
+def open_page(path: str, timeout: int = 120):
+    """An AppTest of the lab switched to page `path` (e.g. "views/plan.py"), no exception."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(HOME, default_timeout=timeout).run()
+    assert not at.exception
+    at.switch_page(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def button(at, label: str):
+    """The button labelled `label` of an AppTest."""
+    return next(b for b in at.button if b.label == label)

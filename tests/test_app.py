@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from lewm_testing import HOME, serve_streamlit
+from lewm_testing import CHROMIUM, CHROMIUM_ARGS, HOME, IDLE, serve_streamlit
 from streamlit.testing.v1 import AppTest
 
 from lewm_core.envs import ENV_NAMES
@@ -14,7 +14,6 @@ from lewm_core.envs import ENV_NAMES
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 ENV_PAGE = "views/environments.py"
-CHROMIUM = "/usr/bin/chromium"
 
 
 def _steps(at: AppTest) -> int:
@@ -103,10 +102,9 @@ def test_environments_page_in_browser(request: pytest.FixtureRequest, tmp_path: 
 
     # requested here (not as an argument) so the server only starts when Chromium exists
     url = request.getfixturevalue("server")
-    idle = "[data-testid='stApp'][data-test-script-state='notRunning']"
+    idle = IDLE
     shot = Path(os.environ.get("LEWM_APP_SCREENSHOT", tmp_path / "environments.png"))
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    args += ["--disable-component-update", "--disable-sync"]
+    args = CHROMIUM_ARGS
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
         try:

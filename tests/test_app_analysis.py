@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from lewm_testing import HOME
+from lewm_testing import HOME, button, open_page
 
 
 @pytest.fixture
@@ -32,18 +32,6 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_run: dict) -> dict
     monkeypatch.setenv("LEWM_APP_THREADS", "1")
     shutil.copytree(tiny_run["run"], dirs["runs_dir"] / "tiny-run")
     return {**dirs, **tiny_run}
-
-
-def _page(path: str) -> AppTest:
-    at = AppTest.from_file(HOME, default_timeout=120).run()
-    assert not at.exception
-    at.switch_page(path).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def _texts(elements) -> list[str]:
@@ -71,7 +59,7 @@ def _no_error(at: AppTest) -> None:
 # --------------------------------------------------------------------------- Decode
 def test_decode_page_trains_a_decoder_and_decodes(lab: dict) -> None:
     run = lab["runs_dir"] / "tiny-run"
-    at = _page("views/decode.py")
+    at = open_page("views/decode.py")
     _no_error(at)
     assert any("no decoder yet" in t for t in _texts(at.info))
     assert not at.get("plotly_chart")
@@ -79,7 +67,7 @@ def test_decode_page_trains_a_decoder_and_decodes(lab: dict) -> None:
     at.number_input(key="decode_batch").set_value(8)
     at.number_input(key="decode_frames").set_value(40)
     at.number_input(key="decode_seed_w").set_value(2)
-    _button(at, "Train a decoder").click().run()
+    button(at, "Train a decoder").click().run()
     _no_error(at)
     assert (run / "decoder.safetensors").is_file() and (run / "decoder.json").is_file()
     assert any("Trained the decoder" in t for t in _texts(at.success))
@@ -103,7 +91,7 @@ def test_decode_page_trains_a_decoder_and_decodes(lab: dict) -> None:
 
 def test_decode_page_leaves_shipped_models_alone(lab: dict) -> None:
     shutil.move(lab["runs_dir"] / "tiny-run", lab["assets_dir"] / "tworoom")
-    at = _page("views/decode.py")
+    at = open_page("views/decode.py")
     _no_error(at)
     assert any("shipped model without a decoder" in t for t in _texts(at.info))
     assert not [b for b in at.button if b.label.startswith("Train")]
@@ -114,12 +102,12 @@ def test_decode_page_leaves_shipped_models_alone(lab: dict) -> None:
 
 # --------------------------------------------------------------------------- Latent space
 def test_latent_page_maps_and_probes(lab: dict) -> None:
-    at = _page("views/latent.py")
+    at = open_page("views/latent.py")
     _no_error(at)
     at.number_input(key="latent_points_w").set_value(40)
     at.number_input(key="latent_seed_w").set_value(1)
     at.checkbox(key="latent_untrained_w").check()
-    _button(at, "Compute the map").click().run()
+    button(at, "Compute the map").click().run()
     _no_error(at)
     assert _metric(at, "Points") == "40"
     assert 0.0 <= float(_metric(at, "Trustworthiness")) <= 1.0
@@ -140,7 +128,7 @@ def test_latent_page_maps_and_probes(lab: dict) -> None:
     at.number_input(key="latent_probe_train").set_value(60)
     at.number_input(key="latent_probe_test").set_value(20)
     at.checkbox(key="latent_probe_mlp").uncheck()
-    _button(at, "Run the probes").click().run()
+    button(at, "Run the probes").click().run()
     _no_error(at)
     table = next(d.value for d in at.dataframe if "linear r" in d.value.columns)
     assert list(table["quantity"]) == ["agent_pos"]
@@ -148,7 +136,7 @@ def test_latent_page_maps_and_probes(lab: dict) -> None:
     assert -1.0 <= float(table["linear r"][0]) <= 1.0
 
     at.number_input(key="latent_straight_eps").set_value(2)
-    _button(at, "Measure straightness").click().run()
+    button(at, "Measure straightness").click().run()
     _no_error(at)
     assert -1.0 <= float(_metric(at, "Trained encoder")) <= 1.0
 
@@ -166,7 +154,7 @@ def test_surprise_page_runs_the_experiment(lab: dict) -> None:
     assert at.number_input(key="surprise_seed_w").value == 4
     at.number_input(key="surprise_eps_w").set_value(2)
     at.number_input(key="surprise_step_w").set_value(2)
-    _button(at, "Run the experiment").click().run()
+    button(at, "Run the experiment").click().run()
     _no_error(at)
     p = float(_metric(at, "p-value"))
     assert 0.0 <= p <= 1.0

@@ -14,14 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from lewm_testing import HOME, serve_streamlit
+from lewm_testing import CHROMIUM, CHROMIUM_ARGS, HOME, IDLE, button, open_page, serve_streamlit
 from streamlit.testing.v1 import AppTest
 
 from lewm_core import jobs
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
@@ -37,30 +35,18 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_run: dict) -> dict
     return {**dirs, **tiny_run}
 
 
-def _page(path: str) -> AppTest:
-    at = AppTest.from_file(HOME, default_timeout=120).run()
-    assert not at.exception
-    at.switch_page(path).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
-
-
 def _texts(elements) -> list[str]:
     return [e.value for e in elements]
 
 
 # --------------------------------------------------------------------------- Data
 def test_data_page_collects_and_browses(lab: dict) -> None:
-    at = _page("views/data.py")
+    at = open_page("views/data.py")
     assert any("No dataset" in t for t in _texts(at.info))
     at.number_input(key="data_episodes").set_value(3)
     at.number_input(key="data_steps").set_value(20)
     at.text_input(key="data_name").input("mini")
-    _button(at, "Collect").click().run()
+    button(at, "Collect").click().run()
     assert not at.exception and not at.error, at.error
     assert (lab["data_dir"] / "mini.h5").exists()
     assert any("mini" in t for t in _texts(at.success))
@@ -78,7 +64,7 @@ def test_data_page_collects_and_browses(lab: dict) -> None:
     # bad names and an existing name: a message, no traceback, nothing written
     for bad, expected in (("../evil", "not a valid"), ("mini", "already exists")):
         at.text_input(key="data_name").input(bad)
-        _button(at, "Collect").click().run()
+        button(at, "Collect").click().run()
         assert not at.exception
         assert any(expected in t for t in _texts(at.error)), _texts(at.error)
     assert sorted(p.name for p in lab["data_dir"].iterdir()) == ["mini.h5"]
@@ -89,20 +75,20 @@ def test_train_page_starts_and_monitors_a_job(lab: dict) -> None:
     runs_dir = lab["runs_dir"]
     shutil.copy(lab["h5"], lab["data_dir"] / "tiny.h5")
     shutil.copytree(lab["run"], runs_dir / "tiny-run")
-    at = _page("views/train.py")
+    at = open_page("views/train.py")
     assert not at.error
     assert at.selectbox(key="train_run_w").value == "tiny-run"
     assert at.get("plotly_chart"), "curves of the existing run missing"
 
     at.text_input(key="train_name").input("a/b")
-    _button(at, "Start training").click().run()
+    button(at, "Start training").click().run()
     assert not at.exception and any("not a valid" in t for t in _texts(at.error))
 
     at.number_input(key="train_max_steps").set_value(3)
     at.number_input(key="train_batch").set_value(8)
     at.number_input(key="train_threads").set_value(1)
     at.text_input(key="train_name").input("ui-run")
-    _button(at, "Start training").click().run()
+    button(at, "Start training").click().run()
     run = runs_dir / "ui-run"
     try:
         assert not at.exception and not at.error, _texts(at.error)
@@ -110,7 +96,7 @@ def test_train_page_starts_and_monitors_a_job(lab: dict) -> None:
         assert at.selectbox(key="train_run_w").value == "ui-run"
         assert at.query_params["run"] in ("ui-run", ["ui-run"])
         # the same name again: refused with a message (running, or already holding a run)
-        _button(at, "Start training").click().run()
+        button(at, "Start training").click().run()
         assert not at.exception
         assert any("already" in t for t in _texts(at.error)), _texts(at.error)
 
@@ -141,19 +127,19 @@ def _tiny_cem(at: AppTest) -> AppTest:
 
 
 def test_plan_page_without_models(lab: dict) -> None:
-    at = _page("views/plan.py")
+    at = open_page("views/plan.py")
     assert any("No model" in t for t in _texts(at.info))
 
 
 def test_plan_page_plans(lab: dict) -> None:
     shutil.copytree(lab["run"], lab["runs_dir"] / "tiny-run")
-    at = _page("views/plan.py")
+    at = open_page("views/plan.py")
     assert not at.error
     assert at.selectbox(key="plan_model_w").value == "run:tiny-run"
     _tiny_cem(at)
     assert not at.exception and not at.error
     assert not [m for m in at.metric if m.label == "Steps"]  # nothing planned yet
-    _button(at, "Plan").click().run()
+    button(at, "Plan").click().run()
     assert not at.exception and not at.error, _texts(at.error)
     steps = int(next(m for m in at.metric if m.label == "Steps").value)
     assert 1 <= steps <= 10
@@ -195,10 +181,9 @@ def test_plan_page_in_browser(request: pytest.FixtureRequest, lab: dict, tmp_pat
 
     shutil.copytree(lab["run"], lab["runs_dir"] / "tiny-run")
     url = serve_streamlit(request, tmp_path)
-    idle = "[data-testid='stApp'][data-test-script-state='notRunning']"
+    idle = IDLE
     shot = Path(os.environ.get("LEWM_PLAN_SCREENSHOT", tmp_path / "plan.png"))
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    args += ["--disable-component-update", "--disable-sync"]
+    args = CHROMIUM_ARGS
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
