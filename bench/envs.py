@@ -51,12 +51,33 @@ def measure_env_steps(name: str, seconds: float = 2.5, resolution: int = 64) -> 
         env.close()
 
 
+def measure_collection(
+    env: str = "pusht", episodes: int = 1000, steps: int = 100, workers: int = 2
+) -> float:
+    """Wall seconds of `lewm collect` (policy, render, compressed HDF5) into a temporary file."""
+    import tempfile
+    from pathlib import Path
+
+    from lewm_core.collect import CollectSpec, collect
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        collect(CollectSpec(env, episodes, steps, 64, seed=0), Path(tmp) / "d.h5", workers=workers)
+        return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run all measurements, print a table (and a JSON line with --json); return the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print a JSON object last")
     parser.add_argument("--seconds", type=float, default=2.5, help="timed seconds per env")
     parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument(
+        "--collect-episodes",
+        type=int,
+        default=1000,
+        help="Push-T episodes (100 steps, 2 workers) to time collecting; 0 skips",
+    )
     args = parser.parse_args(argv)
 
     results: dict[str, float] = {}
@@ -65,6 +86,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         rate = measure_env_steps(name, args.seconds, args.resolution)
         results[f"{name}_steps_s"] = round(rate, 1)
         print(f"{name:<10}{rate:>12,.0f}{target:>10,.0f}  {'yes' if rate >= target else 'NO'}")
+    if args.collect_episodes:
+        wall = measure_collection("pusht", args.collect_episodes)
+        results["pusht_collect_s"] = round(wall, 1)
+        results["pusht_collect_episodes"] = args.collect_episodes
+        ok = "yes" if args.collect_episodes < 1000 or wall <= 120 else "NO"
+        print(
+            f"collect {args.collect_episodes} Push-T episodes x 100 steps, 2 workers: "
+            f"{wall:.1f} s (target <= 120 s for 1,000)  {ok}"
+        )
     if args.json:
         print(json.dumps(results))
     return results

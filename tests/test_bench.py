@@ -1,0 +1,35 @@
+"""Smoke tests: the benchmark scripts run for real with a tiny budget and print their JSON line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(*args: str) -> dict:
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_bench_envs_smoke():
+    out = run_script("bench/envs.py", "--seconds", "0.2", "--collect-episodes", "4", "--json")
+    for name in ("tworoom", "pusht", "reacher"):
+        assert out[f"{name}_steps_s"] > 0
+    assert out["pusht_collect_episodes"] == 4 and out["pusht_collect_s"] > 0
+
+
+@pytest.mark.slow
+def test_bench_plan_lab_smoke():
+    out = run_script("bench/plan.py", "--preset", "lab", "--repeats", "1", "--json")
+    assert out["fast_s"] > 0 and out["naive_s"] > 0 and out["flops_fast"] < out["flops_naive"]
