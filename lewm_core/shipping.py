@@ -20,9 +20,17 @@ from lewm_core.model import parameter_counts
 
 
 def model_card(
-    config: dict, train_summary: dict, evals: dict, params: int, data_info: dict | None = None
+    config: dict,
+    train_summary: dict,
+    evals: dict,
+    params: int,
+    data_info: dict | None = None,
+    decoder: dict | None = None,
 ) -> str:
-    """The markdown model card of a shipped model (`data_info`: `dataset_info` of its data)."""
+    """The markdown model card of a shipped model.
+
+    `data_info`: `dataset_info` of its data; `decoder`: the parsed `decoder.json` beside it.
+    """
     data, train = config.get("data", {}), config.get("train", {})
     lines = [
         f"# LeWM `{train.get('preset', '?')}` model for {data.get('env', '?')}",
@@ -73,6 +81,18 @@ def model_card(
         ]
     else:
         lines.append("Not evaluated yet.")
+    if decoder:
+        m, t = decoder.get("metrics", {}), decoder.get("train", {})
+        lines += [
+            "",
+            "## Visualisation decoder",
+            "",
+            f"`decoder.safetensors`, trained {t.get('steps')} steps (batch {t.get('batch_size')}, "
+            f"lr {t.get('lr')}, seed {t.get('seed')}) on the frozen encoder: held-out PSNR "
+            f"{m.get('val_psnr', float('nan')):.1f} dB (predicting the mean frame: "
+            f"{m.get('val_psnr_mean_image', float('nan')):.1f} dB). "
+            f"`lewm decoder-train --checkpoint <this folder> --steps {t.get('steps')}`.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -97,7 +117,9 @@ def ship(
     data_path = Path(config.get("data", {}).get("path", ""))
     data_info = dataset_info(data_path) if data_path.is_file() else None
     params = parameter_counts(loaded.model)["params_total"]
-    card = model_card(config, summary, evals, params, data_info)
+    decoder_json = out_dir / "decoder.json"  # a decoder trained on the shipped folder stays
+    decoder = json.loads(decoder_json.read_text()) if decoder_json.exists() else None
+    card = model_card(config, summary, evals, params, data_info, decoder)
     write_bytes(out_dir / "MODEL_CARD.md", card.encode())
     if not (out_dir / MODEL_FILE).stat().st_size < 20e6:
         raise UserError(f"{out_dir / MODEL_FILE} is over 20 MB; ship a smaller preset")
