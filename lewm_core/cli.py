@@ -172,6 +172,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         args.videos,
         video_dir,
         progress=not args.quiet,
+        dtype=args.dtype,
     )
     lo, hi = summary["success_ci95"]
     print(
@@ -258,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--horizon", type=int, default=5)
     e.add_argument("--receding-horizon", type=int, default=5)
     e.add_argument("--sampling", default="block", choices=("block", "independent"))
+    e.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="planning precision (bfloat16: faster on CPUs with bf16 units)",
+    )
     e.add_argument("--videos", type=int, default=0, help="write videos of the first K episodes")
     e.add_argument("--video-dir")
     e.add_argument("--quiet", action="store_true")

@@ -146,6 +146,7 @@ def evaluate(
     videos: int = 0,
     video_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    dtype: str = "float32",
 ) -> dict:
     """Run the protocol; return the summary dict (success rate, interval, random floor, times)."""
     from lewm_core.envs import make
@@ -168,7 +169,7 @@ def evaluate(
         )
     else:
         tasks = tasks_from_policy(env_name, env, episodes, seed, goal_offset)
-    planner = Planner(loaded.model, loaded.action_stats, cem)
+    planner = Planner(loaded.model, loaded.action_stats, cem, dtype=dtype)
     rng = np.random.default_rng([seed, 3])
     results: list[EpisodeResult] = []
     random_ok = []
@@ -201,6 +202,7 @@ def evaluate(
         "plans": int(len(plan_ms)) if has_plans else 0,
         "mean_steps": float(np.mean([r.steps for r in results])) if results else 0.0,
         "sampling": planner.cfg.sampling,
+        "dtype": dtype,
         "cem": {
             "samples": planner.cfg.samples,
             "iterations": planner.cfg.iterations,

@@ -17,6 +17,7 @@ Two sampling schemes:
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ from lewm_core.errors import UserError
 from lewm_core.model import LeWM
 
 SAMPLINGS = ("block", "independent")
+# Planning precision: bfloat16 matmuls run several times faster on CPUs with bf16 units.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -86,8 +89,15 @@ class Planner:
         action_stats: ActionStats,
         cfg: CEMConfig | None = None,
         rollout_mode: str = "fast",
+        dtype: str = "float32",
     ):
-        self.model = model.eval()
+        if dtype not in DTYPES:
+            raise UserError(f"unknown dtype '{dtype}'; choose {' or '.join(DTYPES)}")
+        # bfloat16 plans with a cast copy: the caller's (possibly shared) model is not touched.
+        self.model = (
+            copy.deepcopy(model).to(DTYPES[dtype]) if dtype != "float32" else model
+        ).eval()
+        self.dtype = DTYPES[dtype]
         self.rollout_mode = rollout_mode
         self.stats = action_stats
         self.cfg = cfg or CEMConfig()
@@ -104,13 +114,14 @@ class Planner:
     def encode(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 frames (N, H, W, 3) -> latents (N, D)."""
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
-        return self.model.encode(x)
+        return self.model.encode(x).float()
 
     @torch.inference_mode()
     def cost(self, z_start: torch.Tensor, z_goal: torch.Tensor, blocks: torch.Tensor):
         """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A)."""
-        pred = self.model.rollout(z_start.reshape(1, 1, -1), blocks, mode=self.rollout_mode)
-        return ((pred[:, -1] - z_goal.reshape(1, -1)) ** 2).sum(-1), pred
+        z = z_start.reshape(1, 1, -1).to(self.dtype)
+        pred = self.model.rollout(z, blocks.to(self.dtype), mode=self.rollout_mode).float()
+        return ((pred[:, -1] - z_goal.reshape(1, -1).float()) ** 2).sum(-1), pred
 
     @torch.inference_mode()
     def plan(

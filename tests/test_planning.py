@@ -157,3 +157,21 @@ def test_ship_writes_loadable_model_with_card(trained_run, tmp_path):
     assert "50%" in card and "tworoom" in card and "300 steps" in card
     loaded = load_model(out)
     assert loaded.env_name == "tworoom"
+
+
+def test_bfloat16_planning_finds_the_goal_and_leaves_the_model_alone():
+    model = _random_action_model()
+    planner = Planner(
+        model, STATS, CEMConfig(samples=128, elites=16, iterations=12), dtype="bfloat16"
+    )
+    assert next(model.parameters()).dtype == torch.float32, "the caller's model is not cast"
+    gen = torch.Generator().manual_seed(0)
+    z0 = torch.randn(model.cfg.latent_dim, generator=gen)
+    held = (torch.rand(1, 5, 1, 2, generator=gen) * 2 - 1).expand(1, 5, 5, 2).reshape(1, 5, 10)
+    with torch.inference_mode():
+        z_goal = model.rollout(z0.view(1, 1, -1), held)[0, -1]
+        random_costs, _ = planner.cost(z0, z_goal, torch.rand(256, 5, 10, generator=gen) * 2 - 1)
+    result = planner.plan(z0, z_goal, generator=gen)
+    assert result.cost < 0.2 * float(random_costs.median())
+    with pytest.raises(UserError, match="dtype"):
+        Planner(model, STATS, dtype="float16")
