@@ -32,8 +32,22 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _emit_json(obj: dict) -> None:
-    print(json.dumps(obj), flush=True)
+def _jsonable(x):
+    """`x` with numpy scalars as Python numbers and NaN/Inf as None (strict JSON)."""
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def emit_json(obj: dict) -> None:
+    """Print `obj` as the one-line JSON object that ends a command's output."""
+    print(json.dumps(_jsonable(obj)), flush=True)
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
@@ -65,7 +79,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
         "wall_s": round(wall, 2),
     }
     if args.json:
-        _emit_json(summary)
+        emit_json(summary)
     else:
         print(f"wrote {out}: {args.episodes} episodes, {summary['steps']} steps in {wall:.1f} s")
 
@@ -125,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         ) from None
     bar.close()
     if args.json:
-        _emit_json(summary)
+        emit_json(summary)
     else:
         print(json.dumps(summary, indent=2))
 
@@ -138,7 +152,7 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     counts = parameter_counts(LeWM(cfg))
     info = {"preset": args.preset, "action_dim": args.action_dim, **counts}
     if args.json:
-        _emit_json(info)
+        emit_json(info)
     else:
         for k, v in info.items():
             print(f"{k:24s} {v:,}" if isinstance(v, int) else f"{k:24s} {v}")
@@ -181,7 +195,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         f"plan {summary['plan_ms_median']:.0f} ms median, {summary['plan_ms_p95']:.0f} ms p95"
     )
     if args.json:
-        _emit_json(summary)
+        emit_json(summary)
 
 
 def cmd_ship(args: argparse.Namespace) -> None:

@@ -12,28 +12,10 @@ straightness. `register(sub)` adds them to the main parser's sub-parsers; every 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 
-import numpy as np
-
-
-def _jsonable(x):
-    """Replace non-finite floats by None (strict JSON) and numpy scalars by Python ones."""
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _emit(obj: dict) -> None:
-    print(json.dumps(_jsonable(obj)), flush=True)
+from lewm_core.cli import emit_json
 
 
 def _say(quiet: bool):
@@ -86,7 +68,7 @@ def cmd_decoder_train(args: argparse.Namespace) -> None:
         f"(mean frame {summary['val_psnr_mean_image']:.2f} dB), val MSE {summary['val_mse']:.5f}"
     )
     if args.json:
-        _emit(summary)
+        emit_json(summary)
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
@@ -108,7 +90,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     print(format_probe_table(result))
     print(f"({result['train_frames']} train / {result['test_frames']} test frames)")
     if args.json:
-        _emit(result)
+        emit_json(result)
 
 
 def cmd_tsne(args: argparse.Namespace) -> None:
@@ -143,7 +125,7 @@ def cmd_tsne(args: argparse.Namespace) -> None:
             data=result["data"],
             out=args.out,
         )
-        _emit(summary)
+        emit_json(summary)
 
 
 def cmd_surprise(args: argparse.Namespace) -> None:
@@ -176,7 +158,7 @@ def cmd_surprise(args: argparse.Namespace) -> None:
     if args.json:
         summary = {k: v for k, v in result.items() if k != "curves"}
         summary["mean_curves"] = curve_summary(result["curves"])
-        _emit(summary)
+        emit_json(summary)
 
 
 def cmd_straightness(args: argparse.Namespace) -> None:
@@ -202,7 +184,7 @@ def cmd_straightness(args: argparse.Namespace) -> None:
             r = result[name]
             print(f"  {name:9s} {r['mean']:+.4f} (std {r['std']:.3f}, {r['pairs']} pairs)")
     if args.json:
-        _emit(result)
+        emit_json(result)
 
 
 # --------------------------------------------------------------------------- parser
