@@ -135,6 +135,27 @@ def discover_models() -> list[ModelEntry]:
     return found
 
 
+def models_or_stop(known_task_only: bool = False) -> list[ModelEntry]:
+    """The models a page can use; with none, an explanation on the page and `st.stop()`.
+
+    `known_task_only` keeps models whose env is one of `lewm_core.envs.ENV_NAMES` (pages that
+    need the simulator: Plan, Surprise).
+    """
+    from lewm_core.envs import ENV_NAMES
+
+    entries = discover_models()
+    if known_task_only:
+        entries = [e for e in entries if e.env in ENV_NAMES]
+    if not entries:
+        kind = "model with a known task" if known_task_only else "model"
+        st.info(
+            f"No {kind} in {assets_dir()} or {runs_dir()}: train one on the Train page "
+            "(its folder needs config.json and model.safetensors)."
+        )
+        st.stop()
+    return entries
+
+
 def list_runs() -> list[Path]:
     """Run folders under runs/ (any folder: a run being trained may have no model yet)."""
     folder = runs_dir()

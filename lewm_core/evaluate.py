@@ -81,7 +81,7 @@ def tasks_from_policy(
     rng = np.random.default_rng([seed, 2])
     tasks = []
     base = env.unwrapped
-    for i in range(episodes):
+    for _ in range(episodes):
         ep_seed = int(rng.integers(2**31))
         env.reset(seed=ep_seed)
         policy = make_policy(env_name, env, seed=ep_seed)
@@ -93,7 +93,6 @@ def tasks_from_policy(
             env.step(policy.act())
         goal = base.get_state().copy()
         tasks.append(EvalTask(start, goal, render_state(env, goal)))
-        del i
     return tasks
 
 

@@ -219,13 +219,7 @@ The model, episode, start and decoder seed are in the page URL.
 """
 )
 
-entries = models.discover_models()
-if not entries:
-    st.info(
-        f"No model in {models.assets_dir()} or {models.runs_dir()}: train one on the Train page "
-        "(its folder needs config.json and model.safetensors)."
-    )
-    st.stop()
+entries = models.models_or_stop()
 by_key = {e.key: e for e in entries}
 ui.url_choice(W_MODEL, "model", by_key, entries[0].key)
 ui.url_int(W_SEED, "seed", 0)

@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 import ui
 
-from lewm_core.envs import ENV_NAMES, make
+from lewm_core.envs import make
 from lewm_core.errors import UserError
 from lewm_core.evaluate import (
     render_state,
@@ -260,13 +260,7 @@ The model, seed and settings are in the page URL.
 """
 )
 
-entries = [e for e in models.discover_models() if e.env in ENV_NAMES]
-if not entries:
-    st.info(
-        f"No model with a known task in {models.assets_dir()} or {models.runs_dir()}: train one "
-        "on the Train page (its folder needs config.json and model.safetensors)."
-    )
-    st.stop()
+entries = models.models_or_stop(known_task_only=True)
 _init_from_url(entries)
 by_key = {e.key: e for e in entries}
 

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 import ui
 
-from lewm_core.envs import ENV_NAMES, make, make_policy
+from lewm_core.envs import make, make_policy
 from lewm_core.errors import UserError
 from lewm_core.surprise import (
     PERTURBATIONS,
@@ -242,13 +242,7 @@ steps, episodes and seed are in the page URL.
 """
 )
 
-entries = [e for e in models.discover_models() if e.env in ENV_NAMES]
-if not entries:
-    st.info(
-        f"No model with a known task in {models.assets_dir()} or {models.runs_dir()}: train one "
-        "on the Train page (its folder needs config.json and model.safetensors)."
-    )
-    st.stop()
+entries = models.models_or_stop(known_task_only=True)
 by_key = {e.key: e for e in entries}
 ui.url_choice(W_MODEL, "model", by_key, entries[0].key)
 ui.url_choice(W_KIND, "perturbation", PERTURBATIONS, PERTURBATIONS[0])
