@@ -96,3 +96,15 @@ def open_page(path: str, timeout: int = 120):
 def button(at, label: str):
     """The button labelled `label` of an AppTest."""
     return next(b for b in at.button if b.label == label)
+
+
+def lab_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Empty data/runs/assets folders under `tmp_path`, set as the app's folders (1 thread)."""
+    dirs = {f"{k}_dir": tmp_path / k for k in ("data", "runs", "assets")}
+    for d in dirs.values():
+        d.mkdir()
+    monkeypatch.setenv("LEWM_DATA_DIR", str(dirs["data_dir"]))
+    monkeypatch.setenv("LEWM_RUNS_DIR", str(dirs["runs_dir"]))
+    monkeypatch.setenv("LEWM_ASSETS_DIR", str(dirs["assets_dir"]))
+    monkeypatch.setenv("LEWM_APP_THREADS", "1")
+    return dirs

@@ -17,19 +17,13 @@ from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from lewm_testing import HOME, button, open_page
+from lewm_testing import HOME, button, lab_dirs, open_page
 
 
 @pytest.fixture
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_run: dict) -> dict:
     """Empty data/runs/assets folders for the app, with the tiny model copied in as a user run."""
-    dirs = {f"{k}_dir": tmp_path / k for k in ("data", "runs", "assets")}
-    for d in dirs.values():
-        d.mkdir()
-    monkeypatch.setenv("LEWM_DATA_DIR", str(dirs["data_dir"]))
-    monkeypatch.setenv("LEWM_RUNS_DIR", str(dirs["runs_dir"]))
-    monkeypatch.setenv("LEWM_ASSETS_DIR", str(dirs["assets_dir"]))
-    monkeypatch.setenv("LEWM_APP_THREADS", "1")
+    dirs = lab_dirs(tmp_path, monkeypatch)
     shutil.copytree(tiny_run["run"], dirs["runs_dir"] / "tiny-run")
     return {**dirs, **tiny_run}
 

@@ -14,7 +14,16 @@ import time
 from pathlib import Path
 
 import pytest
-from lewm_testing import CHROMIUM, CHROMIUM_ARGS, HOME, IDLE, button, open_page, serve_streamlit
+from lewm_testing import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    HOME,
+    IDLE,
+    button,
+    lab_dirs,
+    open_page,
+    serve_streamlit,
+)
 from streamlit.testing.v1 import AppTest
 
 from lewm_core import jobs
@@ -25,13 +34,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 @pytest.fixture
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_run: dict) -> dict:
     """Empty data/runs/assets folders for the app, plus the tiny model and dataset to copy in."""
-    dirs = {f"{k}_dir": tmp_path / k for k in ("data", "runs", "assets")}
-    for d in dirs.values():
-        d.mkdir()
-    monkeypatch.setenv("LEWM_DATA_DIR", str(dirs["data_dir"]))
-    monkeypatch.setenv("LEWM_RUNS_DIR", str(dirs["runs_dir"]))
-    monkeypatch.setenv("LEWM_ASSETS_DIR", str(dirs["assets_dir"]))
-    monkeypatch.setenv("LEWM_APP_THREADS", "1")
+    dirs = lab_dirs(tmp_path, monkeypatch)
     return {**dirs, **tiny_run}
 
 
