@@ -272,3 +272,29 @@ def test_pickle_round_trip(env):
         assert np.array_equal(o1, o2)
     finally:
         clone.close()
+
+
+def test_render_from_another_thread(env):
+    """The app steps an env created in one thread from another (Streamlit reruns); a GL
+    context left bound to the first thread would make the second fail (EGL_BAD_ACCESS)."""
+    import threading
+
+    env.reset(seed=3)
+    here = env.render().copy()
+    results: list[object] = []
+
+    def render_and_step() -> None:
+        try:
+            frame = env.render().copy()
+            env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+            results.append(frame)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results.append(exc)
+
+    for _ in range(2):  # twice: the context must be released again after each render
+        t = threading.Thread(target=render_and_step)
+        t.start()
+        t.join()
+    assert not any(isinstance(r, Exception) for r in results), results
+    assert np.array_equal(results[0], here)
+    assert env.render().shape == here.shape  # and back in the first thread

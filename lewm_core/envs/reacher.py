@@ -26,6 +26,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import atexit  # noqa: E402
 import math  # noqa: E402
+import threading  # noqa: E402
 import weakref  # noqa: E402
 from typing import Any, ClassVar  # noqa: E402
 
@@ -43,9 +44,29 @@ _LIVE: weakref.WeakSet = weakref.WeakSet()
 _GL_PID: int | None = None  # process that first created an EGL renderer
 
 
-@atexit.register
+def _release_gl_context() -> None:
+    """Detach the calling thread from its current EGL context.
+
+    An EGL context can be current in one thread only; ``mujoco.Renderer`` makes its context
+    current on every render and leaves it bound. Without this release, a render from another
+    thread (Streamlit runs each rerun of a page in a new thread) fails with EGL_BAD_ACCESS.
+    A no-op for other GL back-ends, whose contexts are not shared across threads here.
+    """
+    if os.environ.get("MUJOCO_GL") != "egl":
+        return
+    from mujoco import egl
+
+    if egl.EGL_DISPLAY is not None:
+        e = egl.EGL
+        e.eglMakeCurrent(egl.EGL_DISPLAY, e.EGL_NO_SURFACE, e.EGL_NO_SURFACE, e.EGL_NO_CONTEXT)
+
+
 def _close_all() -> None:
-    """Free GL contexts before interpreter teardown (avoids EGL errors in destructors)."""
+    """Free GL contexts before interpreter teardown (avoids EGL errors in destructors).
+
+    Registered with ``atexit`` after the first renderer exists, so that it runs before the
+    ``eglTerminate`` hook MuJoCo registers when it opens the display (atexit runs LIFO).
+    """
     for env in list(_LIVE):
         env.close()
 
@@ -97,6 +118,7 @@ class ReacherEnv(LewmEnv):
         self.n_substeps = max(1, round(CONTROL_TIMESTEP / m.opt.timestep))
         self.wrist_range = tuple(m.jnt_range[1])  # shoulder is unlimited
         self._renderer: mujoco.Renderer | None = None
+        self._render_lock = threading.Lock()  # one GL context, any thread, one at a time
         self._camera = 0  # the suite's top-down "fixed" camera
         mujoco.mj_forward(m, self.data)
         _LIVE.add(self)
@@ -113,12 +135,13 @@ class ReacherEnv(LewmEnv):
 
     def close(self) -> None:
         """Release the offscreen GL renderer (a later render creates a new one)."""
-        if self._renderer is not None:
-            try:
-                self._renderer.close()
-            except Exception:  # noqa: BLE001 - GL teardown errors at exit are harmless
-                pass
-            self._renderer = None
+        with self._render_lock:
+            if self._renderer is not None:
+                try:
+                    self._renderer.close()
+                except Exception:  # noqa: BLE001 - GL teardown errors at exit are harmless
+                    pass
+                self._renderer = None
 
     # ----------------------------------------------------------------- hooks
     def _random_qpos(self, rng: np.random.Generator) -> np.ndarray:
@@ -145,18 +168,27 @@ class ReacherEnv(LewmEnv):
         mujoco.mj_forward(self.model, d)  # positions of bodies/camera for rendering and state
 
     def _render_frame(self) -> np.ndarray:
-        if self._renderer is None:
-            global _GL_PID
-            if _GL_PID is not None and _GL_PID != os.getpid():
-                raise RuntimeError(
-                    "Reacher cannot render in a process forked after its parent rendered with "
-                    "EGL (it would hang); use 'spawn' workers or render only in the workers"
-                )
-            _GL_PID = os.getpid()
-            r = self.resolution
-            self._renderer = mujoco.Renderer(self.model, r, r)
-        self._renderer.update_scene(self.data, camera=self._camera)
-        return self._renderer.render()
+        """Render from any thread: the GL context is bound for this call only."""
+        with self._render_lock:
+            if self._renderer is None:
+                global _GL_PID
+                if _GL_PID is not None and _GL_PID != os.getpid():
+                    raise RuntimeError(
+                        "Reacher cannot render in a process forked after its parent rendered "
+                        "with EGL (it would hang); use 'spawn' workers or render only in the "
+                        "workers"
+                    )
+                first = _GL_PID is None
+                _GL_PID = os.getpid()
+                r = self.resolution
+                self._renderer = mujoco.Renderer(self.model, r, r)
+                if first:
+                    atexit.register(_close_all)
+            try:
+                self._renderer.update_scene(self.data, camera=self._camera)
+                return self._renderer.render()
+            finally:
+                _release_gl_context()
 
     def _apply_colors(self) -> None:
         m = self.model
