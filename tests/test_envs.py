@@ -298,3 +298,23 @@ def test_render_from_another_thread(env):
     assert not any(isinstance(r, Exception) for r in results), results
     assert np.array_equal(results[0], here)
     assert env.render().shape == here.shape  # and back in the first thread
+
+
+def test_pusht_block_stays_in_the_arena():
+    """Pushed into walls and corners by the data policy or by random actions, the T stays
+    inside (an infinite-mass agent used to squeeze it through the walls)."""
+    from lewm_core.envs.pusht import WORLD
+
+    e = make("pusht", 32)
+    rng = np.random.default_rng(0)
+    closest = WORLD
+    for ep in range(12):
+        e.reset(seed=ep)
+        policy = make_policy("pusht", e, seed=ep)
+        for _ in range(200):
+            a = policy.act() if ep % 2 else rng.uniform(-1, 1, 2).astype(np.float32)
+            e.step(a)
+            block = e.unwrapped.get_state()[4:6]
+            closest = min(closest, float(block.min()), float(WORLD - block.max()))
+    e.close()
+    assert closest > 20.0, f"the block's centre came within {closest:.1f} px of the edge"
