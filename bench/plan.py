@@ -1,12 +1,20 @@
 """Time of one full CEM plan (300 samples x 30 iterations, horizon 5) per preset and rollout mode.
 
-    python bench/plan.py [--preset lab|paper|all] [--repeats 3] [--json]
+    python bench/plan.py [--preset lab|paper|all] [--repeats 3] [--device auto|cpu|cuda] [--json]
 
-Measures, in one run on this machine: the median seconds per plan with the `fast` rollout and
-with the `naive` one (what the public code does), their ratio, the FLOPs of each (counted with
-torch's FlopCounterMode over one full plan), and the FLOP lower bound: fast FLOPs / the matmul
-rate measured in the same run (fp32 and bf16). The last stdout line with --json is a JSON object
-(for one preset: fast_s, naive_s, speedup, flops_fast, flops_naive, bound_s, ...).
+Measures, in one run on this machine, the median seconds per plan of:
+  naive float32   what the public code does: every step recomputes the whole history window
+                  and runs pred_proj on every token (the baseline);
+  fast float32    the same numbers with less work (AdaLN once per action, cached keys/values,
+                  last layer and pred_proj on the newest token, attention over <= 3 keys
+                  written out);
+  fast bfloat16   the fast rollout on a bfloat16 copy of the model (`Planner(dtype=...)`).
+`fast_s` is the fast rollout in the precision `lewm_core.planning.default_dtype` picks for the
+device (bfloat16 where the hardware has bfloat16 matrix units, else float32), and `speedup` is
+naive_s / fast_s. FLOPs are counted with torch's FlopCounterMode over one full plan; the bound
+is fast FLOPs / the matmul rate (2048^3) measured in the same run in fast_s's precision. The last
+stdout line with --json is a JSON object (for one preset: fast_s, naive_s, speedup, flops_fast,
+flops_naive, bound_s, ...; for several: {"presets": [...]}).
 """
 
 from __future__ import annotations
@@ -28,48 +36,72 @@ from train import matmul_gflops  # noqa: E402
 from lewm_core.config import ModelConfig  # noqa: E402
 from lewm_core.data import ActionStats  # noqa: E402
 from lewm_core.model import LeWM  # noqa: E402
-from lewm_core.planning import CEMConfig, Planner  # noqa: E402
+from lewm_core.planning import CEMConfig, Planner, default_dtype  # noqa: E402
+
+VARIANTS = (("naive", "float32"), ("fast", "float32"), ("fast", "bfloat16"))
 
 
-def make_planner(preset: str, mode: str, cem: CEMConfig) -> Planner:
+def make_planner(
+    preset: str, mode: str, cem: CEMConfig, dtype: str = "float32", device: str = "cpu"
+) -> Planner:
+    """A planner over a randomly initialised model of `preset` (timing does not need training)."""
     torch.manual_seed(0)
-    model = LeWM(ModelConfig.preset(preset)).eval()
+    model = LeWM(ModelConfig.preset(preset)).eval().to(device)
     with torch.no_grad():  # non-zero AdaLN so actions matter, as in a trained model
         for blk in model.predictor.blocks:
             blk.adaln[1].weight.normal_(0, 0.02)
     stats = ActionStats(np.zeros(2, np.float32), np.ones(2, np.float32))
-    return Planner(model, stats, cem, rollout_mode=mode)
+    return Planner(model, stats, cem, rollout_mode=mode, dtype=dtype)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def time_plan(planner: Planner, repeats: int) -> tuple[float, int]:
-    d = planner.model.cfg.latent_dim
-    z0, zg = torch.randn(d), torch.randn(d)
-    planner.plan(z0, zg, generator=torch.Generator().manual_seed(0), keep_history=False)  # warm-up
+    """(median seconds of one full plan over `repeats`, FLOPs of one plan)."""
+    d, dev = planner.model.cfg.latent_dim, planner.device
+    z0, zg = torch.randn(d, device=dev), torch.randn(d, device=dev)
+    planner.plan(z0, zg, generator=torch.Generator(dev).manual_seed(0), keep_history=False)
     times = []
     for r in range(repeats):
+        _sync(dev)
         t0 = time.perf_counter()
-        planner.plan(z0, zg, generator=torch.Generator().manual_seed(r), keep_history=False)
+        planner.plan(z0, zg, generator=torch.Generator(dev).manual_seed(r), keep_history=False)
+        _sync(dev)
         times.append(time.perf_counter() - t0)
     with FlopCounterMode(display=False) as counter:
-        planner.plan(z0, zg, generator=torch.Generator().manual_seed(0), keep_history=False)
+        planner.plan(z0, zg, generator=torch.Generator(dev).manual_seed(0), keep_history=False)
     return statistics.median(times), counter.get_total_flops()
 
 
-def bench(preset: str, repeats: int, fp32_gflops: float, bf16_gflops: float) -> dict:
+def bench(preset: str, repeats: int, rates: dict[str, float], device: str) -> dict:
+    """All VARIANTS of one preset, measured one after the other in this process."""
     cem = CEMConfig()
-    fast_s, flops_fast = time_plan(make_planner(preset, "fast", cem), repeats)
-    naive_s, flops_naive = time_plan(make_planner(preset, "naive", cem), repeats)
+    seconds, flops = {}, {}
+    for mode, dtype in VARIANTS:
+        planner = make_planner(preset, mode, cem, dtype, device)
+        seconds[mode, dtype], flops[mode] = time_plan(planner, repeats)
+        del planner
+    best = default_dtype(torch.device(device))
+    fast_s, naive_s = seconds["fast", best], seconds["naive", "float32"]
+    bound_s = flops["fast"] / (rates[best] * 1e9)
     return {
         "preset": preset,
+        "device": device,
         "cem": f"{cem.samples}x{cem.iterations}, horizon {cem.horizon}",
+        "fast_dtype": best,
         "fast_s": fast_s,
         "naive_s": naive_s,
         "speedup": naive_s / fast_s,
-        "flops_fast": flops_fast,
-        "flops_naive": flops_naive,
-        "bound_s": flops_fast / (fp32_gflops * 1e9),
-        "bound_bf16_s": flops_fast / (bf16_gflops * 1e9),
-        "fast_over_bound": fast_s / (flops_fast / (fp32_gflops * 1e9)),
+        "fast_float32_s": seconds["fast", "float32"],
+        "fast_bfloat16_s": seconds["fast", "bfloat16"],
+        "speedup_float32": naive_s / seconds["fast", "float32"],
+        "flops_fast": flops["fast"],
+        "flops_naive": flops["naive"],
+        "bound_s": bound_s,
+        "fast_over_bound": fast_s / bound_s,
     }
 
 
@@ -77,26 +109,41 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="all", choices=("lab", "paper", "lab-vit", "all"))
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    fp32 = matmul_gflops(torch.device("cpu"))
-    bf16 = matmul_gflops(torch.device("cpu"), torch.bfloat16)
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    dev = torch.device(device)
+    rates = {
+        "float32": matmul_gflops(dev),
+        "bfloat16": matmul_gflops(dev, torch.bfloat16),
+    }
     presets = ["lab", "paper"] if args.preset == "all" else [args.preset]
-    rows = [bench(name, args.repeats, fp32, bf16) for name in presets]
-    print(f"threads {torch.get_num_threads()}; matmul fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f}")
+    rows = [bench(name, args.repeats, rates, device) for name in presets]
     print(
-        f"{'preset':7s} {'fast s':>7s} {'naive s':>8s} {'speedup':>7s} {'GFLOP fast':>10s} "
-        f"{'GFLOP naive':>11s} {'bound s':>8s} {'x bound':>7s}"
+        f"{device}, threads {torch.get_num_threads()}; matmul float32 {rates['float32']:.0f} "
+        f"GFLOP/s, bfloat16 {rates['bfloat16']:.0f} GFLOP/s"
+    )
+    print(
+        f"{'preset':7s} {'naive f32':>9s} {'fast f32':>8s} {'fast bf16':>9s} {'speedup':>7s} "
+        f"{'GFLOP fast':>10s} {'GFLOP naive':>11s} {'bound s':>7s} {'x bound':>7s}"
     )
     for r in rows:
         print(
-            f"{r['preset']:7s} {r['fast_s']:7.2f} {r['naive_s']:8.2f} {r['speedup']:7.2f} "
-            f"{r['flops_fast'] / 1e9:10.0f} {r['flops_naive'] / 1e9:11.0f} {r['bound_s']:8.2f} "
-            f"{r['fast_over_bound']:7.2f}"
+            f"{r['preset']:7s} {r['naive_s']:9.2f} {r['fast_float32_s']:8.2f} "
+            f"{r['fast_bfloat16_s']:9.2f} {r['speedup']:7.2f} {r['flops_fast'] / 1e9:10.0f} "
+            f"{r['flops_naive'] / 1e9:11.0f} {r['bound_s']:7.2f} {r['fast_over_bound']:7.2f}"
         )
+    print(f"speedup = naive float32 / fast {rows[0]['fast_dtype']}; bound at that matmul rate")
     if args.json:
         out = dict(rows[0]) if len(rows) == 1 else {"presets": rows}
-        out.update(matmul_fp32_gflops=fp32, matmul_bf16_gflops=bf16)
+        out.update(matmul_fp32_gflops=rates["float32"], matmul_bf16_gflops=rates["bfloat16"])
         print(json.dumps(out))
 
 

@@ -145,7 +145,7 @@ def evaluate(
     videos: int = 0,
     video_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    dtype: str = "float32",
+    dtype: str = "auto",
 ) -> dict:
     """Run the protocol; return the summary dict (success rate, interval, random floor, times)."""
     from lewm_core.envs import make
@@ -201,7 +201,7 @@ def evaluate(
         "plans": int(len(plan_ms)) if has_plans else 0,
         "mean_steps": float(np.mean([r.steps for r in results])) if results else 0.0,
         "sampling": planner.cfg.sampling,
-        "dtype": dtype,
+        "dtype": planner.dtype_name,
         "cem": {
             "samples": planner.cfg.samples,
             "iterations": planner.cfg.iterations,

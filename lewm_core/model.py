@@ -139,6 +139,38 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale) + shift
 
 
+def window_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
+    """Softmax attention over a handful of keys, as two small batched matmuls.
+
+    q: (B, h, Q, d); k, v: (B, h, P, d) with P <= history (a few tokens). `causal` masks key
+    j > query i (Q == P). Returns (B, h, Q, d), equal to `F.scaled_dot_product_attention`.
+    At these lengths the fused kernel's fixed cost per call dominates (31% of a lab plan's
+    time in float32, more in bfloat16); plain matmuls do the same arithmetic without it.
+    The softmax runs in float32.
+    """
+    scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5  # (B, h, Q, P)
+    if causal:
+        n = q.shape[2]
+        mask = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(mask, float("-inf"))
+    return scores.softmax(-1).to(v.dtype) @ v
+
+
+def newest_token_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Attention of one query over a handful of keys, token-major, written out elementwise.
+
+    q: (B, 1, h, d); k, v: (B, P, h, d), P <= history. Returns (B, 1, h, d), equal to
+    softmax(q k^T / sqrt(d)) v per head. With one key the softmax weight is exactly 1 and the
+    output is v. No transposes to head-major layout and no batched matmuls of 1 x P matrices,
+    whose fixed costs dominate at these sizes.
+    """
+    if k.shape[1] == 1:
+        return v
+    scores = (q * k).float().sum(-1) * q.shape[-1] ** -0.5  # (B, P, h)
+    weights = scores.softmax(1).to(v.dtype)
+    return (weights.unsqueeze(-1) * v).sum(1, keepdim=True)
+
+
 class PredictorBlock(nn.Module):
     """DiT block with AdaLN-zero: per-token shift/scale/gate from the action embedding."""
 
@@ -171,25 +203,38 @@ class PredictorBlock(nn.Module):
         h = modulate(self.norm2(x), shift2, scale2)
         return x + gate2 * self.drop(self.fc2(self.drop(F.gelu(self.fc1(h)))))
 
+    def modulation(self, c: Tensor) -> Tensor:
+        """AdaLN output for `forward_incremental`: (B, L, W) actions -> (B, L, 6W).
+
+        As `self.adaln(c)` with 1 added to both scales, so that modulating is one fused
+        multiply-add, `addcmul(shift, x, 1 + scale)`. Computed once per action per rollout.
+        """
+        mod = self.adaln(c)
+        w = mod.shape[-1] // 6
+        mod[..., w : 2 * w] += 1.0
+        mod[..., 4 * w : 5 * w] += 1.0
+        return mod
+
     def forward_incremental(
         self, x: Tensor, mod: Tensor, past: tuple[Tensor, Tensor] | None, last_only: bool
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Inference-only forward of n new tokens that follow `past` cached keys/values.
 
-        x: (B, n, W) new tokens; mod: (B, n, 6W) their precomputed AdaLN output
-        (`self.adaln(c)`); past: keys and values (B, heads, P, head_dim) of the P earlier
-        tokens, or None. With `last_only`, queries, output projection and MLP run on the newest
-        token alone (its output is all that is used). Returns the output (B, n or 1, W) and the
-        keys/values of all P + n tokens. Equals `forward` on the full sequence (eval mode).
+        x: (B, n, W) new tokens; mod: (B, n, 6W) their precomputed `self.modulation(c)`;
+        past: keys and values (B, P, heads, head_dim) of the P earlier tokens (token-major),
+        or None. With `last_only`, queries, output projection and MLP run on the newest token
+        alone (its output is all that is used). Returns the output (B, n or 1, W) and the
+        keys/values of all P + n tokens. Equals `forward` on the full sequence (eval mode) to
+        float rounding; each modulation and gated residual is one fused multiply-add.
         """
         b, n, _ = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
-        h = modulate(self.norm1(x), shift1, scale1)
-        q, k, v = self.qkv(h).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        h = torch.addcmul(shift1, self.norm1(x), scale1)
+        q, k, v = self.qkv(h).view(b, n, 3, self.heads, self.head_dim).unbind(2)
         if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            k, v = torch.cat([past[0], k], dim=1), torch.cat([past[1], v], dim=1)
         if last_only and n > 1:
-            x, q = x[:, -1:], q[:, :, -1:]
+            x, q = x[:, -1:], q[:, -1:]
             gate1, shift2, scale2, gate2 = (
                 gate1[:, -1:],
                 shift2[:, -1:],
@@ -198,13 +243,16 @@ class PredictorBlock(nn.Module):
             )
         # A single query (the newest token) may see every key; several new tokens with no past
         # are the whole window and attend causally.
-        causal = q.shape[2] > 1
-        if causal and past is not None:
-            raise ValueError("several new tokens after a cache are not supported")
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-        x = x + gate1 * self.proj(a.transpose(1, 2).reshape(b, q.shape[2], -1))
-        h = modulate(self.norm2(x), shift2, scale2)
-        return x + gate2 * self.fc2(F.gelu(self.fc1(h))), (k, v)
+        if q.shape[1] == 1:
+            a = newest_token_attention(q, k, v)
+        else:
+            if past is not None:
+                raise ValueError("several new tokens after a cache are not supported")
+            a = window_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), True)
+            a = a.transpose(1, 2)
+        x = torch.addcmul(x, gate1, self.proj(a.reshape(b, q.shape[1], -1)))
+        h = torch.addcmul(shift2, self.norm2(x), scale2)
+        return torch.addcmul(x, gate2, self.fc2(F.gelu(self.fc1(h)))), (k, v)
 
 
 class Predictor(nn.Module):
@@ -364,7 +412,7 @@ class LeWM(nn.Module):
         hist, t0 = self.cfg.history, latents.shape[1]
         pred = self.predictor
         blocks = pred.blocks
-        mods = [blk.adaln(act) for blk in blocks]  # (B, L, 6W) per layer, once per action
+        mods = [blk.modulation(act) for blk in blocks]  # (B, L, 6W) per layer, once per action
         seq, out = list(latents.unbind(1)), []
         cache: list | None = None  # keys/values per layer, valid while the window starts at 0
         for k in range(horizon):

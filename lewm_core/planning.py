@@ -18,6 +18,8 @@ Two sampling schemes:
 from __future__ import annotations
 
 import copy
+import functools
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +33,38 @@ from lewm_core.model import LeWM
 SAMPLINGS = ("block", "independent")
 # Planning precision: bfloat16 matmuls run several times faster on CPUs with bf16 units.
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPE_CHOICES = ("auto", *DTYPES)
+
+
+@functools.cache
+def _cpu_has_bf16_units() -> bool:
+    """True when the CPU multiplies bfloat16 natively (Intel AMX or AVX512-BF16; Linux flags)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def default_dtype(device: torch.device | str = "cpu") -> str:
+    """The planning precision `dtype="auto"` picks on `device`.
+
+    bfloat16 where the hardware has bfloat16 matrix units (a CUDA GPU that supports it, a CPU
+    with AMX or AVX512-BF16), else float32; the environment variable LEWM_PLAN_DTYPE
+    (float32 | bfloat16) overrides it. REPRODUCTION.md holds the success rates measured in both.
+    """
+    forced = os.environ.get("LEWM_PLAN_DTYPE")
+    if forced:
+        if forced not in DTYPES:
+            raise UserError(
+                f"LEWM_PLAN_DTYPE={forced!r} is not a planning precision; use float32 or bfloat16"
+            )
+        return forced
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if device.type == "cpu" and _cpu_has_bf16_units() else "float32"
 
 
 @dataclass
@@ -89,10 +123,14 @@ class Planner:
         action_stats: ActionStats,
         cfg: CEMConfig | None = None,
         rollout_mode: str = "fast",
-        dtype: str = "float32",
+        dtype: str = "auto",
     ):
-        if dtype not in DTYPES:
-            raise UserError(f"unknown dtype '{dtype}'; choose {' or '.join(DTYPES)}")
+        """`dtype`: float32, bfloat16 or auto (`default_dtype` of the model's device)."""
+        if dtype not in DTYPE_CHOICES:
+            raise UserError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPE_CHOICES)}")
+        if dtype == "auto":
+            dtype = default_dtype(next(model.parameters()).device)
+        self.dtype_name = dtype
         # bfloat16 plans with a cast copy: the caller's (possibly shared) model is not touched.
         self.model = (
             copy.deepcopy(model).to(DTYPES[dtype]) if dtype != "float32" else model

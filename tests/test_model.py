@@ -198,6 +198,37 @@ def test_rollout_matches_step_by_step_predict(t0):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("preset", ["lab", "paper"])
+@pytest.mark.parametrize("t0", [1, 3])
+def test_fast_rollout_equals_naive(preset, t0):
+    """The fast mode (cache, newest-token last layer, written-out attention) computes the
+    naive mode's numbers, for the paper's predictor shape too (16 heads x 64)."""
+    overrides = {"image_size": 28, "patch_size": 14, "enc_depth": 1} if preset == "paper" else {}
+    model = make(preset, **overrides).eval()
+    randomise_adaln(model)
+    cfg = model.cfg
+    z = torch.randn(1, t0, cfg.latent_dim)
+    act = actions(64, t0 - 1 + 5, cfg)
+    with torch.inference_mode():
+        fast = model.rollout(z, act, mode="fast")
+        naive = model.rollout(z, act, mode="naive")
+    assert fast.shape == naive.shape == (64, 5, cfg.latent_dim)
+    torch.testing.assert_close(fast, naive, rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_fast_rollout_stays_close_to_float32():
+    model = make().eval()
+    randomise_adaln(model)
+    cfg = model.cfg
+    z = torch.randn(1, 1, cfg.latent_dim)
+    act = actions(64, 5, cfg)
+    with torch.inference_mode():
+        ref = model.rollout(z, act, mode="naive")
+        low = model.to(torch.bfloat16).rollout(z.bfloat16(), act.bfloat16(), mode="fast")
+    err = (low.float() - ref).norm(dim=-1) / ref.norm(dim=-1)
+    assert float(err.max()) < 0.05, f"bfloat16 relative error {float(err.max()):.3f}"
+
+
 def test_rollout_broadcasts_context_under_inference_mode():
     model = make().eval()
     randomise_adaln(model)

@@ -175,3 +175,34 @@ def test_bfloat16_planning_finds_the_goal_and_leaves_the_model_alone():
     assert result.cost < 0.2 * float(random_costs.median())
     with pytest.raises(UserError, match="dtype"):
         Planner(model, STATS, dtype="float16")
+
+
+def test_default_dtype_and_its_override(monkeypatch):
+    from lewm_core.planning import default_dtype
+
+    monkeypatch.delenv("LEWM_PLAN_DTYPE", raising=False)
+    assert default_dtype("cpu") in ("float32", "bfloat16")
+    monkeypatch.setenv("LEWM_PLAN_DTYPE", "float32")
+    assert Planner(_random_action_model(), STATS).dtype == torch.float32
+    monkeypatch.setenv("LEWM_PLAN_DTYPE", "bfloat16")
+    assert Planner(_random_action_model(), STATS).dtype == torch.bfloat16
+    monkeypatch.setenv("LEWM_PLAN_DTYPE", "half")
+    with pytest.raises(UserError, match="LEWM_PLAN_DTYPE"):
+        default_dtype("cpu")
+
+
+def test_cem_returns_the_same_plan_with_fast_and_naive_rollouts():
+    """float32, fixed seed: the fast rollout changes nothing CEM can see."""
+    model = _random_action_model(seed=2)
+    gen = torch.Generator().manual_seed(5)
+    z0 = torch.randn(model.cfg.latent_dim, generator=gen)
+    z_goal = torch.randn(model.cfg.latent_dim, generator=gen)
+    cfg = CEMConfig(samples=96, elites=12, iterations=6)
+    plans = {
+        mode: Planner(model, STATS, cfg, rollout_mode=mode, dtype="float32").plan(
+            z0, z_goal, generator=torch.Generator().manual_seed(0)
+        )
+        for mode in ("fast", "naive")
+    }
+    np.testing.assert_allclose(plans["fast"].actions, plans["naive"].actions, rtol=0, atol=1e-5)
+    assert plans["fast"].cost == pytest.approx(plans["naive"].cost, rel=1e-4)
