@@ -5,7 +5,9 @@
 For each preset: clips/s of full training steps (forward, SIGReg, backward, AdamW) on random
 frames, the FLOPs of one step (counted by torch's FlopCounterMode), the achieved GFLOP/s and its
 ratio to a plain fp32 matmul's GFLOP/s (the physical limit here). On a CUDA device it also reports
-bf16-autocast throughput. The last stdout line with --json is a JSON object.
+bf16-autocast throughput (what `lewm train` uses on a GPU) and, for each row, clips/s per GPU: the
+benchmark runs one process on one GPU, so with N GPUs under torchrun (global batch N times larger)
+expect up to N times the per-GPU figure. The last stdout line with --json is a JSON object.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def bench_preset(name: str, device: torch.device, steps: int, autocast: bool) ->
         step()
     _sync(device)
     dt = (time.perf_counter() - t0) / steps
-    return {
+    row = {
         "preset": name,
         "batch": batch,
         "clips_per_s": batch / dt,
@@ -88,6 +90,10 @@ def bench_preset(name: str, device: torch.device, steps: int, autocast: bool) ->
         "gflops": flops / dt / 1e9,
         "autocast_bf16": autocast,
     }
+    if device.type == "cuda":  # one process on one GPU
+        row["clips_per_s_per_gpu"] = batch / dt
+        row["gpu"] = torch.cuda.get_device_name(device)
+    return row
 
 
 def main() -> None:
@@ -114,7 +120,10 @@ def main() -> None:
         print(
             f"{r['preset']:8s} {r['batch']:5d} {r['clips_per_s']:8.1f} "
             f"{r['gflop_per_step']:10.1f} {r['gflops']:8.1f} {r['fraction_of_matmul']:9.0%}"
+            + (" bf16" if r["autocast_bf16"] else "")
         )
+    if device.type == "cuda":
+        print(f"clips/s above are per GPU ({torch.cuda.get_device_name(device)}, one process)")
     if args.json:
         print(json.dumps({"device": str(device), "matmul_gflops": peak, "presets": rows}))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -85,6 +86,16 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train in this process, or as one rank of `torchrun --nproc_per_node N -m lewm_core train`."""
+    from lewm_core import distributed
+
+    try:
+        _train(args)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from lewm_core.checkpoint import read_config
@@ -95,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         saved = read_config(args.out)["train"]
         cfg = TrainConfig.from_dict(saved)
-        for k in ("epochs", "max_steps", "threads"):
+        for k in ("epochs", "max_steps", "threads", "loader_workers", "compile"):
             if getattr(args, k) is not None:
                 setattr(cfg, k, getattr(args, k))
     else:
@@ -115,10 +126,26 @@ def cmd_train(args: argparse.Namespace) -> None:
             device=args.device,
             checkpoint_every=args.checkpoint_every,
             threads=args.threads,
+            loader_workers=args.loader_workers,
+            compile=args.compile,
         )
     trainer = Trainer(cfg, resume=args.resume)
+    main = trainer.dist.is_main  # rank 0 prints; the others stay quiet
+    interrupted = []
+    if trainer.dist.world_size > 1:
+        # Several processes: a signal must not interrupt one rank inside a collective. Every
+        # rank asks to stop; they agree in the next step, rank 0 checkpoints, all exit.
+        def ask_stop(signum, frame) -> None:
+            interrupted.append(signum)
+            trainer.request_stop()
+
+        signal.signal(signal.SIGINT, ask_stop)
+        signal.signal(signal.SIGTERM, ask_stop)
     bar = tqdm(
-        total=trainer.total_steps, initial=trainer.step_count, unit="step", disable=args.quiet
+        total=trainer.total_steps,
+        initial=trainer.step_count,
+        unit="step",
+        disable=args.quiet or not main,
     )
 
     def on_step(m: dict) -> None:
@@ -138,6 +165,15 @@ def cmd_train(args: argparse.Namespace) -> None:
             "continue with --resume"
         ) from None
     bar.close()
+    if interrupted and summary["stopped_early"]:
+        err = UserError(
+            f"interrupted at step {summary['steps']}; checkpoint saved in {cfg.out}: "
+            "continue with --resume"
+        )
+        err.collective = True  # every rank stopped at the same step: rank 0 reports it
+        raise err
+    if not main:
+        return
     if args.json:
         emit_json(summary)
     else:
@@ -248,7 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("--checkpoint-every", type=int)
-    t.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+    t.add_argument(
+        "--threads", type=int, help="CPU threads (default: every core, shared among processes)"
+    )
+    t.add_argument(
+        "--loader-workers",
+        type=int,
+        help="DataLoader worker processes per training process (default: 4 on CUDA, 0 on CPU)",
+    )
+    t.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the model for training (GPU; first steps are slow while it compiles)",
+    )
     t.add_argument("--resume", action="store_true")
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--json", action="store_true")
@@ -275,9 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sampling", default="block", choices=("block", "independent"))
     e.add_argument(
         "--dtype",
-        default="float32",
-        choices=("float32", "bfloat16"),
-        help="planning precision (bfloat16: faster on CPUs with bf16 units)",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="planning precision; auto = bfloat16 where the hardware has bf16 matrix units",
     )
     e.add_argument("--videos", type=int, default=0, help="write videos of the first K episodes")
     e.add_argument("--video-dir")
@@ -302,7 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except UserError as e:
-        sys.stderr.write(f"error: {e}\n")
+        rank = os.environ.get("RANK", "0")  # set by torchrun
+        if rank in ("", "0"):
+            sys.stderr.write(f"error: {e}\n")
+        elif not getattr(e, "collective", False):  # all ranks failed alike: rank 0 said it
+            sys.stderr.write(f"error: [rank {rank}] {e}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted; nothing half-written was kept\n")

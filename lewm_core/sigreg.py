@@ -10,6 +10,9 @@ computed as 2 * (trapezoid rule on `knots` points in [0, t_max]) since the integ
 SIGReg is the mean of T_EP over the projections (and over time steps for (T, N, D) input).
 Under the null (Z ~ N(0, I)) its expectation does not depend on N (about 1.06 for t_max = 3);
 any departure from an isotropic standard Gaussian makes it grow linearly with N.
+
+The statistic needs the whole batch at once: with several training processes use
+`lewm_core.distributed.global_sigreg`, which all-gathers the shards (with gradients) first.
 """
 
 from __future__ import annotations

@@ -8,6 +8,12 @@ A step-wise Python API (`Trainer.step`, `Trainer.run`, `Trainer.request_stop`) t
 lab both drive. A run folder holds `config.json`, `model.safetensors`, `trainer_state.safetensors`
 (model + optimiser + RNG + step, one atomic file, for exact resume) and `metrics.jsonl`.
 A NaN/Inf loss or gradient stops the run; the last good checkpoint stays on disk untouched.
+
+One code path for one or several processes (`torchrun --nproc_per_node N -m lewm_core train`,
+DistributedDataParallel; see `lewm_core.distributed`). `batch_size` is the GLOBAL batch: the clips
+of step s are the same as in one process and rank r trains on the r-th contiguous shard of them.
+SIGReg and BatchNorm see the global batch, so the gradients equal one process's on the
+concatenated batch. Rank 0 alone logs, recalibrates, evaluates and writes; the others wait.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -27,6 +33,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from lewm_core import __version__
+from lewm_core import distributed as ddp
 from lewm_core.atomic import atomic_path, remove_stale_temporaries, write_json
 from lewm_core.checkpoint import save_model
 from lewm_core.config import ModelConfig
@@ -49,6 +56,8 @@ TRAIN_PRESETS: dict[str, dict] = {
 
 class TrainingDiverged(UserError):
     """The loss or gradient became NaN/Inf; the last good checkpoint was kept."""
+
+    collective = True  # raised on every rank at the same step: rank 0 reports it
 
 
 @dataclass
@@ -77,6 +86,8 @@ class TrainConfig:
     val_batches: int = 8
     bn_recalib_batches: int = 50
     preload_max_gb: float = 4.0
+    compile: bool = False  # torch.compile the training forward (meant for GPUs; off by default)
+    loader_workers: int | None = None  # DataLoader processes; None = 4 on CUDA, 0 (in-line) on CPU
     model_overrides: dict = field(default_factory=dict)
 
     @classmethod
@@ -103,6 +114,10 @@ class TrainConfig:
             (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
             (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
             (self.threads is None or 1 <= self.threads <= 1024, "--threads must be at least 1"),
+            (
+                self.loader_workers is None or 0 <= self.loader_workers <= 64,
+                "--loader-workers must be between 0 and 64",
+            ),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
         ]
         for ok, message in checks:
@@ -132,6 +147,15 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def step_batch_indices(
+    step: int, num_clips: int, batch_size: int, steps_per_epoch: int, seed: int
+) -> np.ndarray:
+    """Clip indices (batch_size,) of the global batch of `step`: a fixed permutation per epoch."""
+    epoch, b = divmod(step, steps_per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(num_clips)
+    return perm[b * batch_size : (b + 1) * batch_size]
+
+
 def effective_rank(z: torch.Tensor) -> float:
     """exp(entropy) of the normalised singular values of centred embeddings z (N, D)."""
     s = torch.linalg.svdvals(z.float() - z.float().mean(0))
@@ -156,10 +180,19 @@ class Trainer:
             )
         if resume and not (self.out / STATE_FILE).exists():
             raise UserError(f"nothing to resume in {self.out} (no {STATE_FILE}); drop --resume")
-        self.device = pick_device(cfg.device)
+        # One process (world size 1, no process group) or one rank of a torchrun job.
+        self.dist, self.device = ddp.setup(pick_device(cfg.device))
+        world = self.dist.world_size
+        if cfg.batch_size % world:
+            raise UserError(
+                f"--batch-size {cfg.batch_size} is the global batch and must be divisible by the "
+                f"{world} processes; use a multiple of {world}"
+            )
+        self.local_batch_size = cfg.batch_size // world
         torch.manual_seed(cfg.seed)
         if self.device.type == "cpu":
-            torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+            cores = (os.cpu_count() or 1) // self.dist.local_world_size
+            torch.set_num_threads(cfg.threads or max(1, cores))
 
         info = dataset_info(cfg.data)
         preload = info["pixels_gb"] <= cfg.preload_max_gb
@@ -177,6 +210,7 @@ class Trainer:
             preload=preload,
         )
         self.train_set = ClipDataset(cfg.data, "train", **split)
+        self._preloaded = preload
         self.val_set = ClipDataset(
             cfg.data, "val", action_stats=self.train_set.action_stats, **split
         )
@@ -186,6 +220,8 @@ class Trainer:
                 f"{cfg.batch_size}; collect more episodes or lower --batch-size"
             )
         self.model = LeWM(mcfg).to(self.device)
+        if world > 1:  # BatchNorm statistics over the global batch, as in one process
+            ddp.convert_batchnorm(self.model)
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.ndim < 2]
         self.opt = torch.optim.AdamW(
@@ -202,35 +238,106 @@ class Trainer:
         self.warmup = max(1, int(cfg.warmup_frac * self.total_steps))
         self.step_count = 0
         self._stop = threading.Event()
-        self._sigreg_gen = torch.Generator()
+        self._stop_agreed = False  # several processes: every rank stops after the same step
+        self._sigreg_gen = torch.Generator()  # CPU, reseeded per step: same directions per rank
         self.last_metrics: dict = {}
         self.out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.out)
+        if self.dist.is_main:
+            remove_stale_temporaries(self.out)
+        if world > 1:  # every rank its own dropout stream (model init above used `seed` on all)
+            torch.manual_seed(self._rank_seed())
         if resume:
             self._load_state()
-        else:
+        elif self.dist.is_main:
             (self.out / METRICS_FILE).write_text("")
+        self._saved_at = self.step_count if resume else 0
+        if cfg.loader_workers is not None:
+            self.loader_workers = cfg.loader_workers
+        else:
+            self.loader_workers = 4 if self.device.type == "cuda" else 0
+        # The module that trains: DDP (gradient all-reduce) around the model when world > 1,
+        # optionally compiled. `self.model` stays the bare LeWM (state dicts, evaluation).
+        self._net: torch.nn.Module = self.model
+        if world > 1:
+            self._net = torch.nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                forward_sync_buffers=False,  # BatchNorm buffers are updated alike on every rank
+            )
+        if cfg.compile:
+            self._net = torch.compile(self._net)
+        ddp.barrier()
 
     # ---- data order: a fixed permutation per epoch, so step s always sees the same batch ----
     def batch_indices(self, step: int) -> np.ndarray:
-        """Clip indices of the batch of global step `step`: (batch_size,)."""
-        epoch, b = divmod(step, self.steps_per_epoch)
-        perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.train_set))
-        return perm[b * self.cfg.batch_size : (b + 1) * self.cfg.batch_size]
+        """Clip indices of the (global) batch of step `step`: (batch_size,)."""
+        return step_batch_indices(
+            step, len(self.train_set), self.cfg.batch_size, self.steps_per_epoch, self.cfg.seed
+        )
+
+    def rank_batch_indices(self, step: int) -> np.ndarray:
+        """This process's shard of the batch of step `step`: (batch_size / world_size,).
+
+        Rank r takes the r-th contiguous slice, so the ranks' shards concatenated in rank order
+        are the global batch of one process.
+        """
+        r, n = self.dist.rank, self.local_batch_size
+        return self.batch_indices(step)[r * n : (r + 1) * n]
+
+    def _prefetched_batches(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
+        """This rank's batches of steps start, start + 1, ... from a DataLoader with workers.
+
+        Yields what `train_set.batch(rank_batch_indices(s))` returns (pinned on CUDA). The
+        loader has its own generator, so the global torch RNG (dropout) is not consumed.
+        """
+        source = _StepBatches(
+            self.train_set,
+            self.cfg.batch_size,
+            self.steps_per_epoch,
+            self.cfg.seed,
+            self.dist.rank,
+            self.local_batch_size,
+        )
+        loader = torch.utils.data.DataLoader(
+            source,
+            batch_size=None,
+            sampler=range(start, self.total_steps),
+            num_workers=self.loader_workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=2,  # batches per worker in flight
+            # Preloaded pixels: fork shares them copy-on-write. Read from HDF5: spawn, so that no
+            # worker inherits an open h5py handle (ClipDataset drops it when pickled).
+            multiprocessing_context="fork" if self._preloaded else "spawn",
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+        )
+        it = iter(loader)
+        try:
+            yield from it
+        finally:
+            del it  # shuts the workers down
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
-    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Loss, prediction loss, SIGReg and embeddings (B, T, D) of one batch."""
+    def loss_terms(
+        self, batch: dict[str, torch.Tensor], collective: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Loss, prediction loss, SIGReg and embeddings (B, T, D) of one batch.
+
+        collective=True (training steps; every rank must call it): the forward runs through DDP
+        and SIGReg is that of the global batch (all ranks' embeddings gathered). Then `loss` is
+        this rank's objective (local prediction loss + lambda * global SIGReg): DDP's mean over
+        ranks of its gradient is the gradient of the global-batch loss. collective=False: this
+        process's batch alone (evaluation), no communication.
+        """
         pixels = batch["pixels"].to(self.device, non_blocking=True)
         actions = batch["actions"].to(self.device, non_blocking=True)
         with self._autocast():
-            out = self.model(pixels, actions)
+            out = (self._net if collective else self.model)(pixels, actions)
         emb, pred = out["emb"].float(), out["pred"].float()
         pred_loss = F.mse_loss(pred, emb[:, 1:])
         if self.cfg.sigreg_weight > 0 or not self.model.training:
-            reg = sigreg(
+            reg = (ddp.global_sigreg if collective else sigreg)(
                 emb.transpose(0, 1),
                 self.cfg.sigreg_projections,
                 self.cfg.sigreg_knots,
@@ -241,8 +348,13 @@ class Trainer:
         loss = pred_loss + self.cfg.sigreg_weight * reg
         return {"loss": loss, "pred_loss": pred_loss, "sigreg": reg, "emb": emb}
 
-    def step(self) -> dict:
-        """One optimiser step; returns its metrics. Raises TrainingDiverged on NaN/Inf."""
+    def step(self, batch: dict[str, torch.Tensor] | None = None) -> dict:
+        """One optimiser step; returns its metrics. Raises TrainingDiverged on NaN/Inf.
+
+        Every rank calls it together. `batch`: this rank's shard of the step's batch if already
+        loaded (the prefetching DataLoader of `run`), else it is read here. The metrics are those
+        of the global batch and identical on every rank; so is the NaN/Inf decision.
+        """
         s = self.step_count
         t0 = time.perf_counter()
         self.model.train()
@@ -250,14 +362,30 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = lr
         self._sigreg_gen.manual_seed(self.cfg.seed * 1_000_003 + s)
-        terms = self.loss_terms(self.train_set.batch(self.batch_indices(s)))
+        if batch is None:
+            batch = self.train_set.batch(self.rank_batch_indices(s))
+        terms = self.loss_terms(batch, collective=True)
         loss = terms["loss"]
-        if not torch.isfinite(loss):
-            self._diverged(f"loss became {float(loss.detach())}")
+        pred_loss = terms["pred_loss"].detach()
+        if self.dist.world_size > 1:
+            # Global prediction loss (equal shards: the mean of the ranks' means) and the vote
+            # to stop (any rank asked): one all-reduce, after which every rank agrees.
+            shared = torch.stack([pred_loss, pred_loss.new_tensor(float(self._stop.is_set()))])
+            ddp.all_reduce_sum_(shared)
+            pred_loss = shared[0] / self.dist.world_size
+            self._stop_agreed = self._stop_agreed or bool(shared[1] > 0)
+            loss_value = pred_loss + self.cfg.sigreg_weight * terms["sigreg"].detach()
+        else:
+            loss_value = loss.detach()
+        if not torch.isfinite(loss_value):
+            self._diverged(f"loss became {float(loss_value)}")
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # DDP averages the ranks' gradients here
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        if not torch.isfinite(grad_norm):
+        finite = torch.isfinite(grad_norm)
+        if self.dist.world_size > 1:  # the averaged gradients agree; make the decision agree too
+            finite = ddp.all_reduce_sum_((~finite).float()) == 0
+        if not finite:
             self._diverged(f"gradient norm became {float(grad_norm)}")
         self.opt.step()
         self.step_count += 1
@@ -265,8 +393,8 @@ class Trainer:
         metrics = {
             "step": self.step_count,
             "epoch": s // self.steps_per_epoch,
-            "loss": float(loss.detach()),
-            "pred_loss": float(terms["pred_loss"].detach()),
+            "loss": float(loss_value),
+            "pred_loss": float(pred_loss),
             "sigreg": float(terms["sigreg"].detach()),
             "lr": lr,
             "grad_norm": float(grad_norm),
@@ -295,8 +423,14 @@ class Trainer:
             return int(json.loads(f.metadata()["trainer"])["step"])
 
     def _log(self, row: dict) -> None:
+        if not self.dist.is_main:  # one metrics.jsonl, written by rank 0
+            return
         with open(self.out / METRICS_FILE, "a") as f:
             f.write(json.dumps(row) + "\n")
+
+    def _rank_seed(self) -> int:
+        """Seed of this rank's torch RNG (dropout) in a multi-process run."""
+        return int(np.random.SeedSequence([self.cfg.seed, self.dist.rank, 7]).generate_state(1)[0])
 
     def _val_batches(self) -> list[np.ndarray]:
         n = len(self.val_set)
@@ -316,6 +450,10 @@ class Trainer:
         batches = self._val_batches()
         if not batches:
             return {}
+        with ddp.local_batchnorm(self.model):  # this process alone: no collective
+            return self._evaluate(batches)
+
+    def _evaluate(self, batches: list[np.ndarray]) -> dict:
         self.model.eval()
         self._sigreg_gen.manual_seed(777)
         sums: dict[str, float] = {}
@@ -359,31 +497,49 @@ class Trainer:
                 b = self.train_set.batch(idx)
                 yield b["pixels"].to(self.device), b["actions"].to(self.device)
 
-        with self._autocast():
+        with torch.no_grad(), self._autocast(), ddp.local_batchnorm(self.model):
             recalibrate_batchnorm(self.model, batches(), n)
 
     def save_checkpoint(self) -> None:
-        """Recalibrate BatchNorm, evaluate, and write model + resume state atomically."""
-        self.recalibrate()
-        ev = self.evaluate()
-        if ev:
-            self._log(
-                {"step": self.step_count, "epoch": self.step_count // self.steps_per_epoch, **ev}
-            )
-            self.last_eval = ev
-        rng_state = torch.get_rng_state()
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        for i, st in self.opt.state_dict()["state"].items():
-            for k, v in st.items():
-                tensors[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-        tensors["rng.torch"] = rng_state
-        meta = {"trainer": json.dumps({"step": self.step_count, "config": asdict(self.cfg)})}
-        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        from safetensors.torch import save_file
+        """Recalibrate BatchNorm, evaluate, and write model + resume state atomically.
 
-        with atomic_path(self.out / STATE_FILE) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
-        save_model(self.out, self.model, self.train_set.action_stats, self.run_meta())
+        Several processes: every rank calls it. Rank 0 alone recalibrates and evaluates (on the
+        global batch size, as one process does) while the others wait; the ranks' RNG states
+        go to rank 0, which writes; then every rank takes rank 0's BatchNorm statistics and
+        evaluation.
+        """
+        if self.dist.is_main:
+            self.recalibrate()
+            ev = self.evaluate()
+            if ev:
+                epoch = self.step_count // self.steps_per_epoch
+                self._log({"step": self.step_count, "epoch": epoch, **ev})
+                self.last_eval = ev
+        rng = {"rng.torch": ddp.all_gather_object(torch.get_rng_state())}
+        if self.device.type == "cuda":
+            rng["rng.cuda"] = ddp.all_gather_object(torch.cuda.get_rng_state(self.device).cpu())
+        if self.dist.is_main:
+            tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+            for i, st in self.opt.state_dict()["state"].items():
+                for k, v in st.items():
+                    tensors[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+            for key, states in rng.items():  # rank 0 under `key`, rank r under `key.rank<r>`
+                for r, state in enumerate(states):
+                    tensors[key if r == 0 else f"{key}.rank{r}"] = state
+            meta = {"trainer": json.dumps({"step": self.step_count, "config": asdict(self.cfg)})}
+            tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+            from safetensors.torch import save_file
+
+            with atomic_path(self.out / STATE_FILE) as tmp:
+                save_file(tensors, str(tmp), metadata=meta)
+            save_model(self.out, self.model, self.train_set.action_stats, self.run_meta())
+        if self.dist.world_size > 1:
+            ddp.barrier()  # the files are complete before any rank goes on
+            ddp.broadcast_buffers(self.model)  # rank 0's recalibrated BatchNorm statistics
+            ev = ddp.broadcast_object(getattr(self, "last_eval", None))
+            if ev is not None:
+                self.last_eval = ev
+        self._saved_at = self.step_count
 
     def run_meta(self) -> dict:
         ds = self.train_set
@@ -422,11 +578,19 @@ class Trainer:
                 _, i, name = key.split(".", 2)
                 opt_state["state"].setdefault(int(i), {})[name] = v.to(self.device)
         self.opt.load_state_dict(opt_state)
-        torch.set_rng_state(tensors["rng.torch"])
+        suffix = f".rank{self.dist.rank}" if self.dist.rank else ""
+        if f"rng.torch{suffix}" in tensors:
+            torch.set_rng_state(tensors[f"rng.torch{suffix}"])
+        else:  # a rank the saving run did not have (resumed on more processes)
+            torch.manual_seed(self._rank_seed() + int(meta["step"]))
+        if self.device.type == "cuda" and f"rng.cuda{suffix}" in tensors:
+            torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"], self.device)
         self.step_count = int(meta["step"])
         config_path = self.out / "config.json"
         if config_path.exists():  # the evaluation of the checkpoint we resume from
             self.last_eval = json.loads(config_path.read_text()).get("eval", {})
+        if not self.dist.is_main:
+            return
         # Drop metrics logged after the checkpoint: the resumed run logs those steps again.
         mpath = self.out / METRICS_FILE
         rows = mpath.read_text().splitlines() if mpath.exists() else []
@@ -441,19 +605,38 @@ class Trainer:
     def run(self, callback: Callable[[dict], None] | None = None) -> dict:
         """Train to `total_steps` (or until `request_stop`), checkpointing on the way.
 
-        Returns a summary dict. `callback(metrics)` is called after every step.
+        Returns a summary dict. `callback(metrics)` is called after every step. Several
+        processes: every rank runs it; they stop after the same step (a stop asked of any rank
+        is agreed on in the next step) and all return rank 0's summary.
         """
         t0 = time.perf_counter()
         start = self.step_count
-        while self.step_count < self.total_steps and not self._stop.is_set():
-            m = self.step()
-            if callback is not None:
-                callback(m)
-            if self.step_count % self.cfg.checkpoint_every == 0:
-                self.save_checkpoint()
-        if self._saved_step() != self.step_count:
+        batches = None
+        if self.loader_workers > 0 and self.step_count < self.total_steps:
+            batches = self._prefetched_batches(self.step_count)
+        try:
+            while self.step_count < self.total_steps and not self._stopping():
+                m = self.step(next(batches) if batches is not None else None)
+                if callback is not None:
+                    callback(m)
+                if self.step_count % self.cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+        finally:
+            if batches is not None:
+                batches.close()
+        if self._saved_at != self.step_count:
             self.save_checkpoint()
         wall = time.perf_counter() - t0
+        if self.dist.is_main:
+            summary = self._summary(start, wall)
+        return ddp.broadcast_object(summary if self.dist.is_main else None)
+
+    def _stopping(self) -> bool:
+        if self.dist.world_size > 1:
+            return self._stop_agreed  # decided together in `step`
+        return self._stop.is_set()
+
+    def _summary(self, start: int, wall: float) -> dict:
         ev = getattr(self, "last_eval", {})
         summary_path = self.out / "train_summary.json"
         previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
@@ -473,8 +656,41 @@ class Trainer:
                 for k in ("val_pred_loss", "val_copy_loss", "emb_std_mean", "effective_rank")
             },
         }
+        if self.dist.world_size > 1:
+            summary["world_size"] = self.dist.world_size
+            summary["samples_per_s_per_process"] = round(
+                summary["samples_per_s"] / self.dist.world_size, 1
+            )
         write_json(summary_path, summary)
         return summary
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    """Item s: one rank's shard of the global batch of step s (what `Trainer.step` trains on).
+
+    For a DataLoader with `batch_size=None`: a worker loads whole batches with the vectorised
+    `ClipDataset.batch`. Holds only plain values, so it pickles to spawned workers too.
+    """
+
+    def __init__(
+        self,
+        clips: ClipDataset,
+        batch_size: int,
+        steps_per_epoch: int,
+        seed: int,
+        rank: int,
+        local_batch_size: int,
+    ):
+        self.clips = clips
+        self.batch_size, self.steps_per_epoch, self.seed = batch_size, steps_per_epoch, seed
+        self.rank, self.local_batch_size = rank, local_batch_size
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        idx = step_batch_indices(
+            step, len(self.clips), self.batch_size, self.steps_per_epoch, self.seed
+        )
+        n = self.local_batch_size
+        return self.clips.batch(idx[self.rank * n : (self.rank + 1) * n])
 
 
 class _batchnorm_on_batch_stats:
