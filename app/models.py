@@ -7,132 +7,41 @@ Folders (each overridable by an environment variable, e.g. to point tests at tem
 A name typed by the user becomes a path only through `run_path` / `dataset_path`, which accept a
 plain name (letters, digits, `.`, `_`, `-`) and check the result lies inside its folder.
 Models are loaded once per (path, file modification time) and shared read-only by every session.
+
+The Streamlit-free part (folders, names, discovery, torch threads) lives in ``lab_store.py``,
+which the Gradio demo shares; it is re-exported here, so pages keep calling ``models.<name>``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+from lab_store import (  # noqa: F401 (re-exported for the pages)
+    DECODER_FILES,
+    ENV_TITLES,
+    NAME_RE,
+    ROOT,
+    ModelEntry,
+    assets_dir,
+    can_train_decoder,
+    check_name,
+    data_dir,
+    dataset_path,
+    discover_models,
+    env_title,
+    has_decoder,
+    list_datasets,
+    list_runs,
+    load_model_readonly,
+    model_dataset,
+    run_path,
+    runs_dir,
+    set_torch_threads,
+)
 
 from lewm_core.errors import UserError
-
-ROOT = Path(__file__).resolve().parents[1]
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ENV_TITLES = {"tworoom": "Two-Room", "pusht": "Push-T", "reacher": "Reacher"}
-
-
-def _folder(var: str, default: str) -> Path:
-    value = os.environ.get(var)
-    return Path(value).resolve() if value else (ROOT / default).resolve()
-
-
-def assets_dir() -> Path:
-    return _folder("LEWM_ASSETS_DIR", "assets/models")
-
-
-def runs_dir() -> Path:
-    return _folder("LEWM_RUNS_DIR", "runs")
-
-
-def data_dir() -> Path:
-    return _folder("LEWM_DATA_DIR", "data")
-
-
-def env_title(name: str) -> str:
-    return ENV_TITLES.get(name, name)
-
-
-# --------------------------------------------------------------------------- user-typed names
-def check_name(name: str, what: str = "name") -> str:
-    """`name` stripped, if it is a safe file name; else UserError saying what is allowed."""
-    if not isinstance(name, str):
-        raise UserError(f"the {what} must be text")
-    name = name.strip()
-    if not name:
-        raise UserError(f"the {what} is empty; type one, e.g. tworoom-small")
-    if "\x00" in name or "/" in name or "\\" in name or ".." in name or not NAME_RE.match(name):
-        raise UserError(
-            f"'{name[:80]}' is not a valid {what}: use 1 to 64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit (no slashes, no '..')"
-        )
-    return name
-
-
-def _inside(folder: Path, leaf: str) -> Path:
-    path = (folder / leaf).resolve()
-    if path.parent != folder.resolve():
-        raise UserError(f"'{leaf}' would leave the folder {folder}; choose a plain name")
-    return path
-
-
-def run_path(name: str) -> Path:
-    """runs/<name> for a user-typed run name (UserError if the name is unsafe)."""
-    return _inside(runs_dir(), check_name(name, "run name"))
-
-
-def dataset_path(name: str) -> Path:
-    """data/<name>.h5 for a user-typed dataset name (with or without the .h5 suffix)."""
-    name = check_name(name, "dataset name")
-    if name.endswith(".h5"):
-        name = check_name(name[:-3], "dataset name")
-    return _inside(data_dir(), name + ".h5")
-
-
-# --------------------------------------------------------------------------- discovery
-@dataclass(frozen=True)
-class ModelEntry:
-    """A model folder the lab can load: a shipped model or a user run."""
-
-    key: str  # "shipped:<folder>" or "run:<folder>" (stable; used in the URL)
-    path: Path
-    source: str  # "shipped" | "run"
-    env: str  # "" when the config does not say
-    step: int | None
-
-    @property
-    def label(self) -> str:
-        where = "shipped" if self.source == "shipped" else "your run"
-        step = f", step {self.step}" if self.step is not None else ""
-        return f"{self.path.name} ({env_title(self.env) or '?'}, {where}{step})"
-
-
-def _read_config(folder: Path) -> dict | None:
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return config if isinstance(config, dict) else None
-
-
-def discover_models() -> list[ModelEntry]:
-    """Shipped models first, then runs; folders with config.json + model.safetensors only."""
-    found = []
-    for source, folder in (("shipped", assets_dir()), ("run", runs_dir())):
-        if not folder.is_dir():
-            continue
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-            if not (sub / "model.safetensors").is_file():
-                continue
-            config = _read_config(sub)
-            if config is None:
-                continue
-            data = config.get("data") if isinstance(config.get("data"), dict) else {}
-            step = config.get("step")
-            found.append(
-                ModelEntry(
-                    key=f"{source}:{sub.name}",
-                    path=sub,
-                    source=source,
-                    env=str(data.get("env", "")),
-                    step=step if isinstance(step, int) else None,
-                )
-            )
-    return found
 
 
 def models_or_stop(known_task_only: bool = False) -> list[ModelEntry]:
@@ -156,63 +65,11 @@ def models_or_stop(known_task_only: bool = False) -> list[ModelEntry]:
     return entries
 
 
-def list_runs() -> list[Path]:
-    """Run folders under runs/ (any folder: a run being trained may have no model yet)."""
-    folder = runs_dir()
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def list_datasets() -> list[Path]:
-    """The .h5 files in data/ (not the temporaries of a collection in progress)."""
-    folder = data_dir()
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("*.h5") if p.is_file() and not p.name.startswith("."))
-
-
-def model_dataset(config: dict) -> Path | None:
-    """The dataset a model was trained on, if it is still on disk (None otherwise)."""
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    raw = data.get("path")
-    if not raw:
-        return None
-    raw = Path(str(raw))
-    candidates = [raw] if raw.is_absolute() else [ROOT / raw, Path.cwd() / raw]
-    candidates.append(data_dir() / raw.name)
-    for c in candidates:
-        if c.is_file():
-            return c.resolve()
-    return None
-
-
 # --------------------------------------------------------------------------- loading
-def set_torch_threads() -> None:
-    """Use half the cores for the app's own model work (a training job may hold the rest).
-
-    Override with LEWM_APP_THREADS. Oversubscribed cores make torch many times slower.
-    """
-    import torch
-
-    want = os.environ.get("LEWM_APP_THREADS")
-    try:
-        n = int(want) if want else max(1, (os.cpu_count() or 2) // 2)
-    except ValueError:
-        n = 1
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(max(1, n))
-
-
 @st.cache_resource(max_entries=4, show_spinner="Loading the model...")
 def _load(path: str, mtime: float):
-    from lewm_core.checkpoint import load_model
-
     del mtime  # part of the cache key only: a retrained model is loaded again
-    loaded = load_model(path)
-    for p in loaded.model.parameters():
-        p.requires_grad_(False)  # shared read-only: nothing trains this object
-    return loaded
+    return load_model_readonly(path)
 
 
 def load_model_cached(path: str | os.PathLike):
@@ -226,19 +83,6 @@ def load_model_cached(path: str | os.PathLike):
 
 
 # --------------------------------------------------------------------------- decoders
-DECODER_FILES = ("decoder.json", "decoder.safetensors")
-
-
-def has_decoder(path: str | os.PathLike) -> bool:
-    """Does the model folder hold a trained visualisation decoder?"""
-    return all((Path(path) / name).is_file() for name in DECODER_FILES)
-
-
-def can_train_decoder(entry: ModelEntry) -> bool:
-    """Only the user's runs get a decoder written into their folder (shipped models stay as is)."""
-    return entry.source == "run" and entry.path.parent == runs_dir()
-
-
 @st.cache_resource(max_entries=4, show_spinner="Loading the decoder...")
 def _load_decoder(path: str, mtime: float):
     from decoder.train import load_decoder

@@ -16,6 +16,7 @@ from lewm_core import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 HOME = str(ROOT / "app" / "Home.py")
+GRADIO_APP = str(ROOT / "app" / "gradio_app.py")
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium; `playwright install` cannot download here
 CHROMIUM_ARGS = [
     "--headless",
@@ -42,18 +43,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_streamlit(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Start `streamlit run app/Home.py` on a free port, wait until healthy, return its URL.
+def serve(
+    request: pytest.FixtureRequest,
+    log_dir: Path,
+    cmd: list[str],
+    health_path: str,
+    name: str,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> tuple[str, subprocess.Popen]:
+    """Start server `cmd` (which must listen on the port it is given through its arguments),
+    wait until GET `health_path` answers 200, return (its URL, its process).
 
-    The server inherits this process's environment (e.g. the LEWM_* folders a test set) and is
-    stopped by a finalizer of `request`.
+    `cmd` holds the placeholder "{port}", replaced by a free port. The server inherits this
+    process's environment (e.g. the LEWM_* folders a test set) plus `extra_env`, logs to
+    `log_dir/<name>.log` and is stopped by a finalizer of `request`.
     """
     port = free_port()
-    log_path = tmp_path / "streamlit.log"
+    cmd = [part.replace("{port}", str(port)) for part in cmd]
+    log_path = log_dir / f"{name}.log"
     log = open(log_path, "w")  # noqa: SIM115 (closed by the finalizer)
-    cmd = [sys.executable, "-m", "streamlit", "run", HOME, "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    env = {**os.environ, "MUJOCO_GL": "egl"}
+    env = {**os.environ, "MUJOCO_GL": "egl", **(extra_env or {})}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
 
     def stop() -> None:
@@ -67,19 +77,39 @@ def serve_streamlit(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
     request.addfinalizer(stop)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            pytest.fail(f"streamlit exited: {log_path.read_text()}")
+            pytest.fail(f"{name} exited: {log_path.read_text()}")
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200 and r.read().strip() == b"ok":
-                    return url
+            with urllib.request.urlopen(f"{url}{health_path}", timeout=2) as r:
+                if r.status == 200:
+                    return url, proc
         except OSError:
             pass
         if time.monotonic() > deadline:
-            pytest.fail("streamlit did not become healthy within 60 s")
-        time.sleep(0.5)
+            pytest.fail(f"{name} did not become healthy within {timeout:.0f} s")
+        time.sleep(0.3)
+
+
+def serve_streamlit(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Start `streamlit run app/Home.py` on a free port, wait until healthy, return its URL.
+
+    The server inherits this process's environment (e.g. the LEWM_* folders a test set) and is
+    stopped by a finalizer of `request`.
+    """
+    cmd = [sys.executable, "-m", "streamlit", "run", HOME, "--server.headless", "true"]
+    cmd += ["--server.port", "{port}", "--browser.gatherUsageStats", "false"]
+    return serve(request, tmp_path, cmd, "/_stcore/health", "streamlit")[0]
+
+
+def serve_gradio(
+    request: pytest.FixtureRequest, log_dir: Path, extra_env: dict[str, str] | None = None
+) -> str:
+    """Start `python app/gradio_app.py` on a free port (models loaded on first use), return its
+    URL once its API answers; stopped by a finalizer of `request` (any fixture scope)."""
+    cmd = [sys.executable, GRADIO_APP, "--port", "{port}", "--no-warm-up"]
+    return serve(request, log_dir, cmd, "/gradio_api/info", "gradio", extra_env)[0]
 
 
 def open_page(path: str, timeout: int = 120):

@@ -33,3 +33,13 @@ def test_bench_envs_smoke():
 def test_bench_plan_lab_smoke():
     out = run_script("bench/plan.py", "--preset", "lab", "--repeats", "1", "--json")
     assert out["fast_s"] > 0 and out["naive_s"] > 0 and out["flops_fast"] < out["flops_naive"]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_bench_app_smoke():
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("/usr/bin/chromium is not installed")
+    out = run_script("bench/app.py", "--repeats", "1")
+    assert out["target_s"] == 3.0
+    assert 0 < out["first_page_s"] < 120 and 0 < out["plan_click_to_rollout_s"] < 120

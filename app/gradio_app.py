@@ -1,0 +1,545 @@
+"""LeWM Lab, the compact Gradio demo (a Hugging Face Space with ``sdk: gradio``).
+
+Run it with ``python app/gradio_app.py`` (port: ``--port``, else GRADIO_SERVER_PORT, else 7860;
+host: ``--host``, else GRADIO_SERVER_NAME, else 127.0.0.1). Two named API endpoints, callable
+with ``gradio_client``:
+
+    /plan      (task, seed, samples, iterations, budget) -> rollout video, image strip,
+               summary text, details (success, steps, plan times, ...)
+    /surprise  (task, seed, episodes, steps, perturb_step) -> plot, summary text, details
+               (mean surprise per step, unperturbed and teleported, and the statistics)
+
+The app is thin: the task is episode 0 of ``lewm eval --seed <seed>`` with start and goal from a
+fresh episode of the data policy (``lewm_core.evaluate.tasks_from_policy``), planned with
+``lewm_core.planning.Planner`` + ``run_mpc``; the surprise curves are
+``lewm_core.surprise.surprise_experiment`` with the teleport perturbation. The shipped models
+(``assets/models/<task>/``, or LEWM_ASSETS_DIR) are loaded once, kept in a small LRU cache and
+shared read-only by every session; torch uses LEWM_APP_THREADS threads (default: half the cores).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Must be set before anything imports mujoco (Reacher renders offscreen through EGL).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections import OrderedDict  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+# `python app/gradio_app.py` puts app/ on sys.path; a Space installs requirements.txt only, so
+# the repository root (lewm_core, decoder) is added too.
+_APP_DIR = Path(__file__).resolve().parent
+for _p in (str(_APP_DIR), str(_APP_DIR.parent)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import gradio as gr  # noqa: E402
+from lab_store import discover_models, env_title, load_model_readonly, set_torch_threads  # noqa: E402
+
+from lewm_core.checkpoint import LoadedModel  # noqa: E402
+from lewm_core.errors import UserError  # noqa: E402
+
+# The fast interactive CEM budget: REPRODUCTION.md measured it on Two-Room (50 episodes, block
+# sampling): 74% success vs 78% for the paper's 300 x 30, about 3x less time per plan.
+FAST_SAMPLES, FAST_ITERATIONS = 300, 10
+PAPER_SAMPLES, PAPER_ITERATIONS = 300, 30
+ELITES = 30
+MAX_SAMPLES, MAX_ITERATIONS, MAX_BUDGET = 1000, 50, 200
+MAX_EPISODES, MAX_STEPS = 50, 60
+MAX_SEED = 2**31 - 1
+MAX_MODELS = 4  # models kept loaded (the three shipped ones fit)
+OUTPUT_AGE_S = 900  # rollout videos and strips older than this are deleted
+STRIP_FRAMES = 6  # rollout frames in the image strip (first and last included)
+SCALE = 4  # 64 px frames are shown 4x larger, crisp pixels
+
+CEM_NOTE = (
+    f"Fast interactive CEM: **{FAST_SAMPLES} samples x {FAST_ITERATIONS} iterations** (top "
+    f"{ELITES}, horizon 5 blocks of 5 steps, block sampling). The paper uses {PAPER_SAMPLES} x "
+    f"{PAPER_ITERATIONS}; on Two-Room the fast setting costs 4 points of success (74% vs 78% "
+    "over 50 episodes, `REPRODUCTION.md`) for about a third of the planning time."
+)
+
+
+# --------------------------------------------------------------------------- models
+def shipped_models() -> dict[str, Path]:
+    """{task: model folder} of the shipped models whose task has a simulator here.
+
+    Reads LEWM_ASSETS_DIR like the Streamlit lab; tasks in `lewm_core.envs.ENV_NAMES` order, the
+    first folder wins when two ship the same task.
+    """
+    from lewm_core.envs import ENV_NAMES
+
+    found: dict[str, Path] = {}
+    for entry in discover_models():
+        if entry.source == "shipped" and entry.env in ENV_NAMES:
+            found.setdefault(entry.env, entry.path)
+    return {name: found[name] for name in ENV_NAMES if name in found}
+
+
+class ModelCache:
+    """A bounded, thread-safe LRU of loaded models keyed by (folder, weights' mtime).
+
+    The models are frozen (`load_model_readonly`) and shared read-only by every session; a
+    retrained model (new mtime) is loaded again.
+    """
+
+    def __init__(self, max_entries: int = MAX_MODELS):
+        self.max_entries = max_entries
+        self._models: OrderedDict[tuple[str, float], LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str | os.PathLike) -> LoadedModel:
+        """The model of folder `path`, loaded on first use (UserError if it cannot be)."""
+        path = Path(path).resolve()
+        try:
+            mtime = (path / "model.safetensors").stat().st_mtime
+        except OSError:
+            raise UserError(f"{path} has no model.safetensors; ship a model first") from None
+        key = (str(path), mtime)
+        with self._lock:  # one load at a time: two sessions never load the same model twice
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            loaded = load_model_readonly(path)
+            self._models[key] = loaded
+            while len(self._models) > self.max_entries:
+                self._models.popitem(last=False)
+            return loaded
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+MODELS = ModelCache()
+
+
+# --------------------------------------------------------------------------- input checks
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a `UserError` (bad input, with its fix) into a `gr.Error` shown to the user."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+
+    return wrapper
+
+
+def check_task(task: Any) -> tuple[str, Path]:
+    """(task, model folder) of a shipped task name; UserError naming the choices otherwise."""
+    tasks = shipped_models()
+    if not tasks:
+        raise UserError(
+            "no shipped model found: a folder per task in assets/models (or LEWM_ASSETS_DIR) with "
+            "config.json and model.safetensors"
+        )
+    if not isinstance(task, str) or task.strip() not in tasks:
+        raise UserError(f"unknown task {str(task)[:40]!r}; choose one of {', '.join(tasks)}")
+    task = task.strip()
+    return task, tasks[task]
+
+
+def check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    """`value` as an int in [lo, hi]; UserError saying the allowed range otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number) or not lo <= number <= hi:
+        shown = int(number) if math.isfinite(number) and number == int(number) else value
+        raise UserError(f"{name} must be a whole number from {lo} to {hi}, got {shown}")
+    return int(number)
+
+
+def _jsonable(x: Any) -> Any:
+    """`x` with numpy scalars as Python numbers and NaN/Inf as None (strict JSON)."""
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+# --------------------------------------------------------------------------- outputs
+_OUT_DIR: Path | None = None
+
+
+def _output_path(suffix: str) -> Path:
+    """A fresh file name in this process's output folder; old outputs are deleted first."""
+    global _OUT_DIR
+    if _OUT_DIR is None:
+        _OUT_DIR = Path(tempfile.mkdtemp(prefix="lewm-gradio-"))
+    now = time.time()
+    for old in _OUT_DIR.iterdir():
+        try:
+            if now - old.stat().st_mtime > OUTPUT_AGE_S:
+                old.unlink()
+        except OSError:
+            pass
+    fd, name = tempfile.mkstemp(suffix=suffix, dir=_OUT_DIR)
+    os.close(fd)
+    return Path(name)
+
+
+def image_strip(frames: np.ndarray, goal: np.ndarray, n: int = STRIP_FRAMES) -> np.ndarray:
+    """`n` evenly spaced rollout frames (first and last included), a gap, then the goal frame.
+
+    frames: (T, H, W, 3) uint8; returns one (H * SCALE, ..., 3) uint8 image, crisp pixels.
+    """
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(n, len(frames))).round().astype(int))
+    h = frames.shape[1]
+    gap = np.full((h, 2, 3), 255, np.uint8)
+    wide = np.full((h, 8, 3), 255, np.uint8)
+    parts: list[np.ndarray] = []
+    for i in idx:
+        parts += [frames[i], gap]
+    parts[-1] = wide
+    parts.append(goal)
+    strip = np.concatenate(parts, axis=1)
+    return strip.repeat(SCALE, axis=0).repeat(SCALE, axis=1)
+
+
+def surprise_figure(means: dict[str, list], perturb_step: int, task: str):
+    """A Plotly figure of the mean surprise per step, unperturbed vs teleported."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    colours = {"unperturbed": "#1f77b4", "teleport": "#d62728"}
+    for name in ("unperturbed", "teleport"):
+        y = means[name][1:]  # step 0 has no prediction
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(1, len(y) + 1)),
+                y=y,
+                mode="lines+markers",
+                name="teleported copy" if name == "teleport" else "unperturbed copy",
+                line=dict(color=colours[name], width=3),
+            )
+        )
+    fig.add_vline(
+        x=perturb_step,
+        line_dash="dash",
+        line_color="gray",
+        annotation_text="teleport",
+        annotation_position="top left",
+    )
+    fig.update_layout(
+        title=f"{env_title(task)}: surprise = ||predicted - observed latent||^2 (mean of episodes)",
+        xaxis_title="model step",
+        yaxis_title="surprise (log scale)",
+        yaxis_type="log",
+        height=420,
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.18, x=0),
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- endpoints
+@_user_errors
+def plan_to_goal(
+    task: str,
+    seed: float,
+    samples: float = FAST_SAMPLES,
+    iterations: float = FAST_ITERATIONS,
+    budget: float = 50,
+) -> tuple[str | None, np.ndarray, str, dict]:
+    """Plan from a start to a goal 25 steps later with CEM + MPC through the shipped model.
+
+    The task is episode 0 of `lewm eval --seed <seed>` without a dataset: start and goal come
+    from a fresh episode of the task's data policy (`tasks_from_policy`), the plan from
+    `Planner` + `run_mpc` with the same environment reset and generator seed.
+
+    Returns (rollout | goal mp4 path, or None if no video encoder; image strip of the rollout
+    with the goal on the right; summary markdown; details: task, seed, success, steps, budget,
+    plans, plan_ms, plan_ms_median, wall_s, final_cost, cem).
+    """
+    import torch
+
+    from lewm_core.envs import make
+    from lewm_core.evaluate import side_by_side_video, tasks_from_policy
+    from lewm_core.planning import CEMConfig, Planner, run_mpc
+
+    task, path = check_task(task)
+    seed = check_int("seed", seed, 0, MAX_SEED)
+    samples = check_int("CEM samples", samples, 1, MAX_SAMPLES)
+    iterations = check_int("CEM iterations", iterations, 1, MAX_ITERATIONS)
+    budget = check_int("step budget", budget, 1, MAX_BUDGET)
+    set_torch_threads()
+    loaded = MODELS.get(path)
+    cem = CEMConfig(samples=samples, iterations=iterations, elites=min(ELITES, samples))
+    env = make(loaded.env_name, resolution=loaded.config.image_size)
+    try:
+        env.reset(seed=seed)  # as `evaluate()`: tasks, then episode i = 0
+        goal_task = tasks_from_policy(loaded.env_name, env, 1, seed)[0]
+        planner = Planner(loaded.model, loaded.action_stats, cem)
+        gen = torch.Generator(device=planner.device).manual_seed(seed * 100_003)
+        env.reset(seed=seed)
+        t0 = time.perf_counter()
+        res = run_mpc(
+            env,
+            planner,
+            goal_task.start_state,
+            goal_task.goal_state,
+            goal_task.goal_frame,
+            budget,
+            gen,
+        )
+        wall = time.perf_counter() - t0
+    finally:
+        env.close()
+    video: str | None = str(_output_path(".mp4"))
+    try:
+        side_by_side_video(res.frames, goal_task.goal_frame, video)
+    except Exception:  # noqa: BLE001 - no video encoder: the image strip still shows
+        video = None
+    plan_ms = [s * 1000 for s in res.plan_seconds]
+    median = float(np.median(plan_ms)) if plan_ms else None
+    details = {
+        "task": task,
+        "seed": seed,
+        "success": bool(res.success),
+        "steps": int(res.steps),
+        "budget": budget,
+        "plans": len(plan_ms),
+        "plan_ms": plan_ms,
+        "plan_ms_median": median,
+        "wall_s": wall,
+        "final_cost": res.final_cost,
+        "cem": {
+            "samples": cem.samples,
+            "iterations": cem.iterations,
+            "elites": cem.elites,
+            "horizon": cem.horizon,
+            "sampling": cem.sampling,
+        },
+    }
+    verdict = (
+        f"**Success**: the goal was reached after {res.steps} steps."
+        if res.success
+        else f"**Not reached** within the budget of {budget} steps."
+    )
+    timing = (
+        f"{len(plan_ms)} plans, median plan time **{median:.0f} ms**"
+        if plan_ms
+        else "no plan needed (the start already satisfies the goal)"
+    )
+    summary = (
+        f"{verdict}  \n{env_title(task)}, seed {seed}: {timing}; the episode took {wall:.2f} s "
+        f"(CEM {cem.samples} samples x {cem.iterations} iterations)."
+    )
+    return video, image_strip(res.frames, goal_task.goal_frame), summary, _jsonable(details)
+
+
+@_user_errors
+def teleport_surprise(
+    task: str, seed: float, episodes: float = 8, steps: float = 20, perturb_step: float = 10
+) -> tuple[Any, str, dict]:
+    """The world model's surprise when the agent is teleported, vs an unperturbed copy.
+
+    `lewm_core.surprise.surprise_experiment` with the teleport perturbation: each episode of
+    the data policy is replayed with the same actions, teleported just before `perturb_step`.
+
+    Returns (Plotly figure of the mean curves; summary markdown; details: task, seed, episodes,
+    steps, perturb_step, unperturbed and teleport (mean surprise per step, None at step 0),
+    stats (jump, ratio, t, p_value, argmax_rate, ... at the teleport step)).
+    """
+    from lewm_core.surprise import curve_summary, surprise_experiment
+
+    task, path = check_task(task)
+    seed = check_int("seed", seed, 0, MAX_SEED)
+    episodes = check_int("episodes", episodes, 2, MAX_EPISODES)
+    steps = check_int("model steps", steps, 3, MAX_STEPS)
+    perturb_step = check_int("teleport step", perturb_step, 1, steps - 1)
+    set_torch_threads()
+    loaded = MODELS.get(path)
+    result = surprise_experiment(
+        loaded,
+        episodes=episodes,
+        seed=seed,
+        steps=steps,
+        perturb_step=perturb_step,
+        perturbations=("teleport",),
+    )
+    means = curve_summary(result["curves"])
+    stats = result["teleport"]
+    details = {
+        "task": task,
+        "seed": seed,
+        "episodes": episodes,
+        "steps": steps,
+        "perturb_step": perturb_step,
+        "unperturbed": means["unperturbed"],
+        "teleport": means["teleport"],
+        "stats": stats,
+    }
+    ratio = stats["ratio"]
+    shown = "-" if ratio is None or not math.isfinite(ratio) else f"{ratio:,.3g}"
+    if shown != "-" and ratio >= 100:
+        shown = f"{ratio:,.0f}"
+    summary = (
+        f"At the teleport (step {perturb_step}) the mean surprise is **{shown}x** "
+        f"the unperturbed copy's (jump {stats['jump']:.3g}; one-sided paired t-test p = "
+        f"{stats['p_value']:.2g} over {episodes} episodes). The teleported curve peaks at the "
+        f"teleport in {stats['argmax_rate']:.0%} of the episodes, the unperturbed one in "
+        f"{stats['argmax_rate_unperturbed']:.0%} (chance)."
+    )
+    return surprise_figure(means, perturb_step, task), summary, _jsonable(details)
+
+
+# --------------------------------------------------------------------------- the page
+INTRO = """
+# LeWM Lab: plan from pixels with a JEPA world model
+**LeWorldModel** encodes each 64 px frame to one 192-d latent and predicts the next latent from
+the actions. It plans **in latent space**: encode the start and the goal frame, search action
+sequences with the cross-entropy method (CEM) through the predictor, act, replan (MPC).
+Every number below is computed by the project's `lewm_core` package with the shipped `lab`
+models; the full lab (training, data, decoding, latent space) is the Streamlit app
+(`make lab`).
+"""
+
+
+def build_demo() -> gr.Blocks:
+    """The Gradio Blocks of the demo (endpoints `/plan` and `/surprise`)."""
+    tasks = shipped_models()
+    choices = [(env_title(t), t) for t in tasks]
+    with gr.Blocks(title="LeWM Lab", delete_cache=(OUTPUT_AGE_S, OUTPUT_AGE_S)) as demo:
+        gr.Markdown(INTRO)
+        if not tasks:
+            gr.Markdown(
+                "**No shipped model found** in `assets/models/` (or LEWM_ASSETS_DIR): each "
+                "task folder needs config.json and model.safetensors."
+            )
+        with gr.Row():
+            # custom values are checked by the endpoints (one clear message for UI and API)
+            task = gr.Dropdown(
+                choices,
+                value=next(iter(tasks), None),
+                label="Task",
+                allow_custom_value=True,
+                scale=2,
+                elem_id="task",
+            )
+            seed = gr.Number(value=0, precision=0, label="Seed", scale=1, elem_id="seed")
+        with gr.Tab("Plan to a goal"):
+            gr.Markdown(
+                "The goal is the state 25 steps later in a fresh episode of the task's data "
+                "policy (drawn from the seed); the agent has the step budget to reach it. "
+                + CEM_NOTE
+            )
+            with gr.Accordion("CEM budget", open=False):
+                with gr.Row():
+                    samples = gr.Slider(1, MAX_SAMPLES, FAST_SAMPLES, step=1, label="CEM samples")
+                    iterations = gr.Slider(
+                        1, MAX_ITERATIONS, FAST_ITERATIONS, step=1, label="CEM iterations"
+                    )
+                    budget = gr.Slider(1, MAX_BUDGET, 50, step=1, label="Step budget")
+            plan_btn = gr.Button("Plan", variant="primary", elem_id="plan-button")
+            with gr.Row():
+                video = gr.Video(
+                    label="Rollout (left) next to the goal (right)",
+                    format=None,
+                    autoplay=True,
+                    loop=True,
+                    elem_id="rollout-video",
+                    scale=1,
+                )
+                with gr.Column(scale=1):
+                    plan_summary = gr.Markdown(
+                        "Press **Plan** (a few seconds with the fast CEM budget).",
+                        elem_id="plan-summary",
+                    )
+                    with gr.Accordion("Details (JSON)", open=False):
+                        plan_json = gr.JSON(label="plan")
+            strip = gr.Image(
+                label="Rollout frames, first to last | goal",
+                type="numpy",
+                format="png",
+                elem_id="rollout-strip",
+            )
+        with gr.Tab("Surprise of a teleport"):
+            gr.Markdown(
+                "Episodes of the data policy are replayed with the same actions; in one copy "
+                "the agent is **teleported** just before the chosen step. Surprise is the "
+                "squared distance between the latent the model predicted and the latent of the "
+                "frame it then sees: a model that has learned the dynamics jumps at the "
+                "teleport and settles again."
+            )
+            with gr.Row():
+                episodes = gr.Slider(2, MAX_EPISODES, 8, step=1, label="Episodes")
+                steps = gr.Slider(3, MAX_STEPS, 20, step=1, label="Model steps per episode")
+                p_step = gr.Slider(1, MAX_STEPS - 1, 10, step=1, label="Teleport step")
+            surprise_btn = gr.Button("Run the teleport experiment", variant="primary")
+            surprise_summary = gr.Markdown()
+            plot = gr.Plot(label="Surprise per model step")
+            with gr.Accordion("Details (JSON)", open=False):
+                surprise_json = gr.JSON(label="surprise")
+        plan_btn.click(
+            plan_to_goal,
+            [task, seed, samples, iterations, budget],
+            [video, strip, plan_summary, plan_json],
+            api_name="plan",
+        )
+        surprise_btn.click(
+            teleport_surprise,
+            [task, seed, episodes, steps, p_step],
+            [plot, surprise_summary, surprise_json],
+            api_name="surprise",
+        )
+    # One event of each kind at a time: planning is CPU-bound and the cores are few.
+    demo.queue(default_concurrency_limit=1, max_size=32)
+    return demo
+
+
+def _warm_up() -> None:
+    """Load every shipped model into the cache (in the background, after the server starts)."""
+    for path in shipped_models().values():
+        try:
+            MODELS.get(path)
+        except UserError as e:
+            print(f"warning: {e}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse --host/--port and serve the demo until interrupted."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        help="port (default: GRADIO_SERVER_PORT or 7860)",
+    )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="interface to listen on (default: GRADIO_SERVER_NAME or 127.0.0.1)",
+    )
+    parser.add_argument("--no-warm-up", action="store_true", help="load models on first use")
+    args = parser.parse_args(argv)
+    set_torch_threads()
+    demo = build_demo()
+    if not args.no_warm_up:
+        threading.Thread(target=_warm_up, daemon=True).start()
+    demo.launch(server_name=args.host, server_port=args.port, show_error=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The Gradio demo (app/gradio_app.py) served for real: its named API through `gradio_client`,
+and one real-browser run (headless Chromium) that clicks Plan and sees the rollout.
+
+One server for the module, with the shipped models and one torch thread; every call uses a
+small CEM budget (the numbers are tested for their shape and meaning, not planning quality).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lewm_testing import CHROMIUM, CHROMIUM_ARGS, serve_gradio
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+gradio_client = pytest.importorskip("gradio_client")
+
+TINY_CEM = (32, 2)  # samples, iterations
+
+
+@pytest.fixture(scope="module")
+def gradio_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return serve_gradio(request, tmp_path_factory.mktemp("gradio"), {"LEWM_APP_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def client(gradio_url: str):
+    return gradio_client.Client(gradio_url, verbose=False)
+
+
+def test_named_endpoints(client) -> None:
+    api = client.view_api(print_info=False, return_format="dict")
+    assert {"/plan", "/surprise"} <= set(api["named_endpoints"])
+
+
+def test_plan_endpoint(client) -> None:
+    video, strip, summary, details = client.predict("tworoom", 3, *TINY_CEM, 20, api_name="/plan")
+    assert video and Path(video).is_file() and Path(video).stat().st_size > 1000
+    assert Path(video).read_bytes()[4:8] == b"ftyp"  # an mp4 container
+    from PIL import Image
+
+    with Image.open(strip) as img:
+        width, height = img.size
+    assert width > 5 * height  # a strip: several rollout frames and the goal side by side
+    assert isinstance(details["success"], bool)
+    assert 0 <= details["steps"] <= 20 and details["budget"] == 20
+    assert details["cem"]["samples"] == TINY_CEM[0] and details["cem"]["iterations"] == 2
+    assert details["plans"] == len(details["plan_ms"]) >= 1
+    assert details["plan_ms_median"] > 0
+    assert ("Success" in summary) == details["success"]
+    assert "32 samples x 2 iterations" in summary
+
+
+def test_surprise_endpoint(client) -> None:
+    steps, p = 12, 6
+    plot, summary, details = client.predict("tworoom", 0, 3, steps, p, api_name="/surprise")
+    clean, teleport = details["unperturbed"], details["teleport"]
+    assert len(clean) == len(teleport) == steps
+    assert clean[0] is None and teleport[0] is None  # no prediction for the first frame
+    # the same episodes replayed: identical until the teleport, then a jump over the copy
+    np.testing.assert_allclose(teleport[1:p], clean[1:p], rtol=1e-5)
+    assert teleport[p] > 3 * clean[p]
+    assert details["stats"]["jump"] > 0 and details["stats"]["ratio"] > 3
+    assert "teleport" in summary
+    figure = json.loads(plot["plot"]) if isinstance(plot, dict) else None
+    assert figure is not None and len(figure["data"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "args", "message"),
+    [
+        ("/plan", ("nowhere", 0, *TINY_CEM, 10), "unknown task 'nowhere'"),
+        ("/plan", ("tworoom", -1, *TINY_CEM, 10), "seed must be a whole number from 0"),
+        ("/plan", ("tworoom", 0, 0, 2, 10), "less than minimum value 1"),  # the slider's check
+        ("/surprise", ("pusht", -5, 3, 12, 6), "seed must be a whole number from 0"),
+        ("/surprise", ("tworoom", 0, 3, 12, 12), "teleport step must be"),
+    ],
+)
+def test_bad_input_is_a_message(client, endpoint: str, args: tuple, message: str) -> None:
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        client.predict(*args, api_name=endpoint)
+    assert message in str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- real browser
+@pytest.mark.browser
+def test_plan_in_browser(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import expect, sync_playwright
+
+    url = request.getfixturevalue("gradio_url")
+    shot = Path(os.environ.get("LEWM_GRADIO_SCREENSHOT", tmp_path / "gradio.png"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            expect(page.locator("#plan-button")).to_be_visible()
+            page.get_by_role("button", name="CEM budget").click()
+            for label, value in zip(("CEM samples", "CEM iterations"), TINY_CEM, strict=True):
+                box = page.get_by_label(f"number input for {label}")
+                box.fill(str(value))
+                box.press("Enter")
+            page.locator("#plan-button").click()
+            expect(page.locator("#rollout-strip img")).to_be_visible()
+            expect(page.locator("#rollout-video video")).to_have_count(1)
+            expect(page.locator("#plan-summary")).to_contain_text("32 samples x 2 iterations")
+            assert page.locator(".toast-body.error").count() == 0
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
