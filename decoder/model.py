@@ -39,7 +39,19 @@ class DecoderConfig:
     mlp_ratio: float = 2.0
 
     def __post_init__(self) -> None:
+        for name in ("latent_dim", "image_size", "patch_size", "width", "depth", "heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"invalid DecoderConfig: {name} must be a positive integer")
+        if not isinstance(self.latent_tokens, int) or not isinstance(self.mlp_ratio, int | float):
+            raise ValueError("invalid DecoderConfig: latent_tokens and mlp_ratio must be numbers")
         checks = [
+            (
+                max(self.latent_dim, self.width) <= 16384 and self.image_size <= 1024,
+                "latent_dim and width at most 16384, image_size at most 1024",
+            ),
+            (self.depth <= 64 and self.heads <= 256, "depth at most 64, heads at most 256"),
+            (self.latent_tokens <= 1024 and self.mlp_ratio <= 64, "latent_tokens, mlp_ratio"),
             (self.latent_dim >= 1, "latent_dim must be >= 1"),
             (self.patch_size >= 1, "patch_size must be >= 1"),
             (

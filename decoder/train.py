@@ -23,7 +23,13 @@ import torch.nn.functional as F
 
 from decoder.model import DecoderConfig, LatentDecoder
 from lewm_core.atomic import write_json
-from lewm_core.checkpoint import load_model, load_tensors, save_tensors
+from lewm_core.checkpoint import (
+    check_weights_match,
+    load_model,
+    load_tensors,
+    save_tensors,
+    tensor_shapes,
+)
 from lewm_core.data import open_dataset
 from lewm_core.errors import UserError
 from lewm_core.probing import (
@@ -227,8 +233,15 @@ def load_decoder(run_dir: str | os.PathLike, device: str | torch.device = "cpu")
             f"{run_dir} has {DECODER_CONFIG} but no {DECODER_WEIGHTS}; train the decoder again "
             f"with `lewm decoder-train --checkpoint {run_dir}`"
         )
+    weights = run_dir / DECODER_WEIGHTS
+    try:
+        with torch.device("meta"):  # names and shapes before any allocation (see load_model)
+            expected = {k: tuple(v.shape) for k, v in LatentDecoder(cfg).state_dict().items()}
+    except (RuntimeError, ValueError, OverflowError) as e:
+        raise UserError(f"{cfg_path} describes no buildable decoder ({e})") from None
+    check_weights_match(weights, tensor_shapes(weights), expected, DECODER_CONFIG)
     decoder = LatentDecoder(cfg)
-    state = load_tensors(run_dir / DECODER_WEIGHTS)
+    state = load_tensors(weights)
     try:
         decoder.load_state_dict(state)
     except RuntimeError:

@@ -15,11 +15,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from lewm_core.atomic import atomic_path, write_json
+from lewm_core.atomic import write_bytes, write_json
 from lewm_core.config import ModelConfig
 from lewm_core.data import ActionStats
 from lewm_core.errors import UserError
@@ -29,11 +30,16 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
-    """Atomically save a flat dict of tensors as safetensors."""
+def save_tensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None
+) -> None:
+    """Atomically save a flat dict of tensors as safetensors (written and fsync'ed here).
+
+    Not through `safetensors.torch.save_file`: it writes its own temporary `.tmpXXXXXX` beside
+    the target, which a process killed mid-save leaves behind where nothing would clean it up.
+    """
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
+    write_bytes(path, save(tensors, metadata=metadata))
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -48,6 +54,48 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{path} is not a valid safetensors file ({str(e).splitlines()[0][:80]}); "
             "retrain or copy the run folder again"
         ) from None
+
+
+def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the tensors in a safetensors file, from its header alone (no data
+    is read); UserError if missing or damaged."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; train a model first with `lewm train`")
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(
+            f"{path} is not a valid safetensors file ({str(e).splitlines()[0][:80]}); "
+            "retrain or copy the run folder again"
+        ) from None
+
+
+def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the state dict of `LeWM(cfg)`, built on the meta device: no memory is
+    allocated, so a config that asks for an absurdly large model costs nothing to check."""
+    try:
+        with torch.device("meta"):
+            return {k: tuple(v.shape) for k, v in LeWM(cfg).state_dict().items()}
+    except (RuntimeError, ValueError, OverflowError) as e:  # sizes no tensor can have
+        raise UserError(f"the model config describes no buildable model ({e})") from None
+
+
+def check_weights_match(path: Path, found: dict, expected: dict, what: str) -> None:
+    """UserError if the tensors `found` in file `path` are not those `expected` by its config."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [k for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
+    if missing or unexpected or wrong:
+        example = (missing or unexpected or wrong)[0]
+        raise UserError(
+            f"{path} does not match its {what} ({len(missing)} missing, {len(unexpected)} "
+            f"unexpected, {len(wrong)} mis-shaped tensors, e.g. '{example}'); the weights "
+            "belong to another model: retrain"
+        )
 
 
 @dataclass
@@ -103,22 +151,26 @@ def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -
         stats = ActionStats.from_dict(config["action_stats"])
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{run_dir}/{CONFIG_FILE} has an invalid model config ({e})") from None
-    model = LeWM(cfg)
-    state = load_tensors(run_dir / MODEL_FILE)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        what = (missing or unexpected or wrong)[0]
+    good_stats = all(
+        v.shape == (cfg.action_dim,) and np.isfinite(v).all() for v in (stats.mean, stats.std)
+    )
+    if not good_stats or not (stats.std > 0).all():
         raise UserError(
-            f"{run_dir}/{MODEL_FILE} does not match its config.json "
-            f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped "
-            f"tensors, e.g. '{what}'); the weights belong to another model: retrain"
+            f"{run_dir}/{CONFIG_FILE} has invalid action statistics (need {cfg.action_dim} finite "
+            "means and positive stds); retrain or restore the run folder"
         )
+    # Names and shapes first, from the file's header and a meta-device model: a config.json
+    # that describes another (or an absurdly large) model fails here, before any allocation.
+    path = run_dir / MODEL_FILE
+    check_weights_match(path, tensor_shapes(path), expected_shapes(cfg), CONFIG_FILE)
+    model = LeWM(cfg)
+    state = load_tensors(path)
+    expected = model.state_dict()
     for k, v in state.items():
-        if not torch.isfinite(v.float()).all():
-            raise UserError(f"{run_dir}/{MODEL_FILE} holds NaN/Inf in '{k}'; retrain")
+        if v.dtype == torch.bool or v.is_complex():
+            raise UserError(f"{path} holds '{k}' as {v.dtype}, not numbers; retrain")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise UserError(f"{path} holds NaN/Inf in '{k}'; retrain")
         if v.dtype != expected[k].dtype:
             state[k] = v.to(expected[k].dtype)
     model.load_state_dict(state)

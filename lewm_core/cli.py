@@ -7,11 +7,13 @@ Bad input prints one line `error: <problem and fix>` on stderr and exits with st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import signal
 import sys
+import threading
 import time
 
 from lewm_core.errors import UserError
@@ -33,6 +35,32 @@ def _finite_float(text: str) -> float:
     return value
 
 
+MAX_SEED = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    """A seed: an integer in [0, 2**32 - 1] (numpy's and torch's seeding both accept it)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not an integer") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text[:40]} is not in 0..{MAX_SEED}")
+    return value
+
+
+def _path(text: str) -> str:
+    """A file or folder path the OS can take: no NUL byte, no over-long name."""
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("the path holds a NUL byte")
+    raw = os.fsencode(text)
+    if len(raw) > 4000 or any(len(part) > 255 for part in raw.split(b"/")):
+        raise argparse.ArgumentTypeError(
+            f"the path '{text[:40]}...' is too long (at most 255 bytes per name)"
+        )
+    return text
+
+
 def _jsonable(x):
     """`x` with numpy scalars as Python numbers and NaN/Inf as None (strict JSON)."""
     if isinstance(x, dict):
@@ -51,6 +79,32 @@ def emit_json(obj: dict) -> None:
     print(json.dumps(_jsonable(obj)), flush=True)
 
 
+@contextlib.contextmanager
+def _sigint_flag():
+    """Record Ctrl-C (SIGINT) in the yielded list instead of raising KeyboardInterrupt at once.
+
+    The command checks the list at safe points and stops there. A KeyboardInterrupt raised at
+    an arbitrary moment may land inside a finalizer or a library callback, which swallows it
+    (then a parallel collection waited forever for the episodes of its interrupted workers),
+    or between two updates that belong together. Outside the main thread (the lab) nothing is
+    installed. Installed even when a parent process ignored SIGINT for us.
+    """
+    hits: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield hits
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: hits.append(signum))
+    try:
+        yield hits
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _check_range(flag: str, value: int, lo: int, hi: int) -> None:
+    if not lo <= value <= hi:
+        raise UserError(f"{flag} must be between {lo} and {hi} (got {value})")
+
+
 def cmd_collect(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
@@ -61,12 +115,15 @@ def cmd_collect(args: argparse.Namespace) -> None:
     check_output_path(args.out, args.overwrite)
 
     t0 = time.perf_counter()
-    with tqdm(
-        total=args.episodes, unit="ep", desc=f"collect {args.env}", disable=args.quiet
-    ) as bar:
+    with (
+        _sigint_flag() as interrupted,
+        tqdm(total=args.episodes, unit="ep", desc=f"collect {args.env}", disable=args.quiet) as bar,
+    ):
 
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
+            if interrupted:  # stop between two episodes; the temporary file is removed
+                raise KeyboardInterrupt
 
         out = collect(
             spec, args.out, workers=args.workers, overwrite=args.overwrite, progress=progress
@@ -89,23 +146,29 @@ def cmd_train(args: argparse.Namespace) -> None:
     """Train in this process, or as one rank of `torchrun --nproc_per_node N -m lewm_core train`."""
     from lewm_core import distributed
 
+    in_main = threading.current_thread() is threading.main_thread()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
     try:
         _train(args)
     finally:
         distributed.shutdown()
+        for signum, handler in handlers.items():  # as they were (`main` called in-process)
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def _train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from lewm_core.checkpoint import read_config
-    from lewm_core.trainer import TrainConfig, Trainer
+    from lewm_core.trainer import TrainConfig, Trainer, resume_config
 
-    # Ctrl-C (SIGINT) saves a checkpoint, even when a parent process ignored SIGINT for us.
+    # Ctrl-C (SIGINT) while the data loads stops at once (nothing is written yet); once training
+    # runs it saves a checkpoint. Even when a parent process ignored SIGINT for us.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.resume:
-        saved = read_config(args.out)["train"]
-        cfg = TrainConfig.from_dict(saved)
+        # from the checkpoint itself (config.json may be missing or one checkpoint older), with
+        # --out as given: a moved or copied run folder resumes where it is
+        cfg = resume_config(args.out)
         for k in ("epochs", "max_steps", "threads", "loader_workers", "compile"):
             if getattr(args, k) is not None:
                 setattr(cfg, k, getattr(args, k))
@@ -132,14 +195,22 @@ def _train(args: argparse.Namespace) -> None:
     trainer = Trainer(cfg, resume=args.resume)
     main = trainer.dist.is_main  # rank 0 prints; the others stay quiet
     interrupted = []
-    if trainer.dist.world_size > 1:
-        # Several processes: a signal must not interrupt one rank inside a collective. Every
-        # rank asks to stop; they agree in the next step, rank 0 checkpoints, all exit.
-        def ask_stop(signum, frame) -> None:
-            interrupted.append(signum)
-            trainer.request_stop()
+    several = trainer.dist.world_size > 1
 
-        signal.signal(signal.SIGINT, ask_stop)
+    # Ctrl-C asks the trainer to stop after the current step; `run` then saves a checkpoint.
+    # Never in the middle of a step or of a checkpoint: a KeyboardInterrupt there could save
+    # weights already updated by a step that was not counted, or lose or repeat a metrics row.
+    # Several processes: a signal must not interrupt one rank inside a collective either; every
+    # rank asks to stop, they agree in the next step, rank 0 checkpoints, all exit. One process:
+    # a second Ctrl-C stops at once (the files on disk stay whole: every write is atomic).
+    def ask_stop(signum, frame) -> None:
+        if interrupted and not several:
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+        trainer.request_stop()
+
+    signal.signal(signal.SIGINT, ask_stop)
+    if several:
         signal.signal(signal.SIGTERM, ask_stop)
     bar = tqdm(
         total=trainer.total_steps,
@@ -157,14 +228,8 @@ def _train(args: argparse.Namespace) -> None:
 
     try:
         summary = trainer.run(on_step)
-    except KeyboardInterrupt:
+    finally:
         bar.close()
-        trainer.save_checkpoint()
-        raise UserError(
-            f"interrupted at step {trainer.step_count}; checkpoint saved in {cfg.out}: "
-            "continue with --resume"
-        ) from None
-    bar.close()
     if interrupted and summary["stopped_early"]:
         err = UserError(
             f"interrupted at step {summary['steps']}; checkpoint saved in {cfg.out}: "
@@ -181,11 +246,15 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def cmd_model_info(args: argparse.Namespace) -> None:
+    import torch
+
     from lewm_core.config import ModelConfig
     from lewm_core.model import LeWM, parameter_counts
 
+    _check_range("--action-dim", args.action_dim, 1, 1024)
     cfg = ModelConfig.preset(args.preset, action_dim=args.action_dim)
-    counts = parameter_counts(LeWM(cfg))
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        counts = parameter_counts(LeWM(cfg))
     info = {"preset": args.preset, "action_dim": args.action_dim, **counts}
     if args.json:
         emit_json(info)
@@ -199,8 +268,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from lewm_core.evaluate import evaluate
     from lewm_core.planning import CEMConfig
 
-    if args.episodes < 1:
-        raise UserError(f"--episodes must be at least 1 (got {args.episodes})")
+    for flag, value, lo, hi in (
+        ("--episodes", args.episodes, 1, 100_000),
+        ("--budget", args.budget, 1, 100_000),
+        ("--goal-offset", args.goal_offset, 1, 100_000),
+        ("--samples", args.samples, 1, 100_000),  # CEM holds samples x horizon latents
+        ("--iterations", args.iterations, 1, 10_000),
+        ("--horizon", args.horizon, 1, 100),
+        ("--videos", args.videos, 0, 100_000),
+    ):
+        _check_range(flag, value, lo, hi)
     loaded = load_model(args.checkpoint)
     cem = CEMConfig(
         samples=args.samples,
@@ -263,17 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--episodes", type=int, default=100)
     c.add_argument("--steps", type=int, default=100, help="raw steps per episode")
     c.add_argument("--resolution", type=int, default=64)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=_seed, default=0)
     c.add_argument("--workers", type=int, default=1)
-    c.add_argument("--out", required=True)
+    c.add_argument("--out", required=True, type=_path)
     c.add_argument("--overwrite", action="store_true")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_collect)
 
     t = sub.add_parser("train", help="train a world model (or --resume one)")
-    t.add_argument("--data")
-    t.add_argument("--out", required=True)
+    t.add_argument("--data", type=_path)
+    t.add_argument("--out", required=True, type=_path)
     t.add_argument("--preset", default="lab", choices=PRESETS)
     t.add_argument("--epochs", type=int)
     t.add_argument("--max-steps", type=int)
@@ -281,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_finite_float)
     t.add_argument("--weight-decay", type=_finite_float)
     t.add_argument("--sigreg-weight", type=_finite_float, help="lambda; 0 disables SIGReg")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=_seed)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument(
@@ -310,10 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_model_info)
 
     e = sub.add_parser("eval", help="planning success with CEM + MPC (the paper's protocol)")
-    e.add_argument("--checkpoint", required=True, help="run folder (config.json + safetensors)")
-    e.add_argument("--data", help="dataset for start/goal states (default: fresh policy episodes)")
+    e.add_argument(
+        "--checkpoint", required=True, type=_path, help="run folder (config.json + safetensors)"
+    )
+    e.add_argument(
+        "--data", type=_path, help="dataset for start/goal states (default: fresh policy episodes)"
+    )
     e.add_argument("--episodes", type=int, default=50)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=_seed, default=0)
     e.add_argument("--budget", type=int, default=50, help="raw steps per episode")
     e.add_argument("--goal-offset", type=int, default=25, help="goal = state this many steps on")
     e.add_argument("--samples", type=int, default=300)
@@ -329,13 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="planning precision; auto = bfloat16 where the hardware has bf16 matrix units",
     )
     e.add_argument("--videos", type=int, default=0, help="write videos of the first K episodes")
-    e.add_argument("--video-dir")
+    e.add_argument("--video-dir", type=_path)
     e.add_argument("--quiet", action="store_true")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
     s = sub.add_parser("ship", help="copy a run to a small model folder with a model card")
-    s.add_argument("--run", required=True)
-    s.add_argument("--out", required=True, help="e.g. assets/models/tworoom")
+    s.add_argument("--run", required=True, type=_path)
+    s.add_argument("--out", required=True, type=_path, help="e.g. assets/models/tworoom")
     s.add_argument("--eval", action="append", help="`lewm eval --json` output file (repeatable)")
     s.set_defaults(func=cmd_ship)
 
@@ -346,9 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         args.func(args)
     except UserError as e:
         rank = os.environ.get("RANK", "0")  # set by torchrun
@@ -360,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted; nothing half-written was kept\n")
         return 130
+    except OSError as e:  # a file that could not be read or written (damaged, disk full, ...)
+        what = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        sys.stderr.write(f"error: {str(e).splitlines()[0][:200]}{what}; check the file\n")
+        return 2
     return 0
 
 

@@ -15,7 +15,7 @@ import argparse
 import math
 import sys
 
-from lewm_core.cli import emit_json
+from lewm_core.cli import _path, _seed, emit_json
 
 
 def _say(quiet: bool):
@@ -193,12 +193,14 @@ def cmd_straightness(args: argparse.Namespace) -> None:
 def register(sub) -> None:
     """Add decoder-train, probe, tsne, surprise and straightness to argparse sub-parsers `sub`."""
     d = sub.add_parser("decoder-train", help="train the visualisation decoder on a frozen model")
-    d.add_argument("--checkpoint", required=True, help="run folder; the decoder is saved there")
-    d.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    d.add_argument(
+        "--checkpoint", required=True, type=_path, help="run folder; the decoder is saved there"
+    )
+    d.add_argument("--data", type=_path, help="dataset (default: the one the model was trained on)")
     d.add_argument("--steps", type=int, default=1000)
     d.add_argument("--batch-size", type=int, default=64)
     d.add_argument("--lr", type=_positive_float, default=1e-3)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=_seed, default=0)
     d.add_argument("--frames", type=int, default=10000, help="training frames encoded once")
     d.add_argument("--val-frames", type=int, default=512)
     d.add_argument("--quiet", action="store_true")
@@ -206,11 +208,11 @@ def register(sub) -> None:
     d.set_defaults(func=cmd_decoder_train)
 
     p = sub.add_parser("probe", help="linear / MLP probes of the state from single latents")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--checkpoint", required=True, type=_path)
+    p.add_argument("--data", type=_path, help="dataset (default: the one the model was trained on)")
     p.add_argument("--train-frames", type=int, default=20000)
     p.add_argument("--test-frames", type=int, default=5000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--alpha", type=float, default=1.0, help="ridge strength (linear probe)")
     p.add_argument("--no-mlp", action="store_true", help="linear probes only")
     p.add_argument("--untrained-mlp", action="store_true", help="also MLP-probe the floor")
@@ -219,24 +221,24 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_probe)
 
     t = sub.add_parser("tsne", help="t-SNE map of latents with trustworthiness")
-    t.add_argument("--checkpoint", required=True)
-    t.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    t.add_argument("--checkpoint", required=True, type=_path)
+    t.add_argument("--data", type=_path, help="dataset (default: the one the model was trained on)")
     t.add_argument("--points", type=int, default=2000)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--color", default="agent_pos", help="state quantity, e.g. agent_pos[1]")
     t.add_argument("--component", help="component index of a vector quantity, or 'norm'")
     t.add_argument("--perplexity", type=_positive_float, default=30.0)
     t.add_argument("--neighbors", type=int, default=10, help="trustworthiness n_neighbors")
     t.add_argument("--untrained", action="store_true", help="also map an untrained encoder")
-    t.add_argument("--out", help="write coordinates to a .csv or .npz file")
+    t.add_argument("--out", type=_path, help="write coordinates to a .csv or .npz file")
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_tsne)
 
     s = sub.add_parser("surprise", help="violation of expectation: teleport / colour change")
-    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--checkpoint", required=True, type=_path)
     s.add_argument("--episodes", type=int, default=20)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--steps", type=int, default=20, help="model steps per episode")
     s.add_argument("--perturb-step", type=int, help="model step of the perturbation (middle)")
     s.add_argument(
@@ -250,10 +252,12 @@ def register(sub) -> None:
     s.set_defaults(func=cmd_surprise)
 
     st = sub.add_parser("straightness", help="temporal straightness of latent trajectories")
-    st.add_argument("--checkpoint", required=True)
-    st.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    st.add_argument("--checkpoint", required=True, type=_path)
+    st.add_argument(
+        "--data", type=_path, help="dataset (default: the one the model was trained on)"
+    )
     st.add_argument("--episodes", type=int, default=50)
-    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--seed", type=_seed, default=0)
     st.add_argument("--split", default="val", choices=("val", "all"))
     st.add_argument("--no-untrained", action="store_true")
     st.add_argument("--quiet", action="store_true")

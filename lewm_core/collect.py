@@ -12,7 +12,10 @@ Attributes: env, resolution, seed, policy, lewm_version, format, state_quantitie
 
 Episode k is generated from seed (seed, k) alone, so the file does not depend on the number of
 worker processes. The file is written to a temporary name and renamed when complete: an
-interrupted collection leaves no half file and never touches an existing one.
+interrupted collection leaves no half file and never touches an existing one. A collection
+killed outright (SIGKILL) leaves its temporary `.<name>.tmp-<pid>-*`; the next collection to the
+same file deletes it. Worker processes ignore Ctrl-C (the parent stops them) and exit when the
+parent dies.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +34,12 @@ import h5py
 import numpy as np
 
 from lewm_core import __version__
-from lewm_core.atomic import atomic_path
+from lewm_core.atomic import atomic_path, remove_stale_temporaries
 from lewm_core.errors import UserError
 
 FORMAT = "lewm-dataset-v1"
 MIN_RESOLUTION, MAX_RESOLUTION = 32, 224
+MAX_EPISODES, MAX_STEPS = 1_000_000, 10_000
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,23 @@ def run_episode(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
 _worker_env = None
 
 
+def _init_worker(parent: int) -> None:
+    """Pool initializer: leave Ctrl-C to the parent, and exit once the parent is gone.
+
+    A worker killed by the SIGINT of a terminal's Ctrl-C takes its episode with it and the
+    parent would wait for that episode forever; an orphaned worker blocked on the task queue
+    would live on after the parent was SIGKILLed.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker_episode(args: tuple[str, int, int, int, int]) -> dict[str, np.ndarray]:
     """Collect one episode in a worker process, reusing the worker's env."""
     global _worker_env
@@ -98,9 +122,15 @@ def _worker_episode(args: tuple[str, int, int, int, int]) -> dict[str, np.ndarra
 def check_output_path(out: str | os.PathLike, overwrite: bool) -> Path:
     """Validate an output file path before any work starts; raise UserError naming the fix."""
     out = Path(out)
-    if out.exists() and out.is_dir():
+    try:
+        exists, is_dir = out.exists(), out.is_dir()
+    except (OSError, ValueError) as e:  # a name too long, a NUL byte, a file as a folder
+        why = getattr(e, "strerror", None) or e
+        msg = f"cannot use output {str(out)[:80]} ({why}); choose another --out"
+        raise UserError(msg) from None
+    if exists and is_dir:
         raise UserError(f"output {out} is a folder; give a file path such as {out}/data.h5")
-    if out.exists() and not overwrite:
+    if exists and not overwrite:
         raise UserError(f"output {out} already exists; pass --overwrite or choose another --out")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.exists():
@@ -110,6 +140,8 @@ def check_output_path(out: str | os.PathLike, overwrite: bool) -> Path:
             raise UserError(
                 f"cannot create folder {parent} ({e.strerror}); choose another --out"
             ) from None
+    if not parent.is_dir():
+        raise UserError(f"{parent} is not a folder; choose another --out")
     if not os.access(parent, os.W_OK):
         raise UserError(f"folder {parent} is not writable; choose another --out")
     return out
@@ -126,12 +158,15 @@ def validate_spec(spec: CollectSpec, workers: int = 1) -> None:
             f"resolution {spec.resolution} is out of range; "
             f"choose {MIN_RESOLUTION} to {MAX_RESOLUTION}"
         )
-    if spec.episodes < 1:
-        raise UserError(f"--episodes must be at least 1 (got {spec.episodes})")
-    if spec.steps < 2:
-        raise UserError(f"--steps must be at least 2 (got {spec.steps})")
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1 (got {workers})")
+    if not 1 <= spec.episodes <= MAX_EPISODES:
+        raise UserError(f"--episodes must be between 1 and {MAX_EPISODES} (got {spec.episodes})")
+    if not 2 <= spec.steps <= MAX_STEPS:  # one episode's frames are held in memory
+        raise UserError(f"--steps must be between 2 and {MAX_STEPS} (got {spec.steps})")
+    if not 0 <= spec.seed < 2**32:
+        raise UserError(f"--seed must be between 0 and {2**32 - 1} (got {spec.seed})")
+    max_workers = max(64, 2 * (os.cpu_count() or 1))
+    if not 1 <= workers <= max_workers:
+        raise UserError(f"--workers must be between 1 and {max_workers} (got {workers})")
 
 
 def collect(
@@ -148,6 +183,7 @@ def collect(
     """
     validate_spec(spec, workers)
     out = check_output_path(out, overwrite)
+    remove_stale_temporaries(out.parent, out.name)  # left by a collection killed outright
     from lewm_core.envs import make
 
     probe = make(spec.env, resolution=spec.resolution)
@@ -205,7 +241,7 @@ def collect(
                 write(k, _worker_episode(job))
         else:
             ctx = mp.get_context("spawn")
-            with ctx.Pool(workers) as pool:
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
                 chunksize = max(1, min(8, spec.episodes // (4 * workers)))
                 for k, ep in enumerate(pool.imap(_worker_episode, jobs, chunksize=chunksize)):
                     write(k, ep)

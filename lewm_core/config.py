@@ -16,6 +16,24 @@ PRESETS: tuple[str, ...] = ("paper", "lab", "lab-vit")
 
 ENCODERS: tuple[str, ...] = ("vit", "cnn")
 
+# Upper bounds of the sizes (far above every preset): a config.json that asks for more is damaged
+# or hostile, and refusing it is cheap, whereas building it (even on the meta device: a million
+# predictor blocks are a million Python objects) is not.
+MAX_WIDTH = 16384
+MAX_SIZES: dict[str, int] = {
+    "image_size": 1024,
+    "patch_size": 1024,
+    "enc_depth": 64,
+    "pred_depth": 64,
+    "enc_heads": 256,
+    "pred_heads": 256,
+    "pred_head_dim": 1024,
+    "action_dim": 1024,
+    "frameskip": 64,
+    "action_conv": 64,
+    "history": 64,
+}
+
 _LAB: dict[str, Any] = dict(
     image_size=64,
     encoder="cnn",
@@ -164,6 +182,11 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+            if value > MAX_SIZES.get(name, MAX_WIDTH):  # a damaged or hostile config.json
+                raise ValueError(
+                    f"ModelConfig.{name} = {value} is beyond any model this code builds "
+                    f"(at most {MAX_SIZES.get(name, MAX_WIDTH)})"
+                )
         if self.encoder not in ENCODERS:
             raise ValueError(
                 f"ModelConfig.encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}"
@@ -190,8 +213,9 @@ class ModelConfig:
             chans = self.cnn_channels
             if (
                 not isinstance(chans, tuple)
-                or not chans
+                or not 1 <= len(chans) <= 8
                 or any(isinstance(c, bool) or not isinstance(c, int) or c <= 0 for c in chans)
+                or max(chans) > MAX_WIDTH
             ):
                 raise ValueError(
                     f"ModelConfig.cnn_channels must be a non-empty tuple of positive ints, "

@@ -37,7 +37,7 @@ def open_dataset(path: str | os.PathLike) -> h5py.File:
         raise UserError(f"dataset {path} is a folder; give the .h5 file written by `lewm collect`")
     try:
         f = h5py.File(path, "r")
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # h5py: RuntimeError for some damaged metadata
         raise UserError(
             f"dataset {path} is not a readable HDF5 file ({str(e).splitlines()[0][:80]}); "
             "it may be truncated or foreign: collect it again with `lewm collect`"
@@ -53,6 +53,15 @@ def open_dataset(path: str | os.PathLike) -> h5py.File:
             raise UserError(
                 f"dataset {path} lacks {', '.join(missing)}; collect it again with `lewm collect`"
             )
+        ranks = {"pixels": 4, "action": 2, "state": 2, "sim_state": 2, "ep_offset": 1, "ep_len": 1}
+        wrong = [
+            k for k, r in ranks.items() if not isinstance(f[k], h5py.Dataset) or f[k].ndim != r
+        ]
+        if wrong:
+            raise UserError(
+                f"dataset {path} has '{wrong[0]}' of the wrong shape (or not an array); "
+                "collect it again"
+            )
         n = f["pixels"].shape[0]
         off, ln = f["ep_offset"][:], f["ep_len"][:]
         bad_rows = any(f[k].shape[0] != n for k in ("action", "state", "sim_state"))
@@ -60,18 +69,57 @@ def open_dataset(path: str | os.PathLike) -> h5py.File:
             raise UserError(f"dataset {path} has inconsistent array lengths; collect it again")
         if f["pixels"].ndim != 4 or f["pixels"].shape[-1] != 3 or f["pixels"].dtype != np.uint8:
             raise UserError(f"dataset {path} has pixels of the wrong shape or dtype; collect again")
+        _check_layout(f, path, off, ln)
         # Touch the last chunk: a truncated file fails here, not halfway through training.
         _ = f["pixels"][n - 1]
         _ = f["action"][n - 1]
     except UserError:
         f.close()
         raise
-    except (OSError, KeyError, ValueError, TypeError) as e:
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
         f.close()
         raise UserError(
             f"dataset {path} is damaged ({str(e).splitlines()[0][:80]}); collect it again"
         ) from None
     return f
+
+
+def _check_layout(f: h5py.File, path: Path, off: np.ndarray, ln: np.ndarray) -> None:
+    """UserError unless the arrays and attributes that readers rely on are well formed."""
+    for key in ("action", "state", "sim_state"):
+        d = f[key]
+        if d.ndim != 2 or d.dtype.kind not in "fiu" or (key == "action" and d.shape[1] < 1):
+            raise UserError(
+                f"dataset {path} has '{key}' of the wrong shape or dtype; collect again"
+            )
+    if off.dtype.kind not in "iu" or ln.dtype.kind not in "iu" or off.min() < 0 or ln.min() < 0:
+        raise UserError(f"dataset {path} has invalid episode offsets or lengths; collect again")
+    name = "env"
+    try:
+        env = f.attrs["env"]
+        if not isinstance(env, str) or not env:
+            raise TypeError("not a name")
+        name = "resolution"
+        res = f.attrs["resolution"]
+        if int(res) != res or not int(res) == f["pixels"].shape[1] == f["pixels"].shape[2]:
+            raise ValueError("does not match the frames")
+        name = "state_quantities"
+        quantities = json.loads(f.attrs["state_quantities"])
+        width = f["state"].shape[1]
+        for start, size in quantities.values():
+            if not (isinstance(start, int) and isinstance(size, int)):
+                raise TypeError("not integers")
+            if not (0 <= start and 1 <= size and start + size <= width):
+                raise ValueError("outside the state columns")
+        name = "angle_quantities"
+        angles = json.loads(f.attrs.get("angle_quantities", "[]"))
+        if not isinstance(angles, list) or not all(isinstance(a, str) for a in angles):
+            raise TypeError("not a list of names")
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise UserError(
+            f"dataset {path} has a missing or malformed '{name}' attribute ({str(e)[:60]}); "
+            "collect it again"
+        ) from None
 
 
 def dataset_info(path: str | os.PathLike) -> dict:
@@ -141,37 +189,44 @@ class ClipDataset(torch.utils.data.Dataset):
         self.path = str(path)
         self.history, self.frameskip = history, frameskip
         f = open_dataset(path)
-        self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-        self.env_name = str(self.attrs["env"])
-        self.resolution = int(self.attrs["resolution"])
-        self.state_quantities = json.loads(self.attrs["state_quantities"])
-        self.angle_quantities = tuple(json.loads(self.attrs.get("angle_quantities", "[]")))
-        offsets, lengths = f["ep_offset"][:], f["ep_len"][:]
-        train_eps, val_eps = split_episodes(len(offsets), val_fraction, split_seed)
-        self.episodes = {"train": train_eps, "val": val_eps}.get(split, np.arange(len(offsets)))
-        self.ep_offset, self.ep_len = offsets, lengths
-        span = history * frameskip + frameskip  # raw steps a clip needs, last action block included
-        starts = []
-        for e in self.episodes:
-            n_starts = int(lengths[e]) - span + 1
-            if n_starts > 0:
-                starts.append(offsets[e] + np.arange(n_starts))
-        self.starts = np.concatenate(starts) if starts else np.zeros(0, np.int64)
-        if action_stats is None:
-            rows = np.concatenate(
-                [np.arange(offsets[e], offsets[e] + lengths[e]) for e in train_eps]
-                if len(train_eps)
-                else [np.arange(len(f["action"]))]
-            )
-            acts = f["action"][:][rows]
-            action_stats = ActionStats(
-                acts.mean(0).astype(np.float32), np.maximum(acts.std(0), 1e-6).astype(np.float32)
-            )
-        self.action_stats = action_stats
-        self.action_dim = int(f["action"].shape[1])
-        self._actions = self.action_stats.normalize(f["action"][:]).astype(np.float32)
-        self._pixels = f["pixels"][:] if preload else None
-        f.close()
+        try:
+            self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            self.env_name = str(self.attrs["env"])
+            self.resolution = int(self.attrs["resolution"])
+            self.state_quantities = json.loads(self.attrs["state_quantities"])
+            self.angle_quantities = tuple(json.loads(self.attrs.get("angle_quantities", "[]")))
+            offsets, lengths = f["ep_offset"][:], f["ep_len"][:]
+            train_eps, val_eps = split_episodes(len(offsets), val_fraction, split_seed)
+            self.episodes = {"train": train_eps, "val": val_eps}.get(split, np.arange(len(offsets)))
+            self.ep_offset, self.ep_len = offsets, lengths
+            span = history * frameskip + frameskip  # raw steps a clip needs (+ last block)
+            starts = []
+            for e in self.episodes:
+                n_starts = int(lengths[e]) - span + 1
+                if n_starts > 0:
+                    starts.append(offsets[e] + np.arange(n_starts))
+            self.starts = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+            if action_stats is None:
+                rows = np.concatenate(
+                    [np.arange(offsets[e], offsets[e] + lengths[e]) for e in train_eps]
+                    if len(train_eps)
+                    else [np.arange(len(f["action"]))]
+                )
+                acts = f["action"][:][rows]
+                action_stats = ActionStats(
+                    acts.mean(0).astype(np.float32),
+                    np.maximum(acts.std(0), 1e-6).astype(np.float32),
+                )
+            self.action_stats = action_stats
+            self.action_dim = int(f["action"].shape[1])
+            self._actions = self.action_stats.normalize(f["action"][:]).astype(np.float32)
+            self._pixels = f["pixels"][:] if preload else None
+        except (OSError, RuntimeError) as e:  # a damaged chunk met while reading
+            raise UserError(
+                f"dataset {path} is damaged ({str(e).splitlines()[0][:80]}); collect it again"
+            ) from None
+        finally:
+            f.close()
         self._file: h5py.File | None = None
         self.offsets = np.arange(history + 1) * frameskip
 
@@ -181,10 +236,16 @@ class ClipDataset(torch.utils.data.Dataset):
     def _frames(self, rows: np.ndarray) -> np.ndarray:
         if self._pixels is not None:
             return self._pixels[rows]
-        if self._file is None:  # opened per process: h5py handles must not cross a fork
-            self._file = h5py.File(self.path, "r")
-        lo, hi = int(rows.min()), int(rows.max()) + 1
-        return self._file["pixels"][lo:hi][rows - lo]
+        try:
+            if self._file is None:  # opened per process: h5py handles must not cross a fork
+                self._file = h5py.File(self.path, "r")
+            lo, hi = int(rows.min()), int(rows.max()) + 1
+            return self._file["pixels"][lo:hi][rows - lo]
+        except (OSError, RuntimeError) as e:  # a damaged chunk, or the file changed underneath
+            raise UserError(
+                f"dataset {self.path} could not be read ({str(e).splitlines()[0][:80]}); "
+                "collect it again"
+            ) from None
 
     def clip_rows(self, i: int) -> np.ndarray:
         """Dataset rows of the frames of clip `i`: (history + 1,)."""

@@ -56,6 +56,12 @@ def tasks_from_dataset(
     """Sample `episodes` (start, goal) pairs from the dataset's validation episodes."""
     rng = np.random.default_rng([seed, 1])
     with open_dataset(path) as f:
+        width, want = f["sim_state"].shape[1], env.unwrapped.state_dim
+        if width != want:  # another env's data (or a damaged file): its states do not fit
+            raise UserError(
+                f"dataset {path} ({f.attrs.get('env')}) holds simulator states of {width} "
+                f"values, the model's env has {want}; use a dataset of the model's env"
+            )
         off, ln = f["ep_offset"][:], f["ep_len"][:]
         _, val = split_episodes(len(off), val_fraction, split_seed)
         pool = [e for e in (val if len(val) else np.arange(len(off))) if ln[e] > goal_offset]
@@ -68,7 +74,17 @@ def tasks_from_dataset(
             t = int(rng.integers(0, ln[e] - goal_offset))
             row = int(off[e]) + t
             start, goal = sims[row].astype(np.float64), sims[row + goal_offset].astype(np.float64)
-            tasks.append(EvalTask(start, goal, render_state(env, goal)))
+            try:  # states from a file: the simulator must accept them (a damaged file: not)
+                if not (np.isfinite(start).all() and np.isfinite(goal).all()):
+                    raise ValueError("not finite")
+                frame = render_state(env, goal)
+                render_state(env, start)  # (the start is rendered when the episode begins)
+            except Exception as e:  # noqa: BLE001 - whatever the simulator or renderer says
+                raise UserError(
+                    f"dataset {path} holds a simulator state the env cannot restore (row {row}: "
+                    f"{str(e).splitlines()[0][:60]}); collect it again"
+                ) from None
+            tasks.append(EvalTask(start, goal, frame))
     return tasks
 
 

@@ -265,6 +265,8 @@ def sample_split_rows(
     out = []
     for eps, cap in ((train_eps, max_train), (test_eps, max_test)):
         rows = episode_rows(off, ln, eps)
+        if len(rows) == 0:
+            raise UserError("the dataset's train or test episodes hold no frames; collect again")
         if len(rows) > cap:
             rows = rng.choice(rows, size=cap, replace=False)
         out.append(np.sort(rows))
@@ -315,6 +317,8 @@ def probe(
         state = read_rows(f["state"], rows)
         env = str(f.attrs.get("env", ""))
     n_train = len(train_rows)
+    if not np.isfinite(state).all():
+        raise UserError(f"dataset {path} holds NaN/Inf state values (probe targets); collect again")
     targets = quantity_targets(state, quantities, angles)
     encoders = {"trained": loaded.model, "untrained": untrained_model(loaded, seed)}
     result: dict = {"linear": {}, "untrained": {"linear": {}}}

@@ -39,6 +39,7 @@ from lewm_core.model import LeWM
 from lewm_core.probing import encode_frames
 
 PERTURBATIONS: tuple[str, ...] = ("teleport", "color")
+MAX_EPISODES, MAX_MODEL_STEPS = 10_000, 1_000  # beyond: hours of work, or memory
 
 # The part recoloured by the "color" perturbation, per env (the paper's visual perturbation).
 COLOR_PART: dict[str, str] = {"tworoom": "agent", "pusht": "block", "reacher": "arm"}
@@ -196,6 +197,11 @@ def surprise_experiment(
         raise UserError(f"--episodes must be at least 2 for a paired t-test (got {episodes})")
     if steps < 3:
         raise UserError(f"--steps must be at least 3 model steps (got {steps})")
+    if episodes > MAX_EPISODES or steps > MAX_MODEL_STEPS:
+        raise UserError(
+            f"--episodes at most {MAX_EPISODES} and --steps at most {MAX_MODEL_STEPS} "
+            f"(got {episodes} and {steps})"
+        )
     p_step = steps // 2 if perturb_step is None else perturb_step
     if not 1 <= p_step < steps:
         raise UserError(f"--perturb-step must be in 1..{steps - 1} (got {perturb_step})")

@@ -18,6 +18,7 @@ concatenated batch. Rank 0 alone logs, recalibrates, evaluates and writes; the o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -35,7 +36,13 @@ from safetensors.torch import load_file
 from lewm_core import __version__
 from lewm_core import distributed as ddp
 from lewm_core.atomic import atomic_path, remove_stale_temporaries, write_json
-from lewm_core.checkpoint import save_model
+from lewm_core.checkpoint import (
+    check_weights_match,
+    expected_shapes,
+    save_model,
+    save_tensors,
+    tensor_shapes,
+)
 from lewm_core.config import ModelConfig
 from lewm_core.data import ClipDataset, dataset_info
 from lewm_core.errors import UserError
@@ -101,8 +108,34 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise UserError naming any absurd value and the fix."""
-        checks = [
+        try:
+            checks = self._checks()
+        except TypeError as e:  # e.g. a number saved as text in a damaged trainer state
+            raise UserError(f"the training config holds a value of the wrong type ({e})") from None
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but no CUDA GPU is visible; use auto")
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        ints = ("epochs", "batch_size", "seed", "checkpoint_every", "log_every", "val_batches")
+        ints += ("sigreg_projections", "sigreg_knots", "bn_recalib_batches")
+        for name in ints:
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
+                raise TypeError(f"{name} must be an integer, got {getattr(self, name)!r}")
+        if not all(isinstance(p, str | os.PathLike) for p in (self.data, self.out)):
+            raise TypeError("data and out must be paths")
+        if not isinstance(self.model_overrides, dict):
+            raise TypeError("model_overrides must be a dict")
+        return [
             (self.epochs >= 1, "--epochs must be at least 1"),
+            (0 <= self.seed < 2**32, "--seed must be between 0 and 4294967295"),
+            (self.log_every >= 1 and self.val_batches >= 0, "log_every must be at least 1"),
+            (self.sigreg_projections >= 1 and self.sigreg_knots >= 2, "bad SIGReg settings"),
+            (0 <= self.warmup_frac <= 1, "warmup_frac must be in [0, 1]"),
+            (math.isfinite(self.grad_clip) and self.grad_clip > 0, "grad_clip must be positive"),
+            (self.preload_max_gb >= 0 and self.bn_recalib_batches >= 0, "bad preload/BN settings"),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1"),
             (1 <= self.batch_size <= 65536, "--batch-size must be between 1 and 65536"),
             (math.isfinite(self.lr) and 0 < self.lr < 1, "--lr must be a finite number in (0, 1)"),
@@ -120,16 +153,45 @@ class TrainConfig:
             ),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for but no CUDA GPU is visible; use auto")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _metrics_step(line: str) -> int | None:
+    """The step of one metrics.jsonl line, or None if the line is not a complete JSON row."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    step = row.get("step") if isinstance(row, dict) else None
+    return step if isinstance(step, int) else None
+
+
+def resume_config(out: str | os.PathLike) -> TrainConfig:
+    """The training config of the run in folder `out`, as its last checkpoint saved it.
+
+    Read from `trainer_state.safetensors`, the file `--resume` continues from (its metadata
+    holds the config), not from `config.json`: a run killed while writing its first checkpoint
+    may have the one without the other. `out` is set to the folder given, so a run folder that
+    was moved or copied resumes where it is, not in the folder it was first trained in.
+    """
+    path = Path(out) / STATE_FILE
+    if not path.is_file():
+        raise UserError(f"nothing to resume in {out} (no {STATE_FILE}); drop --resume")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            saved = json.loads(f.metadata()["trainer"])["config"]
+        cfg = TrainConfig.from_dict(saved)
+        cfg.validate()
+    except Exception as e:  # noqa: BLE001 - any damage means the same thing to the user
+        raise UserError(f"{path} is damaged ({str(e)[:120]}); start a new run") from None
+    cfg.out = str(out)
+    return cfg
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -196,12 +258,19 @@ class Trainer:
 
         info = dataset_info(cfg.data)
         preload = info["pixels_gb"] <= cfg.preload_max_gb
-        mcfg = ModelConfig.preset(
-            cfg.preset,
-            action_dim=info["action_dim"],
-            image_size=info["resolution"],
-            **cfg.model_overrides,
-        )
+        try:
+            mcfg = ModelConfig.preset(
+                cfg.preset,
+                action_dim=info["action_dim"],
+                image_size=info["resolution"],
+                **cfg.model_overrides,
+            )
+        except (ValueError, TypeError) as e:
+            raise UserError(f"cannot build the {cfg.preset} model for {cfg.data} ({e})") from None
+        if resume:  # the checkpoint's tensors fit this model? (checked before allocating it)
+            state = self.out / STATE_FILE
+            found = {k[6:]: v for k, v in tensor_shapes(state).items() if k.startswith("model.")}
+            check_weights_match(state, found, expected_shapes(mcfg), "training config")
         split = dict(
             history=mcfg.history,
             frameskip=mcfg.frameskip,
@@ -309,6 +378,7 @@ class Trainer:
             # worker inherits an open h5py handle (ClipDataset drops it when pickled).
             multiprocessing_context="fork" if self._preloaded else "spawn",
             generator=torch.Generator().manual_seed(self.cfg.seed),
+            worker_init_fn=_ignore_sigint,  # Ctrl-C is the main process's: it stops in step
         )
         it = iter(loader)
         try:
@@ -438,7 +508,10 @@ class Trainer:
             return []
         order = np.random.default_rng(12345).permutation(n)
         bs = min(self.cfg.batch_size, n)
-        return [order[i : i + bs] for i in range(0, min(n, bs * self.cfg.val_batches), bs)]
+        batches = [order[i : i + bs] for i in range(0, min(n, bs * self.cfg.val_batches), bs)]
+        # SIGReg (a statistic of the batch) needs at least 2 clips: a last batch of 1 clip
+        # (e.g. 9 validation clips at batch size 8) is dropped, as is a split of 1 clip.
+        return [b for b in batches if len(b) >= 2]
 
     @torch.no_grad()
     def evaluate(self) -> dict:
@@ -527,11 +600,9 @@ class Trainer:
                 for r, state in enumerate(states):
                     tensors[key if r == 0 else f"{key}.rank{r}"] = state
             meta = {"trainer": json.dumps({"step": self.step_count, "config": asdict(self.cfg)})}
-            tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-            from safetensors.torch import save_file
-
-            with atomic_path(self.out / STATE_FILE) as tmp:
-                save_file(tensors, str(tmp), metadata=meta)
+            # The resume state first, then the model and its config: a kill in between leaves
+            # a state newer than the model files, which `_load_state` completes on --resume.
+            save_tensors(self.out / STATE_FILE, tensors, metadata=meta)
             save_model(self.out, self.model, self.train_set.action_stats, self.run_meta())
         if self.dist.world_size > 1:
             ddp.barrier()  # the files are complete before any rank goes on
@@ -570,33 +641,77 @@ class Trainer:
             tensors = load_file(str(path))
         except Exception as e:  # noqa: BLE001 - any damage means the same thing to the user
             raise UserError(f"{path} is damaged ({e}); start a new run") from None
+        try:  # wrong keys, shapes or values: the file belongs to another model or is damaged
+            self._restore(tensors, meta)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise UserError(
+                f"{path} does not fit the run's model and optimiser "
+                f"({str(e).strip().splitlines()[0][:120]}); start a new run"
+            ) from None
+        # The evaluation of the checkpoint we resume from (config.json may be one checkpoint
+        # older, if a kill fell between the two files: then there is none).
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            saved = json.loads((self.out / "config.json").read_text())
+            if saved.get("step") == self.step_count and isinstance(saved.get("eval"), dict):
+                self.last_eval = saved["eval"]
+        if not self.dist.is_main:
+            return
+        # Drop metrics logged after the checkpoint: the resumed run logs those steps again.
+        # A line that does not parse (a write cut short: disk full, power loss) is dropped too.
+        mpath = self.out / METRICS_FILE
+        rows = mpath.read_text(errors="replace").splitlines() if mpath.exists() else []
+        kept = [
+            r for r in rows if _metrics_step(r) is not None and _metrics_step(r) <= self.step_count
+        ]
+        with atomic_path(mpath) as tmp:
+            tmp.write_text("".join(r + "\n" for r in kept))
+        if self._model_files_step() != self.step_count:
+            # Killed after writing the state of this checkpoint but before its model.safetensors
+            # and config.json: write them now from the restored (recalibrated) weights, with the
+            # evaluation logged for this step. Otherwise a run resumed at its last step would end
+            # with the model of the checkpoint before.
+            for r in kept:
+                row = json.loads(r)
+                if row.get("step") == self.step_count and "val_pred_loss" in row:
+                    self.last_eval = {k: v for k, v in row.items() if k not in ("step", "epoch")}
+            save_model(self.out, self.model, self.train_set.action_stats, self.run_meta())
+
+    def _model_files_step(self) -> int | None:
+        """The step recorded in config.json beside a model.safetensors (None if either is missing
+        or unreadable)."""
+        if not (self.out / "model.safetensors").is_file():
+            return None
+        try:
+            step = json.loads((self.out / "config.json").read_text()).get("step")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return step if isinstance(step, int) else None
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        """Model, optimiser, RNG and step from the tensors of a trainer_state file."""
+        step = int(meta["step"])
+        if step < 0:
+            raise ValueError(f"negative step {step}")
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_state_dict(model_state)
+        self.model.load_state_dict(model_state)  # strict: names and shapes must match
+        params = [p for g in self.opt.param_groups for p in g["params"]]
         opt_state = self.opt.state_dict()
         for key, v in tensors.items():
             if key.startswith("opt."):
                 _, i, name = key.split(".", 2)
+                p = params[int(i)]
+                if name in ("exp_avg", "exp_avg_sq") and v.shape != p.shape:
+                    raise ValueError(f"'{key}' has shape {tuple(v.shape)}, not {tuple(p.shape)}")
                 opt_state["state"].setdefault(int(i), {})[name] = v.to(self.device)
         self.opt.load_state_dict(opt_state)
         suffix = f".rank{self.dist.rank}" if self.dist.rank else ""
         if f"rng.torch{suffix}" in tensors:
             torch.set_rng_state(tensors[f"rng.torch{suffix}"])
         else:  # a rank the saving run did not have (resumed on more processes)
-            torch.manual_seed(self._rank_seed() + int(meta["step"]))
+            torch.manual_seed(self._rank_seed() + step)
         if self.device.type == "cuda" and f"rng.cuda{suffix}" in tensors:
             torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"], self.device)
-        self.step_count = int(meta["step"])
-        config_path = self.out / "config.json"
-        if config_path.exists():  # the evaluation of the checkpoint we resume from
-            self.last_eval = json.loads(config_path.read_text()).get("eval", {})
-        if not self.dist.is_main:
-            return
-        # Drop metrics logged after the checkpoint: the resumed run logs those steps again.
-        mpath = self.out / METRICS_FILE
-        rows = mpath.read_text().splitlines() if mpath.exists() else []
-        kept = [r for r in rows if r.strip() and json.loads(r).get("step", 0) <= self.step_count]
-        with atomic_path(mpath) as tmp:
-            tmp.write_text("".join(r + "\n" for r in kept))
+        self.step_count = step
 
     def request_stop(self) -> None:
         """Ask `run` to stop after the current step (it then saves a checkpoint)."""
@@ -663,6 +778,15 @@ class Trainer:
             )
         write_json(summary_path, summary)
         return summary
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader worker start-up: ignore SIGINT. A Ctrl-C reaches the whole process group; a
+    worker that died of it would fail the batch the main process is waiting for, whereas the
+    main process stops cleanly after the current step (and shuts the workers down)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _StepBatches(torch.utils.data.Dataset):

@@ -128,6 +128,8 @@ def tsne_latents(
         raise UserError(f"--points must be at least 10 (got {points})")
     if perplexity <= 0:
         raise UserError("--perplexity must be positive")
+    if n_neighbors < 1:
+        raise UserError(f"--neighbors must be at least 1 (got {n_neighbors})")
     say = progress or (lambda _msg: None)
     path = resolve_data_path(loaded, data)
     with open_dataset(path) as f:

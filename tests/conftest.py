@@ -11,6 +11,14 @@ import pytest  # noqa: E402
 from lewm_core.collect import CollectSpec, collect  # noqa: E402
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--full",
+        action="store_true",
+        help="run the full reliability suite (tests/reliability): more kill points and examples",
+    )
+
+
 @pytest.fixture(scope="session")
 def tworoom_h5(tmp_path_factory) -> str:
     """60 Two-Room episodes of 60 steps at 64 px (real env, real policy, real HDF5)."""

@@ -257,7 +257,11 @@ except UserError as e:
 
 st.subheader("An episode, three ways")
 fs = int(loaded.config.frameskip)
-lengths = _episode_lengths(str(dataset), dataset.stat().st_mtime)
+try:
+    lengths = _episode_lengths(str(dataset), dataset.stat().st_mtime)
+except (UserError, OSError) as e:  # a damaged or vanished dataset: say so, no exception box
+    ui.show_error(e)
+    st.stop()
 n_eps = len(lengths)
 ui.url_int(W_EP, "episode", 0, 0, n_eps - 1)
 ui.url_int(W_START, "start", 0, 0)
