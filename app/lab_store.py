@@ -22,7 +22,7 @@ from lewm_core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ENV_TITLES = {"tworoom": "Two-Room", "pusht": "Push-T", "reacher": "Reacher"}
+ENV_TITLES = {"tworoom": "Two-Room", "pusht": "Push-T", "reacher": "Reacher", "cube": "Cube"}
 
 
 def _folder(var: str, default: str) -> Path:

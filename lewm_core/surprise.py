@@ -42,7 +42,12 @@ PERTURBATIONS: tuple[str, ...] = ("teleport", "color")
 MAX_EPISODES, MAX_MODEL_STEPS = 10_000, 1_000  # beyond: hours of work, or memory
 
 # The part recoloured by the "color" perturbation, per env (the paper's visual perturbation).
-COLOR_PART: dict[str, str] = {"tworoom": "agent", "pusht": "block", "reacher": "arm"}
+COLOR_PART: dict[str, str] = {
+    "tworoom": "agent",
+    "pusht": "block",
+    "reacher": "arm",
+    "cube": "cube",
+}
 
 # Saturated colours; the one farthest from the part's default colour is used.
 PALETTE: tuple[tuple[int, int, int], ...] = (

@@ -24,7 +24,7 @@ def run_script(*args: str) -> dict:
 
 def test_bench_envs_smoke():
     out = run_script("bench/envs.py", "--seconds", "0.2", "--collect-episodes", "4", "--json")
-    for name in ("tworoom", "pusht", "reacher"):
+    for name in ("tworoom", "pusht", "reacher", "cube"):
         assert out[f"{name}_steps_s"] > 0
     assert out["pusht_collect_episodes"] == 4 and out["pusht_collect_s"] > 0
 

@@ -62,6 +62,9 @@ def test_required_state_names():
     reacher = envs.env_class("reacher")
     assert list(reacher.state_spec) == ["joint_angles", "joint_vel", "fingertip_pos"]
     assert reacher.angle_quantities == ("joint_angles",)
+    cube = envs.env_class("cube")
+    assert list(cube.state_spec) == ["ee_pos", "ee_yaw", "gripper_opening", "cube_pos", "cube_quat"]
+    assert cube.angle_quantities == ("ee_yaw",) and cube.action_dim == 5
 
 
 def test_same_seed_same_frames(env):
@@ -116,6 +119,12 @@ def test_is_success(env):
         assert not env.is_success(far)
         far = goal.copy()
         far[4] += 25.0
+    elif env.name == "cube":
+        q = env.unwrapped._cube_qadr
+        far[:q] += 0.3  # the arm and gripper do not matter
+        far[q + 1] += 0.039
+        assert env.is_success(far)
+        far[q + 1] += 0.002
     else:
         far[1] += 0.06
         assert not env.is_success(far)
@@ -130,7 +139,9 @@ def test_teleport_and_set_color(env):
     env.reset(seed=11)
     s0, f0 = env.get_state(), env.render().copy()
     env.teleport(np.random.default_rng(0))
-    assert not np.allclose(env.get_state()[:2], s0[:2])
+    moved = env.state["cube_pos"] if env.name == "cube" else env.get_state()[:2]
+    before = env.unwrapped.cube_pos_of(s0) if env.name == "cube" else s0[:2]
+    assert not np.allclose(moved, before)
     assert not np.array_equal(env.render(), f0)
     f1 = env.render().copy()
     for part in env.color_parts:
@@ -265,7 +276,7 @@ def test_pickle_round_trip(env):
     env.step(np.full(env.action_dim, 0.3))
     clone = pickle.loads(pickle.dumps(env))
     try:
-        a = np.array([0.5, -0.5], np.float32)
+        a = np.resize(np.array([0.5, -0.5], np.float32), env.action_dim)
         o1, *_ = env.step(a)
         o2, *_ = clone.step(a)
         assert np.array_equal(env.get_state(), clone.get_state())
@@ -318,3 +329,129 @@ def test_pusht_block_stays_in_the_arena():
             closest = min(closest, float(block.min()), float(WORLD - block.max()))
     e.close()
     assert closest > 20.0, f"the block's centre came within {closest:.1f} px of the edge"
+
+
+# ---------------------------------------------------------------------------- Cube
+
+
+@pytest.fixture(scope="module")
+def cube():
+    e = make("cube", 64)
+    yield e
+    e.close()
+
+
+def test_cube_matches_ogbench_exactly(cube):
+    """Same seed, same float32 actions: OGBench's own CubeEnv and ours agree to the last bit
+    (reset sampling, controller, physics), through a grasp."""
+    from ogbench.manipspace.envs.cube_env import CubeEnv as OgbenchCubeEnv
+
+    og = OgbenchCubeEnv(env_type="single", mode="data_collection", ob_type="states")
+    og.reset(seed=0)
+    cube.reset(seed=0)
+    qadr = cube.unwrapped._cube_qadr
+    assert np.array_equal(og.data.qpos, cube.data.qpos)
+    policy = make_policy("cube", cube, seed=0)
+    for _ in range(40):
+        a = policy.act()
+        og.step(a)
+        cube.step(a)
+    assert np.array_equal(og.data.qpos, cube.data.qpos)
+    assert np.array_equal(og.data.qvel, cube.data.qvel)
+    assert cube.data.qpos[qadr + 2] > 0.05  # the trajectory lifted the cube
+
+
+def test_cube_round_trip_while_holding(cube):
+    """A state saved with the cube in the closed gripper (contacts, warm start, controller
+    input) continues exactly like the original."""
+    cube.reset(seed=0)
+    policy = make_policy("cube", cube, seed=0)
+    for _ in range(38):
+        cube.step(policy.act())
+    assert cube.state["cube_pos"][2] > 0.03 and cube.state["gripper_opening"][0] > 0.3
+    saved = cube.get_state()
+    actions = [policy.act() for _ in range(6)]
+    frames = [cube.step(a)[0] for a in actions]
+    after = cube.get_state()
+    cube.reset(seed=5)
+    cube.set_state(saved)
+    assert np.array_equal(cube.get_state(), saved)
+    frames2 = [cube.step(a)[0] for a in actions]
+    assert np.array_equal(cube.get_state(), after)
+    assert all(np.array_equal(f, g) for f, g in zip(frames, frames2, strict=True))
+
+
+def test_cube_teleport_moves_the_cube_only(cube):
+    from lewm_core.envs.cube import CUBE_SAMPLING, CUBE_Z
+
+    cube.reset(seed=1)
+    cube.step(np.zeros(5, np.float32))
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        s0 = cube.state
+        cube.teleport(rng)
+        s1 = cube.state
+        assert np.linalg.norm(s1["cube_pos"][:2] - s0["cube_pos"][:2]) >= 0.1
+        assert np.all(s1["cube_pos"][:2] >= CUBE_SAMPLING[0])
+        assert np.all(s1["cube_pos"][:2] <= CUBE_SAMPLING[1])
+        assert s1["cube_pos"][2] == CUBE_Z
+        assert np.array_equal(s1["ee_pos"], s0["ee_pos"])
+    z = cube.state["cube_pos"][2]
+    for _ in range(5):  # it rests on the table after the jump
+        cube.step(np.zeros(5, np.float32))
+    assert abs(cube.state["cube_pos"][2] - z) < 1e-3
+
+
+def test_cube_colour_change_recolours_the_cube(cube):
+    cube.reset(seed=2)
+    before = cube.render().astype(int)
+    r, g, b = before[..., 0], before[..., 1], before[..., 2]
+    lit, shaded = (r > g + 80) & (r > b + 80), (r > 2 * g) & (r > 2 * b) & (r > 30)
+    red = lit | shaded  # the faces of the red cube
+    assert red.sum() >= 4  # the default cube is red and in view
+    cube.set_color("cube", (0, 255, 0))
+    after = cube.render().astype(int)
+    changed = np.any(before != after, axis=-1)
+    green = (after[..., 1] > after[..., 0] + 80) & (after[..., 1] > after[..., 2] + 80)
+    assert green.any() and changed[red].all()
+    assert not changed[~red].any()  # nothing else changed
+
+
+def test_cube_policy_picks_and_places(cube):
+    lifted, placed = 0, 0
+    for seed in (0, 1):
+        cube.reset(seed=10 + seed)
+        policy = make_policy("cube", cube, seed=seed)
+        z_max = 0.0
+        for _ in range(110):
+            cube.step(policy.act())
+            z_max = max(z_max, cube.state["cube_pos"][2])
+        lifted += z_max > 0.06
+        placed += any(d <= 0.04 for d in policy.placed)
+    assert lifted == 2 and placed == 2
+
+
+def test_cube_gymnasium_id():
+    e = gymnasium.make("lewm/Cube-v0", resolution=32)
+    try:
+        obs, info = e.reset(seed=0)
+        assert obs.shape == (32, 32, 3) and info["state"]["cube_quat"].shape == (4,)
+        assert e.action_space.shape == (5,)
+    finally:
+        e.close()
+
+
+def test_cube_area_is_in_view(cube):
+    """The fixed camera sees the cube anywhere in its sampling area (corners included)."""
+    from lewm_core.envs.cube import CUBE_SAMPLING
+
+    cube.reset(seed=1)  # the arm is away from the corners
+    q = cube.unwrapped._cube_qadr
+    for x in CUBE_SAMPLING[:, 0]:
+        for y in CUBE_SAMPLING[:, 1]:
+            s = cube.get_state()
+            s[q : q + 3] = (x, y, 0.02)
+            cube.set_state(s)
+            f = cube.render().astype(int)
+            red = (f[..., 0] > f[..., 1] + 80) & (f[..., 0] > f[..., 2] + 80)
+            assert red.sum() >= 6, (x, y)

@@ -16,7 +16,7 @@ from lewm_core.envs import ENV_NAMES, make
 
 RESOLUTIONS = (64, 96, 128, 224)
 DEFAULT_RES = 64
-ENV_TITLES = {"tworoom": "Two-Room", "pusht": "Push-T", "reacher": "Reacher"}
+ENV_TITLES = {"tworoom": "Two-Room", "pusht": "Push-T", "reacher": "Reacher", "cube": "Cube"}
 
 # session_state keys
 SETTINGS = "env_settings"  # persistent copy of {name, seed, res} (survives page switches)

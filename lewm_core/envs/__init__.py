@@ -1,9 +1,10 @@
-"""LeWM environments: Two-Room, Push-T and Reacher rendered to RGB frames.
+"""LeWM environments: Two-Room, Push-T, Reacher and Cube rendered to RGB frames.
 
 ``make(name, resolution)`` builds an environment, ``make_policy(name, env, seed)`` its scripted
 data-collection policy. Importing this package also registers the gymnasium ids
-``lewm/TwoRoom-v0``, ``lewm/PushT-v0`` and ``lewm/Reacher-v0`` (kwargs: ``resolution``).
-Environment modules are imported lazily, so Reacher's MuJoCo stack is only loaded when used.
+``lewm/TwoRoom-v0``, ``lewm/PushT-v0``, ``lewm/Reacher-v0`` and ``lewm/Cube-v0`` (kwargs:
+``resolution``). Environment modules are imported lazily, so the MuJoCo stack of Reacher and Cube
+(and OGBench's assets for Cube) is only loaded when used.
 
 To add an environment, write a module with a :class:`~lewm_core.envs.base.LewmEnv` subclass and
 a :class:`~lewm_core.envs.base.Policy` subclass and add one ``_Spec`` to ``_SPECS``.
@@ -36,6 +37,7 @@ _SPECS: dict[str, _Spec] = {
     "tworoom": _Spec("tworoom", "TwoRoomEnv", "TwoRoomPolicy", "lewm/TwoRoom-v0"),
     "pusht": _Spec("pusht", "PushTEnv", "PushTPolicy", "lewm/PushT-v0"),
     "reacher": _Spec("reacher", "ReacherEnv", "ReacherPolicy", "lewm/Reacher-v0"),
+    "cube": _Spec("cube", "CubeEnv", "CubePolicy", "lewm/Cube-v0"),
 }
 
 ENV_NAMES: tuple[str, ...] = tuple(_SPECS)

@@ -10,12 +10,12 @@ Simulator state (``get_state``, 4 values): qpos (shoulder, wrist angle) and qvel
 ``info["state"]``: ``joint_angles`` (2, wrapped to [-pi, pi)), ``joint_vel`` (2),
 ``fingertip_pos`` (2, x/y in metres).
 
-Rendering uses ``mujoco.Renderer`` (offscreen EGL, ``MUJOCO_GL=egl``) with shadows and
-multisampling off; the renderer is created lazily on first render, is not pickled (the env
-pickles as its resolution, state and colours), and is released by ``close()``. Worker
-processes: create the env in the worker (any start method). A process forked AFTER its parent
-rendered Reacher cannot use EGL (it would hang), so rendering there raises RuntimeError; use
-'spawn' workers in that case.
+Rendering uses :class:`~lewm_core.envs.mujoco_render.OffscreenRenderer` (offscreen EGL,
+``MUJOCO_GL=egl``, shadows and multisampling off, usable from any thread); the renderer is
+created lazily on first render, is not pickled (the env pickles as its resolution, state and
+colours), and is released by ``close()``. Worker processes: create the env in the worker (any
+start method). A process forked AFTER its parent rendered with EGL cannot use EGL (it would
+hang), so rendering there raises RuntimeError; use 'spawn' workers in that case.
 """
 
 from __future__ import annotations
@@ -24,51 +24,19 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import atexit  # noqa: E402
 import math  # noqa: E402
-import threading  # noqa: E402
-import weakref  # noqa: E402
 from typing import Any, ClassVar  # noqa: E402
 
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .base import LewmEnv, Policy, wrap_angle  # noqa: E402
+from .mujoco_render import OffscreenRenderer, prepare_model  # noqa: E402
 
 SUCCESS_ANGLE = 0.05
 CONTROL_TIMESTEP = 0.02  # dm_control.suite.reacher default
 ARM_RGB = (178, 127, 76)  # the suite's "self" material (0.7, 0.5, 0.3)
 FINGER_RGB = (178, 102, 51)  # the suite's "effector" material (0.7, 0.4, 0.2)
-
-_LIVE: weakref.WeakSet = weakref.WeakSet()
-_GL_PID: int | None = None  # process that first created an EGL renderer
-
-
-def _release_gl_context() -> None:
-    """Detach the calling thread from its current EGL context.
-
-    An EGL context can be current in one thread only; ``mujoco.Renderer`` makes its context
-    current on every render and leaves it bound. Without this release, a render from another
-    thread (Streamlit runs each rerun of a page in a new thread) fails with EGL_BAD_ACCESS.
-    A no-op for other GL back-ends, whose contexts are not shared across threads here.
-    """
-    if os.environ.get("MUJOCO_GL") != "egl":
-        return
-    from mujoco import egl
-
-    if egl.EGL_DISPLAY is not None:
-        e = egl.EGL
-        e.eglMakeCurrent(egl.EGL_DISPLAY, e.EGL_NO_SURFACE, e.EGL_NO_SURFACE, e.EGL_NO_CONTEXT)
-
-
-def _close_all() -> None:
-    """Free GL contexts before interpreter teardown (avoids EGL errors in destructors).
-
-    Registered with ``atexit`` after the first renderer exists, so that it runs before the
-    ``eglTerminate`` hook MuJoCo registers when it opens the display (atexit runs LIFO).
-    """
-    for env in list(_LIVE):
-        env.close()
 
 
 def _load_model() -> mujoco.MjModel:
@@ -100,11 +68,8 @@ class ReacherEnv(LewmEnv):
     def __init__(self, resolution: int = 64, render_mode: str | None = "rgb_array") -> None:
         super().__init__(resolution, render_mode)
         m = _load_model()
-        m.light_castshadow[:] = 0
-        m.vis.quality.offsamples = 0
+        prepare_model(m, self.resolution)
         m.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_WARMSTART)
-        m.vis.global_.offwidth = max(m.vis.global_.offwidth, self.resolution)
-        m.vis.global_.offheight = max(m.vis.global_.offheight, self.resolution)
 
         def gid(name: str) -> int:
             return mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name)
@@ -117,11 +82,9 @@ class ReacherEnv(LewmEnv):
         self._default_matid = m.geom_matid.copy()
         self.n_substeps = max(1, round(CONTROL_TIMESTEP / m.opt.timestep))
         self.wrist_range = tuple(m.jnt_range[1])  # shoulder is unlimited
-        self._renderer: mujoco.Renderer | None = None
-        self._render_lock = threading.Lock()  # one GL context, any thread, one at a time
-        self._camera = 0  # the suite's top-down "fixed" camera
+        # the suite's top-down "fixed" camera (0)
+        self._renderer = OffscreenRenderer(m, self.resolution, camera=0, name="Reacher")
         mujoco.mj_forward(m, self.data)
-        _LIVE.add(self)
 
     # ----------------------------------------------------------------- pickling / closing
     def __getstate__(self) -> dict[str, Any]:
@@ -135,13 +98,7 @@ class ReacherEnv(LewmEnv):
 
     def close(self) -> None:
         """Release the offscreen GL renderer (a later render creates a new one)."""
-        with self._render_lock:
-            if self._renderer is not None:
-                try:
-                    self._renderer.close()
-                except Exception:  # noqa: BLE001 - GL teardown errors at exit are harmless
-                    pass
-                self._renderer = None
+        self._renderer.close()
 
     # ----------------------------------------------------------------- hooks
     def _random_qpos(self, rng: np.random.Generator) -> np.ndarray:
@@ -169,26 +126,7 @@ class ReacherEnv(LewmEnv):
 
     def _render_frame(self) -> np.ndarray:
         """Render from any thread: the GL context is bound for this call only."""
-        with self._render_lock:
-            if self._renderer is None:
-                global _GL_PID
-                if _GL_PID is not None and _GL_PID != os.getpid():
-                    raise RuntimeError(
-                        "Reacher cannot render in a process forked after its parent rendered "
-                        "with EGL (it would hang); use 'spawn' workers or render only in the "
-                        "workers"
-                    )
-                first = _GL_PID is None
-                _GL_PID = os.getpid()
-                r = self.resolution
-                self._renderer = mujoco.Renderer(self.model, r, r)
-                if first:
-                    atexit.register(_close_all)
-            try:
-                self._renderer.update_scene(self.data, camera=self._camera)
-                return self._renderer.render()
-            finally:
-                _release_gl_context()
+        return self._renderer.render(self.data)
 
     def _apply_colors(self) -> None:
         m = self.model
