@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Reproduce a shipped model: collect data, train the lab preset, evaluate planning with both CEM
 # samplings (50 episodes, seed 0), and ship config + weights + model card to assets/models/<env>/.
-#   bash bench/train_assets.sh tworoom|pusht|reacher
+#   bash bench/train_assets.sh tworoom|pusht|reacher|cube
 # SAMPLINGS="block" limits the evaluation to one CEM sampling scheme.
 # Wall times on this 2-core machine are in each model card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=egl
 LEWM=".venv/bin/lewm"
-ENV="${1:?usage: bench/train_assets.sh tworoom|pusht|reacher}"
+ENV="${1:?usage: bench/train_assets.sh tworoom|pusht|reacher|cube}"
 case "$ENV" in
   tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;
-  pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=4000; SEED=1 ;;
+  pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=5000; SEED=1 ;;
   reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
-  *) echo "error: unknown env '$ENV'; choose tworoom, pusht or reacher" >&2; exit 2 ;;
+  cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
+  *) echo "error: unknown env '$ENV'; choose tworoom, pusht, reacher or cube" >&2; exit 2 ;;
 esac
 DATA="data/$ENV.h5"
 RUN="runs/$ENV-lab"

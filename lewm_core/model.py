@@ -153,7 +153,37 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
         n = q.shape[2]
         mask = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
         scores = scores.masked_fill(mask, float("-inf"))
-    return scores.softmax(-1).to(v.dtype) @ v
+    return softmax_short(scores, -1).to(v.dtype) @ v
+
+
+def softmax_short(x: Tensor, dim: int) -> Tensor:
+    """`x.softmax(dim)` written out (max, exp, sum), for a `dim` of a few elements.
+
+    On the CPU the fused softmax kernel vectorises along `dim`; with 3 elements there it runs
+    4x slower than these four elementwise passes (measured on (300, 4, 3, 3) float32).
+    """
+    e = (x - x.amax(dim, keepdim=True)).exp()
+    return e / e.sum(dim, keepdim=True)
+
+
+def _fused_linear_gelu_available() -> bool:
+    return hasattr(torch.ops, "mkldnn") and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+_HAS_FUSED_LINEAR_GELU = _fused_linear_gelu_available()
+
+
+def linear_gelu(x: Tensor, layer: nn.Linear) -> Tensor:
+    """`F.gelu(layer(x))` (exact, erf GELU); (..., in) -> (..., out).
+
+    For bfloat16 on the CPU this is one oneDNN call with the bias and GELU fused into the
+    matmul (`torch.ops.mkldnn._linear_pointwise`), which skips two passes over the wide
+    hidden activations (35% less time for the MLP's first layer at 300 rows). Elsewhere, or
+    where this PyTorch build lacks the op, the plain two calls.
+    """
+    if _HAS_FUSED_LINEAR_GELU and x.device.type == "cpu" and x.dtype == torch.bfloat16:
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu", [], "none")
+    return F.gelu(layer(x))
 
 
 def newest_token_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -203,24 +233,13 @@ class PredictorBlock(nn.Module):
         h = modulate(self.norm2(x), shift2, scale2)
         return x + gate2 * self.drop(self.fc2(self.drop(F.gelu(self.fc1(h)))))
 
-    def modulation(self, c: Tensor) -> Tensor:
-        """AdaLN output for `forward_incremental`: (B, L, W) actions -> (B, L, 6W).
-
-        As `self.adaln(c)` with 1 added to both scales, so that modulating is one fused
-        multiply-add, `addcmul(shift, x, 1 + scale)`. Computed once per action per rollout.
-        """
-        mod = self.adaln(c)
-        w = mod.shape[-1] // 6
-        mod[..., w : 2 * w] += 1.0
-        mod[..., 4 * w : 5 * w] += 1.0
-        return mod
-
     def forward_incremental(
         self, x: Tensor, mod: Tensor, past: tuple[Tensor, Tensor] | None, last_only: bool
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Inference-only forward of n new tokens that follow `past` cached keys/values.
 
-        x: (B, n, W) new tokens; mod: (B, n, 6W) their precomputed `self.modulation(c)`;
+        x: (B, n, W) new tokens; mod: (B, n, 6W) their AdaLN output from `Predictor.modulations`
+        (1 added to both scales);
         past: keys and values (B, P, heads, head_dim) of the P earlier tokens (token-major),
         or None. With `last_only`, queries, output projection and MLP run on the newest token
         alone (its output is all that is used). Returns the output (B, n or 1, W) and the
@@ -252,7 +271,7 @@ class PredictorBlock(nn.Module):
             a = a.transpose(1, 2)
         x = torch.addcmul(x, gate1, self.proj(a.reshape(b, q.shape[1], -1)))
         h = torch.addcmul(shift2, self.norm2(x), scale2)
-        return torch.addcmul(x, gate2, self.fc2(F.gelu(self.fc1(h)))), (k, v)
+        return torch.addcmul(x, gate2, self.fc2(linear_gelu(h, self.fc1))), (k, v)
 
 
 class Predictor(nn.Module):
@@ -268,12 +287,53 @@ class Predictor(nn.Module):
             for _ in range(cfg.pred_depth)
         )
         self.norm = nn.LayerNorm(w)
+        self._adaln_cache: tuple | None = None  # (key, weight) of `modulations`; not state
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
         x = z + self.pos_embed[:, : z.shape[1]]
         for block in self.blocks:
             x = block(x, c)
         return self.norm(x)
+
+    def modulations(self, c: Tensor) -> list[Tensor]:
+        """Every block's AdaLN output for `forward_incremental`: (B, L, W) -> depth x (B, L, 6W).
+
+        Each equals `block.adaln(c)` with 1 added to both scales (so that modulating is one
+        fused multiply-add, `addcmul(shift, x, 1 + scale)`), all computed by one matmul: SiLU(c)
+        with two extra input columns of ones, times the blocks' AdaLN weights stacked with their
+        biases and the scales' +1 as two extra weight columns (zero-padded to a multiple of 32
+        inputs for the matrix units). No bias pass and no +1 pass over the (B, L, depth * 6W)
+        output, which cost more than the matmul itself in bfloat16 on the CPU (5.3 ms against
+        1.2 ms per lab rollout of 300 candidates).
+        """
+        weight = self._stacked_adaln(c.dtype, c.device)
+        s = F.silu(c)
+        pad = weight.shape[1] - s.shape[-1] - 2
+        s = torch.cat([s, s.new_ones(*s.shape[:-1], 2), s.new_zeros(*s.shape[:-1], pad)], -1)
+        return list(F.linear(s, weight).split(weight.shape[0] // len(self.blocks), dim=-1))
+
+    def _stacked_adaln(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """(depth * 6W, K) weights of `modulations`, rebuilt when any AdaLN parameter changes."""
+        params = [p for blk in self.blocks for p in blk.adaln[1].parameters()]
+        key = (dtype, device, tuple((p.data_ptr(), p._version) for p in params))
+        if self._adaln_cache is not None and self._adaln_cache[0] == key:
+            return self._adaln_cache[1]
+        width = self.blocks[0].adaln[1].in_features
+        k = -(-(width + 2) // 32) * 32
+        rows = []
+        with torch.no_grad():
+            for blk in self.blocks:
+                lin = blk.adaln[1]
+                one = torch.zeros(lin.out_features, device=device)
+                one[width : 2 * width] = 1.0  # scale1
+                one[4 * width : 5 * width] = 1.0  # scale2
+                pad = torch.zeros(lin.out_features, k - width - 2, device=device)
+                rows.append(
+                    torch.cat([lin.weight.float(), lin.bias.float()[:, None], one[:, None], pad], 1)
+                )
+            weight = torch.cat(rows).to(dtype)
+        self._adaln_cache = (key, weight)
+        return weight
 
 
 # --------------------------------------------------------------------------- the world model
@@ -412,7 +472,7 @@ class LeWM(nn.Module):
         hist, t0 = self.cfg.history, latents.shape[1]
         pred = self.predictor
         blocks = pred.blocks
-        mods = [blk.modulation(act) for blk in blocks]  # (B, L, 6W) per layer, once per action
+        mods = pred.modulations(act)  # (B, L, 6W) per layer, once per action
         seq, out = list(latents.unbind(1)), []
         cache: list | None = None  # keys/values per layer, valid while the window starts at 0
         for k in range(horizon):

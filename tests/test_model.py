@@ -229,6 +229,44 @@ def test_bfloat16_fast_rollout_stays_close_to_float32():
     assert float(err.max()) < 0.05, f"bfloat16 relative error {float(err.max()):.3f}"
 
 
+def test_stacked_modulations_follow_weight_updates():
+    """`Predictor.modulations` (one stacked matmul, cached weights) equals each block's own
+    AdaLN + 1 on the scales, and again after the weights change (the cache is rebuilt)."""
+    model = make().eval()
+    randomise_adaln(model)
+    pred, w = model.predictor, model.cfg.pred_width
+    c = torch.randn(4, 5, w)
+
+    def reference(blk):
+        mod = blk.adaln(c)
+        mod[..., w : 2 * w] += 1.0
+        mod[..., 4 * w : 5 * w] += 1.0
+        return mod
+
+    with torch.no_grad():
+        for got, blk in zip(pred.modulations(c), pred.blocks, strict=True):
+            torch.testing.assert_close(got, reference(blk), rtol=1e-5, atol=1e-5)
+        for blk in pred.blocks:  # as an optimizer step would: in place
+            blk.adaln[1].weight.add_(0.5)
+            blk.adaln[1].bias.sub_(0.25)
+        for got, blk in zip(pred.modulations(c), pred.blocks, strict=True):
+            torch.testing.assert_close(got, reference(blk), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_linear_gelu_matches_the_two_calls():
+    from lewm_core.model import linear_gelu
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(192, 768)
+    x = torch.randn(300, 192)
+    with torch.no_grad():
+        ref = torch.nn.functional.gelu(layer(x))
+        torch.testing.assert_close(linear_gelu(x, layer), ref)  # float32: the plain path
+        low = linear_gelu(x.bfloat16(), layer.bfloat16())  # bfloat16: fused where available
+    err = (low.float() - ref).abs().max() / ref.abs().max()
+    assert float(err) < 0.02, f"bfloat16 linear+GELU relative error {float(err):.4f}"
+
+
 def test_rollout_broadcasts_context_under_inference_mode():
     model = make().eval()
     randomise_adaln(model)
