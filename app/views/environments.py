@@ -128,10 +128,11 @@ def _apply_color(part: str) -> None:
 st.title("Environments")
 ui.explainer(
     """
-LeWM learns from **pixels and actions only**. These are the three tasks it is trained on, as the
+LeWM learns from **pixels and actions only**. These are the four tasks it is trained on, as the
 model sees them: a small RGB frame (64 px by default; the paper's encoder uses 224 px). Actions
 are continuous vectors in [-1, 1] per dimension (a relative move of the agent; for Reacher, the
-motor commands of its two joints).
+motor commands of its two joints; for Cube, the gripper's move in x, y, z, its yaw and its
+closing).
 
 - **Drive** the agent with the action sliders and the *Step* buttons (*x5*, *x25* repeat the same
   action); *Random action* draws one and applies it once.

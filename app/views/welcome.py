@@ -41,7 +41,8 @@ ui.explainer(
     """
 This page is text only. Every number shown elsewhere in the lab is computed by the project's
 `lewm_core` package (environments, model, training, planning); the app only displays it.
-The three tasks are **Two-Room** (a point agent passes a door to a target), **Push-T** (push a
-T-shaped block onto a target pose) and **Reacher** (a two-joint arm reaches a point).
+The four tasks are **Two-Room** (a point agent passes a door to a target), **Push-T** (push a
+T-shaped block onto a target pose), **Reacher** (a two-joint arm reaches a point) and **Cube**
+(a robot arm picks up a cube and places it at a goal, in 3-D).
 """
 )
