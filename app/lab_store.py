@@ -109,8 +109,11 @@ def _read_config(folder: Path) -> dict | None:
 
 
 def discover_models() -> list[ModelEntry]:
-    """Shipped models first, then runs; folders with config.json + model.safetensors only."""
-    found = []
+    """Shipped models first, in the tasks' order (Two-Room, the clearest demo, is the default),
+    then runs by name; folders with config.json + model.safetensors only."""
+    from lewm_core.envs import ENV_NAMES
+
+    found: list[ModelEntry] = []
     for source, folder in (("shipped", assets_dir()), ("run", runs_dir())):
         if not folder.is_dir():
             continue
@@ -131,7 +134,10 @@ def discover_models() -> list[ModelEntry]:
                     step=step if isinstance(step, int) else None,
                 )
             )
-    return found
+    order = {name: i for i, name in enumerate(ENV_NAMES)}
+    shipped = [e for e in found if e.source == "shipped"]
+    shipped.sort(key=lambda e: (order.get(e.env, len(order)), e.path.name))
+    return shipped + [e for e in found if e.source != "shipped"]
 
 
 def list_runs() -> list[Path]:
