@@ -549,11 +549,12 @@ def recalibrate_batchnorm(
         bn.train()
     used = 0
     try:
-        for pixels, actions in batches:
-            if used >= num_batches:
-                break
-            model(pixels.to(device), actions.to(device))
-            used += 1
+        with torch.no_grad():  # statistics only: no autograd graph (memory, time)
+            for pixels, actions in batches:
+                if used >= num_batches:
+                    break
+                model(pixels.to(device), actions.to(device))
+                used += 1
     finally:
         for bn, momentum in zip(bns, momenta, strict=True):
             bn.momentum = momentum
