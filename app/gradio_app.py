@@ -49,6 +49,7 @@ import gradio as gr  # noqa: E402
 from lab_store import discover_models, env_title, load_model_readonly, set_torch_threads  # noqa: E402
 
 from lewm_core.checkpoint import LoadedModel  # noqa: E402
+from lewm_core.cli import jsonable  # noqa: E402
 from lewm_core.errors import UserError  # noqa: E402
 
 # The fast interactive CEM budget: REPRODUCTION.md measured it on Two-Room (50 episodes, block
@@ -163,19 +164,6 @@ def check_int(name: str, value: Any, lo: int, hi: int) -> int:
         shown = int(number) if math.isfinite(number) and number == int(number) else value
         raise UserError(f"{name} must be a whole number from {lo} to {hi}, got {shown}")
     return int(number)
-
-
-def _jsonable(x: Any) -> Any:
-    """`x` with numpy scalars as Python numbers and NaN/Inf as None (strict JSON)."""
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 # --------------------------------------------------------------------------- outputs
@@ -346,7 +334,7 @@ def plan_to_goal(
         f"{verdict}  \n{env_title(task)}, seed {seed}: {timing}; the episode took {wall:.2f} s "
         f"(CEM {cem.samples} samples x {cem.iterations} iterations)."
     )
-    return video, image_strip(res.frames, goal_task.goal_frame), summary, _jsonable(details)
+    return video, image_strip(res.frames, goal_task.goal_frame), summary, jsonable(details)
 
 
 @_user_errors
@@ -402,7 +390,7 @@ def teleport_surprise(
         f"teleport in {stats['argmax_rate']:.0%} of the episodes, the unperturbed one in "
         f"{stats['argmax_rate_unperturbed']:.0%} (chance)."
     )
-    return surprise_figure(means, perturb_step, task), summary, _jsonable(details)
+    return surprise_figure(means, perturb_step, task), summary, jsonable(details)
 
 
 # --------------------------------------------------------------------------- the page

@@ -61,12 +61,12 @@ def _path(text: str) -> str:
     return text
 
 
-def _jsonable(x):
+def jsonable(x):
     """`x` with numpy scalars as Python numbers and NaN/Inf as None (strict JSON)."""
     if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
+        return {k: jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
@@ -76,7 +76,7 @@ def _jsonable(x):
 
 def emit_json(obj: dict) -> None:
     """Print `obj` as the one-line JSON object that ends a command's output."""
-    print(json.dumps(_jsonable(obj)), flush=True)
+    print(json.dumps(jsonable(obj)), flush=True)
 
 
 @contextlib.contextmanager

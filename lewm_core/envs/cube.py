@@ -57,8 +57,8 @@ from typing import Any, ClassVar  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .base import LewmEnv, Policy, wrap_angle  # noqa: E402
-from .mujoco_render import OffscreenRenderer, prepare_model  # noqa: E402
+from .base import Policy, wrap_angle  # noqa: E402
+from .mujoco_render import MujocoEnv, OffscreenRenderer, prepare_model  # noqa: E402
 
 SUCCESS_DIST = 0.04
 PHYSICS_TIMESTEP = 0.002  # OGBench ManipSpaceEnv defaults
@@ -154,7 +154,7 @@ def _yaw(xmat: np.ndarray) -> float:
     return float(_lie().SO3.from_matrix(np.asarray(xmat).reshape(3, 3)).compute_yaw_radians())
 
 
-class CubeEnv(LewmEnv):
+class CubeEnv(MujocoEnv):
     """Cube; obs ``(r, r, 3)`` uint8, action ``(5,)`` in [-1, 1] (dx, dy, dz, dyaw, dgrip)."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -250,20 +250,6 @@ class CubeEnv(LewmEnv):
         self._down = lie.SO3(np.array([0.0, 1.0, 0.0, 0.0]))
         self._target_ee = np.zeros(3)  # last commanded pinch position (for inspection)
         self._read_controller_input()
-
-    # ----------------------------------------------------------------- pickling / closing
-    def __getstate__(self) -> dict[str, Any]:
-        return {"resolution": self.resolution, "state": self.get_state(), "colors": self.colors}
-
-    def __setstate__(self, d: dict[str, Any]) -> None:
-        self.__init__(d["resolution"])
-        self.set_state(d["state"])
-        for part, rgb in d["colors"].items():
-            self.set_color(part, rgb)
-
-    def close(self) -> None:
-        """Release the offscreen GL renderer (a later render creates a new one)."""
-        self._renderer.close()
 
     # ----------------------------------------------------------------- control
     def _arm_qpos_for(self, pos: np.ndarray, yaw: float, start: np.ndarray) -> np.ndarray:

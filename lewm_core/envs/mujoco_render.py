@@ -1,4 +1,5 @@
-"""Offscreen MuJoCo rendering shared by the MuJoCo environments (Reacher, Cube).
+"""Offscreen MuJoCo rendering shared by the MuJoCo environments (Reacher, Cube), and their
+base class :class:`MujocoEnv` (pickling, closing).
 
 :class:`OffscreenRenderer` wraps ``mujoco.Renderer`` (EGL with ``MUJOCO_GL=egl``):
 
@@ -24,9 +25,12 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import atexit  # noqa: E402
 import threading  # noqa: E402
 import weakref  # noqa: E402
+from typing import Any  # noqa: E402
 
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
+
+from .base import LewmEnv  # noqa: E402
 
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 _GL_PID: int | None = None  # process that first created an EGL renderer
@@ -123,3 +127,26 @@ class OffscreenRenderer:
                 except Exception:  # noqa: BLE001 - GL teardown errors at exit are harmless
                     pass
                 self._renderer = None
+
+
+class MujocoEnv(LewmEnv):
+    """A LewmEnv drawn by an :class:`OffscreenRenderer` in ``self._renderer``.
+
+    Pickles as (resolution, simulator state, colours): the MuJoCo model, data and GL renderer
+    are rebuilt on unpickling (data-collection workers get a fresh env in the same state).
+    """
+
+    _renderer: OffscreenRenderer
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"resolution": self.resolution, "state": self.get_state(), "colors": self.colors}
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        self.__init__(d["resolution"])
+        self.set_state(d["state"])
+        for part, rgb in d["colors"].items():
+            self.set_color(part, rgb)
+
+    def close(self) -> None:
+        """Release the offscreen GL renderer (a later render creates a new one)."""
+        self._renderer.close()

@@ -30,8 +30,8 @@ from typing import Any, ClassVar  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .base import LewmEnv, Policy, wrap_angle  # noqa: E402
-from .mujoco_render import OffscreenRenderer, prepare_model  # noqa: E402
+from .base import Policy, wrap_angle  # noqa: E402
+from .mujoco_render import MujocoEnv, OffscreenRenderer, prepare_model  # noqa: E402
 
 SUCCESS_ANGLE = 0.05
 CONTROL_TIMESTEP = 0.02  # dm_control.suite.reacher default
@@ -47,7 +47,7 @@ def _load_model() -> mujoco.MjModel:
     return mujoco.MjModel.from_xml_string(xml.decode() if isinstance(xml, bytes) else xml, assets)
 
 
-class ReacherEnv(LewmEnv):
+class ReacherEnv(MujocoEnv):
     """Reacher; obs ``(r, r, 3)`` uint8, action ``(2,)`` in [-1, 1] (shoulder, wrist torque)."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 50}
@@ -85,20 +85,6 @@ class ReacherEnv(LewmEnv):
         # the suite's top-down "fixed" camera (0)
         self._renderer = OffscreenRenderer(m, self.resolution, camera=0, name="Reacher")
         mujoco.mj_forward(m, self.data)
-
-    # ----------------------------------------------------------------- pickling / closing
-    def __getstate__(self) -> dict[str, Any]:
-        return {"resolution": self.resolution, "state": self.get_state(), "colors": self.colors}
-
-    def __setstate__(self, d: dict[str, Any]) -> None:
-        self.__init__(d["resolution"])
-        self.set_state(d["state"])
-        for part, rgb in d["colors"].items():
-            self.set_color(part, rgb)
-
-    def close(self) -> None:
-        """Release the offscreen GL renderer (a later render creates a new one)."""
-        self._renderer.close()
 
     # ----------------------------------------------------------------- hooks
     def _random_qpos(self, rng: np.random.Generator) -> np.ndarray:
