@@ -24,43 +24,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+from lab_server import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE,
+    ROOT,
+    free_port,
+    memory_mib,
+    stop,
+    wait_healthy,
+)
+
 TARGET_S = 3.0
 TIMEOUT_MS = 180_000
 PAGES = ("Environments", "Data", "Train", "Plan", "Decode", "Latent space", "Surprise")
 
 
 # --------------------------------------------------------------------------- servers
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """A server subprocess on a free port, stopped on exit; `started` is its perf_counter."""
 
@@ -93,38 +84,15 @@ class Server:
 
     def wait_healthy(self, timeout: float = 120) -> float:
         """Seconds from start until the health URL answers 200."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited, see {self.log.name}")
-            try:
-                with urllib.request.urlopen(self.url + self.health, timeout=2) as r:
-                    if r.status == 200:
-                        return time.perf_counter() - self.started
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server not healthy within {timeout:.0f} s, see {self.log.name}")
+        try:
+            wait_healthy(self.url + self.health, self.proc, timeout, interval=0.05)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}, see {self.log.name}") from None
+        return time.perf_counter() - self.started
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         self.log.close()
-
-
-def proc_memory_mib(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak resident set) of process `pid` in MiB, from /proc/<pid>/status."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) / 1024
-    return out
 
 
 # --------------------------------------------------------------------------- streamlit
@@ -198,7 +166,7 @@ def memory_sessions(browser, folders: Path, log: Path, sessions: int) -> dict[st
         def sample() -> None:  # VmHWM is exact; VmRSS sampled for the timeline
             while not stop.is_set():
                 try:
-                    rss = proc_memory_mib(server.proc.pid)["VmRSS"]
+                    rss = memory_mib(server.proc.pid)["VmRSS"]
                     peak["VmRSS"] = max(peak["VmRSS"], rss)
                 except OSError:
                     return
@@ -216,7 +184,7 @@ def memory_sessions(browser, folders: Path, log: Path, sessions: int) -> dict[st
         for p in pages:
             expect(p.get_by_role("heading", name="LeWM Lab")).to_be_visible()
             _streamlit_idle(p)
-        one_session = proc_memory_mib(server.proc.pid)
+        one_session = memory_mib(server.proc.pid)
         by_page = {}  # {page: VmRSS and VmHWM once every session has shown it}
         for title in PAGES:
             for p in pages:
@@ -231,9 +199,9 @@ def memory_sessions(browser, folders: Path, log: Path, sessions: int) -> dict[st
                     rollout = p.locator("[data-testid='stImage']", has_text="rollout, step")
                     expect(rollout).to_be_visible()
                     _streamlit_idle(p)
-            by_page[title] = {k: round(v, 1) for k, v in proc_memory_mib(server.proc.pid).items()}
+            by_page[title] = {k: round(v, 1) for k, v in memory_mib(server.proc.pid).items()}
         errors = sum(p.locator("[data-testid='stException']").count() for p in pages)
-        end = proc_memory_mib(server.proc.pid)
+        end = memory_mib(server.proc.pid)
         stop.set()
         sampler.join()
         for c in contexts:

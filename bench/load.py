@@ -29,30 +29,28 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [  # as tests/lewm_testing.py
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+from lab_server import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE,
+    ROOT,
+    free_port,
+    memory_mib,
+    stop,
+    wait_healthy,
+)
+
 RUNNING = "[data-testid='stApp'][data-test-script-state='running']"
 PAGES = ("Welcome", "Environments", "Data", "Train", "Plan", "Decode", "Latent space", "Surprise")
 SHARED_RUN = "load-shared"
@@ -60,26 +58,6 @@ ACTION_TIMEOUT_MS = 300_000
 
 
 # --------------------------------------------------------------------------- processes
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_status(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM of `pid` in MiB (empty if it is gone)."""
-    out = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    out[key] = int(value.split()[0]) / 1024
-    except OSError:
-        pass
-    return out
-
-
 def descendants(pid: int) -> list[int]:
     """Every process below `pid` (children, grandchildren...), from /proc."""
     parent = {}
@@ -141,11 +119,11 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            total = proc_status(self.pid).get("VmRSS", 0.0)
+            total = memory_mib(self.pid).get("VmRSS", 0.0)
             for kid in descendants(self.pid):
                 if not _is_lewm(kid):  # e.g. a fork not yet exec'ed: its parent's memory
                     continue
-                st = proc_status(kid)
+                st = memory_mib(kid)
                 total += st.get("VmRSS", 0.0)
                 if "VmHWM" in st:
                     self.children_hwm[kid] = max(self.children_hwm.get(kid, 0.0), st["VmHWM"])
@@ -350,21 +328,6 @@ async def drive(
 
 
 # --------------------------------------------------------------------------- main
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the streamlit server exited")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the server was not healthy within {timeout:.0f} s")
-
-
 def _stop_jobs(runs: Path) -> int:
     """Stop every training job still running in runs/ (they outlive the server); count them."""
     from lewm_core import jobs
@@ -435,23 +398,18 @@ def main() -> int:
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
     sampler = Sampler(server.pid)
     try:
-        _wait_healthy(url, server)
+        wait_healthy(f"{url}/_stcore/health", server, timeout=180, interval=0.2)
         sampler.start()
         t0 = time.perf_counter()
         results = asyncio.run(
             drive(url, runs, args.sessions, args.duration, args.seed, args.plan_budget)
         )
         wall = time.perf_counter() - t0
-        server_mem = proc_status(server.pid)
+        server_mem = memory_mib(server.pid)
     finally:
         sampler.stop.set()
         still_running = _stop_jobs(runs)
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, timeout=20)
         log.close()
     problems = _check_runs(runs)
 

@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from lewm_core import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+# the lab-server helpers the browser benchmarks use too (appended: bench/ must not shadow app/)
+sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))
+from lab_server import (  # noqa: E402, F401 (CHROMIUM, CHROMIUM_ARGS, IDLE: for the tests)
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE,
+    ROOT,
+    free_port,
+    stop,
+    wait_healthy,
+)
+
 HOME = str(ROOT / "app" / "Home.py")
 GRADIO_APP = str(ROOT / "app" / "gradio_app.py")
-CHROMIUM = "/usr/bin/chromium"  # Debian's chromium; `playwright install` cannot download here
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"  # the script run finished
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -34,13 +32,6 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     rc = cli.main(argv)
     captured = capsys.readouterr()
     return rc, captured.out, captured.err
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(
@@ -66,30 +57,18 @@ def serve(
     env = {**os.environ, "MUJOCO_GL": "egl", **(extra_env or {})}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
 
-    def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    def stop_server() -> None:
+        stop(proc)
         log.close()
 
-    request.addfinalizer(stop)
+    request.addfinalizer(stop_server)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"{name} exited: {log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}{health_path}", timeout=2) as r:
-                if r.status == 200:
-                    return url, proc
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"{name} did not become healthy within {timeout:.0f} s")
-        time.sleep(0.3)
+    try:
+        wait_healthy(f"{url}{health_path}", proc, timeout, interval=0.3)
+    except RuntimeError as e:
+        log.flush()
+        pytest.fail(f"{name}: {e}: {log_path.read_text()[-3000:]}")
+    return url, proc
 
 
 def serve_streamlit(request: pytest.FixtureRequest, tmp_path: Path) -> str:

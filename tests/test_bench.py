@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from lewm_testing import CHROMIUM, ROOT
 
 
 def run_script(*args: str) -> dict:
@@ -38,8 +37,8 @@ def test_bench_plan_lab_smoke():
 @pytest.mark.slow
 @pytest.mark.browser
 def test_bench_app_smoke():
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("/usr/bin/chromium is not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
     out = run_script("bench/app.py", "--repeats", "1")
     assert out["target_s"] == 3.0
     assert 0 < out["first_page_s"] < 120 and 0 < out["plan_click_to_rollout_s"] < 120
