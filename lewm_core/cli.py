@@ -155,6 +155,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         for signum, handler in handlers.items():  # as they were (`main` called in-process)
             if handler is not None:
                 signal.signal(signum, handler)
+    if distributed.env_info().world_size > 1:  # a torchrun worker whose run is complete
+        distributed.exit_worker(0)
 
 
 def _train(args: argparse.Namespace) -> None:

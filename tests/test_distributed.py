@@ -62,6 +62,7 @@ def _launch(rank: int, fn, port: int, args: tuple) -> None:
         fn(rank, *args)
     finally:
         ddp.shutdown()
+    ddp.exit_worker(0)  # as the CLI's torchrun workers do: skips gloo's racy teardown
 
 
 def spawn(fn, *args) -> None:
