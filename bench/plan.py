@@ -1,6 +1,7 @@
 """Time of one full CEM plan (300 samples x 30 iterations, horizon 5) per preset and rollout mode.
 
-    python bench/plan.py [--preset lab|paper|all] [--repeats 3] [--device auto|cpu|cuda] [--json]
+    python bench/plan.py [--preset lab|paper|all] [--repeats 3] [--device auto|cpu|cuda]
+                         [--compile] [--json]
 
 Measures, in one run on this machine, the median seconds per plan of:
   naive float32   what the public code does: every step recomputes the whole history window
@@ -8,7 +9,10 @@ Measures, in one run on this machine, the median seconds per plan of:
   fast float32    the same numbers with less work (AdaLN once per action, cached keys/values,
                   last layer and pred_proj on the newest token, attention over <= 3 keys
                   written out);
-  fast bfloat16   the fast rollout on a bfloat16 copy of the model (`Planner(dtype=...)`).
+  fast bfloat16   the fast rollout on a bfloat16 copy of the model (`Planner(dtype=...)`);
+  compiled        (--compile) the fast rollout in the default precision through torch.compile
+                  (`Planner(compile_rollout=True)`); its first plan, which compiles, is
+                  reported apart (`compile_first_plan_s`).
 `fast_s` is the fast rollout in the precision `lewm_core.planning.default_dtype` picks for the
 device (bfloat16 where the hardware has bfloat16 matrix units, else float32), and `speedup` is
 naive_s / fast_s. FLOPs are counted with torch's FlopCounterMode over one full plan; the bound
@@ -42,7 +46,12 @@ VARIANTS = (("naive", "float32"), ("fast", "float32"), ("fast", "bfloat16"))
 
 
 def make_planner(
-    preset: str, mode: str, cem: CEMConfig, dtype: str = "float32", device: str = "cpu"
+    preset: str,
+    mode: str,
+    cem: CEMConfig,
+    dtype: str = "float32",
+    device: str = "cpu",
+    compile_rollout: bool = False,
 ) -> Planner:
     """A planner over a randomly initialised model of `preset` (timing does not need training)."""
     torch.manual_seed(0)
@@ -51,7 +60,9 @@ def make_planner(
         for blk in model.predictor.blocks:
             blk.adaln[1].weight.normal_(0, 0.02)
     stats = ActionStats(np.zeros(2, np.float32), np.ones(2, np.float32))
-    return Planner(model, stats, cem, rollout_mode=mode, dtype=dtype)
+    return Planner(
+        model, stats, cem, rollout_mode=mode, dtype=dtype, compile_rollout=compile_rollout
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -59,11 +70,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_plan(planner: Planner, repeats: int) -> tuple[float, int]:
-    """(median seconds of one full plan over `repeats`, FLOPs of one plan)."""
+def time_plan(planner: Planner, repeats: int) -> tuple[float, int, float]:
+    """(median seconds of one full plan over `repeats`, FLOPs of one plan, first plan's s).
+
+    The first (warm-up) plan is not in the median; with a compiled rollout it includes the
+    compilation.
+    """
     d, dev = planner.model.cfg.latent_dim, planner.device
     z0, zg = torch.randn(d, device=dev), torch.randn(d, device=dev)
+    t_first = time.perf_counter()
     planner.plan(z0, zg, generator=torch.Generator(dev).manual_seed(0), keep_history=False)
+    first_s = time.perf_counter() - t_first
     times = []
     for r in range(repeats):
         _sync(dev)
@@ -73,18 +90,33 @@ def time_plan(planner: Planner, repeats: int) -> tuple[float, int]:
         times.append(time.perf_counter() - t0)
     with FlopCounterMode(display=False) as counter:
         planner.plan(z0, zg, generator=torch.Generator(dev).manual_seed(0), keep_history=False)
-    return statistics.median(times), counter.get_total_flops()
+    return statistics.median(times), counter.get_total_flops(), first_s
 
 
-def bench(preset: str, repeats: int, rates: dict[str, float], device: str) -> dict:
-    """All VARIANTS of one preset, measured one after the other in this process."""
+def bench(
+    preset: str, repeats: int, rates: dict[str, float], device: str, compiled: bool = False
+) -> dict:
+    """All VARIANTS of one preset (and, with `compiled`, the fast rollout of the default
+    precision through torch.compile), measured one after the other in this process."""
     cem = CEMConfig()
     seconds, flops = {}, {}
     for mode, dtype in VARIANTS:
         planner = make_planner(preset, mode, cem, dtype, device)
-        seconds[mode, dtype], flops[mode] = time_plan(planner, repeats)
+        seconds[mode, dtype], flops[mode], _ = time_plan(planner, repeats)
         del planner
     best = default_dtype(torch.device(device))
+    extra = {}
+    if compiled:
+        planner = make_planner(preset, "fast", cem, best, device, compile_rollout=True)
+        compiled_s, _, first_s = time_plan(planner, repeats)
+        extra = {
+            "fast_compiled_s": compiled_s if planner.compiled else None,
+            "speedup_compiled": seconds["naive", "float32"] / compiled_s
+            if planner.compiled
+            else None,
+            "compile_first_plan_s": first_s,
+        }
+        del planner
     fast_s, naive_s = seconds["fast", best], seconds["naive", "float32"]
     bound_s = flops["fast"] / (rates[best] * 1e9)
     return {
@@ -102,6 +134,7 @@ def bench(preset: str, repeats: int, rates: dict[str, float], device: str) -> di
         "flops_naive": flops["naive"],
         "bound_s": bound_s,
         "fast_over_bound": fast_s / bound_s,
+        **extra,
     }
 
 
@@ -110,6 +143,11 @@ def main() -> None:
     p.add_argument("--preset", default="all", choices=("lab", "paper", "lab-vit", "all"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the fast rollout through torch.compile (first plan compiles)",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.repeats < 1:
@@ -125,7 +163,7 @@ def main() -> None:
         "bfloat16": matmul_gflops(dev, torch.bfloat16),
     }
     presets = ["lab", "paper"] if args.preset == "all" else [args.preset]
-    rows = [bench(name, args.repeats, rates, device) for name in presets]
+    rows = [bench(name, args.repeats, rates, device, args.compile) for name in presets]
     print(
         f"{device}, threads {torch.get_num_threads()}; matmul float32 {rates['float32']:.0f} "
         f"GFLOP/s, bfloat16 {rates['bfloat16']:.0f} GFLOP/s"
@@ -141,6 +179,17 @@ def main() -> None:
             f"{r['flops_naive'] / 1e9:11.0f} {r['bound_s']:7.2f} {r['fast_over_bound']:7.2f}"
         )
     print(f"speedup = naive float32 / fast {rows[0]['fast_dtype']}; bound at that matmul rate")
+    for r in rows:
+        if "compile_first_plan_s" not in r:
+            continue
+        if r["fast_compiled_s"] is None:
+            print(f"{r['preset']}: torch.compile failed here; the planner fell back to eager")
+        else:
+            print(
+                f"{r['preset']}: fast {r['fast_dtype']} compiled {r['fast_compiled_s']:.2f} s "
+                f"per plan, {r['speedup_compiled']:.2f}x the naive mode; first plan (compiling) "
+                f"{r['compile_first_plan_s']:.1f} s"
+            )
     if args.json:
         out = dict(rows[0]) if len(rows) == 1 else {"presets": rows}
         out.update(matmul_fp32_gflops=rates["float32"], matmul_bf16_gflops=rates["bfloat16"])

@@ -302,6 +302,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         video_dir,
         progress=not args.quiet,
         dtype=args.dtype,
+        compile_rollout=args.compile,
     )
     lo, hi = summary["success_ci95"]
     print(
@@ -410,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=("auto", "float32", "bfloat16"),
         help="planning precision; auto = bfloat16 where the hardware has bf16 matrix units",
+    )
+    e.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the rollout (C++ compiler needed): ~25%% faster plans after a "
+        "one-time compilation of ~5-60 s",
     )
     e.add_argument("--videos", type=int, default=0, help="write videos of the first K episodes")
     e.add_argument("--video-dir", type=_path)

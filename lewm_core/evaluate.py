@@ -162,8 +162,13 @@ def evaluate(
     video_dir: str | os.PathLike | None = None,
     progress: bool = True,
     dtype: str = "auto",
+    compile_rollout: bool = False,
 ) -> dict:
-    """Run the protocol; return the summary dict (success rate, interval, random floor, times)."""
+    """Run the protocol; return the summary dict (success rate, interval, random floor, times).
+
+    `dtype` and `compile_rollout` are the `Planner`'s; with compilation the first plan's time
+    includes it (the median plan time does not).
+    """
     from lewm_core.envs import make
 
     env_name = loaded.env_name
@@ -184,7 +189,9 @@ def evaluate(
         )
     else:
         tasks = tasks_from_policy(env_name, env, episodes, seed, goal_offset)
-    planner = Planner(loaded.model, loaded.action_stats, cem, dtype=dtype)
+    planner = Planner(
+        loaded.model, loaded.action_stats, cem, dtype=dtype, compile_rollout=compile_rollout
+    )
     rng = np.random.default_rng([seed, 3])
     results: list[EpisodeResult] = []
     random_ok = []
@@ -218,6 +225,7 @@ def evaluate(
         "mean_steps": float(np.mean([r.steps for r in results])) if results else 0.0,
         "sampling": planner.cfg.sampling,
         "dtype": planner.dtype_name,
+        "compiled": planner.compiled,
         "cem": {
             "samples": planner.cfg.samples,
             "iterations": planner.cfg.iterations,

@@ -181,7 +181,8 @@ def linear_gelu(x: Tensor, layer: nn.Linear) -> Tensor:
     hidden activations (35% less time for the MLP's first layer at 300 rows). Elsewhere, or
     where this PyTorch build lacks the op, the plain two calls.
     """
-    if _HAS_FUSED_LINEAR_GELU and x.device.type == "cpu" and x.dtype == torch.bfloat16:
+    fusable = x.device.type == "cpu" and x.dtype == torch.bfloat16
+    if _HAS_FUSED_LINEAR_GELU and fusable and not torch.compiler.is_compiling():
         return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu", [], "none")
     return F.gelu(layer(x))
 

@@ -21,6 +21,7 @@ import copy
 import functools
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -124,8 +125,18 @@ class Planner:
         cfg: CEMConfig | None = None,
         rollout_mode: str = "fast",
         dtype: str = "auto",
+        compile_rollout: bool = False,
     ):
-        """`dtype`: float32, bfloat16 or auto (`default_dtype` of the model's device)."""
+        """`dtype`: float32, bfloat16 or auto (`default_dtype` of the model's device).
+
+        `compile_rollout`: run the candidates' rollout through `torch.compile` (inductor), which
+        fuses the many small elementwise passes of a rollout into a few kernels (lab preset,
+        bf16, 2 CPU cores: 0.66 s against 0.88 s per plan). The first plan pays the compilation
+        (about 57 s on 2 cores with an empty inductor cache, about 5 s once the cache under
+        /tmp holds it), so it pays for long evaluations, not for one interactive plan. Where
+        compilation fails (no C++ compiler, an unsupported op) the planner warns once and
+        goes on eagerly with the same numbers.
+        """
         if dtype not in DTYPE_CHOICES:
             raise UserError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPE_CHOICES)}")
         if dtype == "auto":
@@ -137,6 +148,10 @@ class Planner:
         ).eval()
         self.dtype = DTYPES[dtype]
         self.rollout_mode = rollout_mode
+        self.compiled = compile_rollout
+        self._compiled_rollout = (
+            torch.compile(self.model.rollout, dynamic=False) if compile_rollout else None
+        )
         self.stats = action_stats
         self.cfg = cfg or CEMConfig()
         self.cfg.validate()
@@ -157,8 +172,23 @@ class Planner:
     @torch.inference_mode()
     def cost(self, z_start: torch.Tensor, z_goal: torch.Tensor, blocks: torch.Tensor):
         """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A)."""
-        z = z_start.reshape(1, 1, -1).to(self.dtype)
-        pred = self.model.rollout(z, blocks.to(self.dtype), mode=self.rollout_mode).float()
+        z, blocks = z_start.reshape(1, 1, -1).to(self.dtype), blocks.to(self.dtype)
+        pred = None
+        if self._compiled_rollout is not None and blocks.shape[0] > 1:  # the candidate batch
+            try:
+                pred = self._compiled_rollout(z, blocks, mode=self.rollout_mode)
+            except Exception as err:  # noqa: BLE001 - any compiler failure: plan eagerly
+                warnings.warn(
+                    f"torch.compile of the rollout failed ({type(err).__name__}: "
+                    f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}); "
+                    "planning without compilation",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self._compiled_rollout, self.compiled = None, False
+        if pred is None:
+            pred = self.model.rollout(z, blocks, mode=self.rollout_mode)
+        pred = pred.float()
         return ((pred[:, -1] - z_goal.reshape(1, -1).float()) ** 2).sum(-1), pred
 
     @torch.inference_mode()

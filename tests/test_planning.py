@@ -206,3 +206,66 @@ def test_cem_returns_the_same_plan_with_fast_and_naive_rollouts():
     }
     np.testing.assert_allclose(plans["fast"].actions, plans["naive"].actions, rtol=0, atol=1e-5)
     assert plans["fast"].cost == pytest.approx(plans["naive"].cost, rel=1e-4)
+
+
+def _compile_test_model() -> LeWM:
+    """A one-block predictor (a short graph, so that compiling takes seconds) with live AdaLN."""
+    torch.manual_seed(3)
+    model = LeWM(ModelConfig.preset("lab", dropout=0.0, pred_depth=1)).eval()
+    with torch.no_grad():
+        for name, p in model.predictor.named_parameters():
+            if "adaln" in name:
+                p.normal_(0, 0.05)
+    return model
+
+
+def test_compiled_rollout_plans_like_the_eager_one():
+    """float32, fixed seed: torch.compile changes how the rollout runs, not what CEM finds."""
+    model = _compile_test_model()
+    gen = torch.Generator().manual_seed(7)
+    z0, z_goal = torch.randn(2, model.cfg.latent_dim, generator=gen)
+    cfg = CEMConfig(samples=64, elites=8, iterations=4)
+    plans = {}
+    for compiled in (False, True):
+        planner = Planner(model, STATS, cfg, dtype="float32", compile_rollout=compiled)
+        plans[compiled] = planner.plan(z0, z_goal, generator=torch.Generator().manual_seed(0))
+        assert planner.compiled == compiled  # compiled for real, no silent fallback
+    np.testing.assert_allclose(plans[True].actions, plans[False].actions, rtol=0, atol=1e-4)
+    assert plans[True].cost == pytest.approx(plans[False].cost, rel=1e-4)
+
+
+FALLBACK_SCRIPT = """
+import warnings, torch
+from test_planning import STATS, _compile_test_model
+from lewm_core.planning import CEMConfig, Planner
+model = _compile_test_model()
+cfg = CEMConfig(samples=16, elites=4, iterations=2)
+z0, zg = torch.randn(2, model.cfg.latent_dim, generator=torch.Generator().manual_seed(1))
+eager = Planner(model, STATS, cfg, dtype="float32").plan(z0, zg, torch.Generator().manual_seed(0))
+planner = Planner(model, STATS, cfg, dtype="float32", compile_rollout=True)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    res = planner.plan(z0, zg, torch.Generator().manual_seed(0))
+assert not planner.compiled, "compiled without a C++ compiler?"
+assert any("planning without compilation" in str(w.message) for w in caught), caught
+assert abs(res.cost - eager.cost) <= 1e-5 * max(1.0, abs(eager.cost)), (res.cost, eager.cost)
+print("FELL BACK")
+"""
+
+
+def test_compile_failure_falls_back_to_eager_planning(tmp_path):
+    """No working C++ compiler (CXX=/bin/false, empty inductor cache): a warning, same plan."""
+    env = {
+        **os.environ,
+        "CXX": "/bin/false",
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        "PYTHONPATH": os.path.dirname(__file__),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", FALLBACK_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0 and "FELL BACK" in proc.stdout, proc.stderr[-3000:]
