@@ -315,10 +315,17 @@ class Predictor(nn.Module):
 
     def _stacked_adaln(self, dtype: torch.dtype, device: torch.device) -> Tensor:
         """(depth * 6W, K) weights of `modulations`, rebuilt when any AdaLN parameter changes."""
+        if torch.compiler.is_compiling():  # traced into the graph; no data_ptr guards
+            return self._build_stacked_adaln(dtype, device)
         params = [p for blk in self.blocks for p in blk.adaln[1].parameters()]
         key = (dtype, device, tuple((p.data_ptr(), p._version) for p in params))
         if self._adaln_cache is not None and self._adaln_cache[0] == key:
             return self._adaln_cache[1]
+        weight = self._build_stacked_adaln(dtype, device)
+        self._adaln_cache = (key, weight)
+        return weight
+
+    def _build_stacked_adaln(self, dtype: torch.dtype, device: torch.device) -> Tensor:
         width = self.blocks[0].adaln[1].in_features
         k = -(-(width + 2) // 32) * 32
         rows = []
@@ -332,9 +339,7 @@ class Predictor(nn.Module):
                 rows.append(
                     torch.cat([lin.weight.float(), lin.bias.float()[:, None], one[:, None], pad], 1)
                 )
-            weight = torch.cat(rows).to(dtype)
-        self._adaln_cache = (key, weight)
-        return weight
+            return torch.cat(rows).to(dtype)
 
 
 # --------------------------------------------------------------------------- the world model
