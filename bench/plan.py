@@ -109,11 +109,10 @@ def bench(
     if compiled:
         planner = make_planner(preset, "fast", cem, best, device, compile_rollout=True)
         compiled_s, _, first_s = time_plan(planner, repeats)
+        ok = planner.compiled  # False where compilation failed and it planned eagerly
         extra = {
-            "fast_compiled_s": compiled_s if planner.compiled else None,
-            "speedup_compiled": seconds["naive", "float32"] / compiled_s
-            if planner.compiled
-            else None,
+            "fast_compiled_s": compiled_s if ok else None,
+            "speedup_compiled": seconds["naive", "float32"] / compiled_s if ok else None,
             "compile_first_plan_s": first_s,
         }
         del planner

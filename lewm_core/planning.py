@@ -148,7 +148,6 @@ class Planner:
         ).eval()
         self.dtype = DTYPES[dtype]
         self.rollout_mode = rollout_mode
-        self.compiled = compile_rollout
         self._compiled_rollout = (
             torch.compile(self.model.rollout, dynamic=False) if compile_rollout else None
         )
@@ -162,6 +161,11 @@ class Planner:
         mean = torch.as_tensor(action_stats.mean, dtype=torch.float32, device=device)
         std = torch.as_tensor(action_stats.std, dtype=torch.float32, device=device)
         self._lo, self._hi = (-1.0 - mean) / std, (1.0 - mean) / std  # valid normalised range
+
+    @property
+    def compiled(self) -> bool:
+        """True while the candidates' rollout runs compiled (False after a compile failure)."""
+        return self._compiled_rollout is not None
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> torch.Tensor:
@@ -178,14 +182,14 @@ class Planner:
             try:
                 pred = self._compiled_rollout(z, blocks, mode=self.rollout_mode)
             except Exception as err:  # noqa: BLE001 - any compiler failure: plan eagerly
+                first_line = (str(err).strip().splitlines() or [""])[0][:200]
                 warnings.warn(
-                    f"torch.compile of the rollout failed ({type(err).__name__}: "
-                    f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}); "
+                    f"torch.compile of the rollout failed ({type(err).__name__}: {first_line}); "
                     "planning without compilation",
                     RuntimeWarning,
                     stacklevel=2,
                 )
-                self._compiled_rollout, self.compiled = None, False
+                self._compiled_rollout = None
         if pred is None:
             pred = self.model.rollout(z, blocks, mode=self.rollout_mode)
         pred = pred.float()
