@@ -14,9 +14,12 @@ from pathlib import Path  # noqa: E402
 import streamlit as st  # noqa: E402
 
 # `streamlit run` puts app/ on sys.path, AppTest does not: the pages import `ui`, `lab_pages`.
-_APP_DIR = str(Path(__file__).resolve().parent)
-if _APP_DIR not in sys.path:
-    sys.path.insert(0, _APP_DIR)
+# A PaaS that serves the Procfile installs requirements.txt only, so the repository root
+# (lewm_core, decoder) is added too.
+_APP_DIR = Path(__file__).resolve().parent
+for _p in (str(_APP_DIR), str(_APP_DIR.parent)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 from lab_pages import PAGES  # noqa: E402
 
