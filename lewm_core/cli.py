@@ -310,6 +310,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
         f"{summary['episodes']} episodes; random policy {summary['random_success_rate']:.0%}; "
         f"plan {summary['plan_ms_median']:.0f} ms median, {summary['plan_ms_p95']:.0f} ms p95"
     )
+    errors = summary["goal_errors"]
+    if errors["failed_within_2x"] is not None:
+        ended = ", ".join(
+            f"{k} {errors['failed_final_median'][k]:.3g} (tolerance {tol:.3g})"
+            for k, tol in errors["tolerance"].items()
+        )
+        print(
+            f"failed episodes ended at (median) {ended}; "
+            f"{errors['failed_within_2x']:.0%} of them within twice every tolerance"
+        )
     if args.json:
         emit_json(summary)
 

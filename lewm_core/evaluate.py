@@ -234,4 +234,27 @@ def evaluate(
         },
         "seed": seed,
         "source": "dataset" if data is not None else "policy",
+        "goal_errors": goal_error_summary(results, env.unwrapped.success_tolerances),
+        "episode_results": [
+            {"success": r.success, "steps": r.steps, "final_errors": r.final_errors}
+            for r in results
+        ],
+    }
+
+
+def goal_error_summary(results: list[EpisodeResult], tolerances: dict[str, float]) -> dict:
+    """How close the episodes ended: per error of the env's success test, its tolerance and the
+    median final error over all and over the failed episodes; `failed_within_2x` is the share
+    of failed episodes whose every error ended below twice its tolerance (near misses)."""
+    failed = [r for r in results if not r.success]
+
+    def median(rs: list[EpisodeResult], name: str) -> float | None:
+        return float(np.median([r.final_errors[name] for r in rs])) if rs else None
+
+    near = [all(r.final_errors[k] < 2 * t for k, t in tolerances.items()) for r in failed]
+    return {
+        "tolerance": dict(tolerances),
+        "final_median": {k: median(results, k) for k in tolerances},
+        "failed_final_median": {k: median(failed, k) for k in tolerances},
+        "failed_within_2x": float(np.mean(near)) if near else None,
     }

@@ -247,13 +247,15 @@ class Planner:
 
 @dataclass
 class EpisodeResult:
-    """One MPC episode: success, steps taken, frames (T+1, H, W, 3), plan times (s)."""
+    """One MPC episode: success, steps taken, frames (T+1, H, W, 3), plan times (s), and the
+    env's `goal_errors` at the last step (how close a failed episode ended)."""
 
     success: bool
     steps: int
     frames: np.ndarray
     plan_seconds: list[float]
     final_cost: float
+    final_errors: dict[str, float] = field(default_factory=dict)
 
 
 def run_mpc(
@@ -291,4 +293,5 @@ def run_mpc(
                 break
             if steps >= budget:
                 break
-    return EpisodeResult(success, steps, np.stack(frames), plan_seconds, cost)
+    errors = base.goal_errors(goal_state)
+    return EpisodeResult(success, steps, np.stack(frames), plan_seconds, cost, errors)

@@ -135,6 +135,31 @@ def test_is_success(env):
     assert not env.is_success(far)
 
 
+def test_goal_errors_are_what_is_success_tests(env):
+    """`goal_errors` names every error in `success_tolerances`: zero at the goal, and
+    `is_success` holds exactly while each error is below its tolerance."""
+    base = env.unwrapped
+    env.reset(seed=5)
+    goal = base.get_state()
+    errors = base.goal_errors(goal)
+    assert set(errors) == set(base.success_tolerances) and len(errors) >= 1
+    assert all(v == pytest.approx(0.0, abs=1e-9) for v in errors.values())
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for trial in range(17):  # from the goal, 0-15 random steps away, then a teleport
+        base.set_state(goal)
+        for _ in range(trial):
+            env.step(rng.uniform(-1, 1, env.action_space.shape))
+        if trial == 16:
+            base.teleport(rng)
+        errs = base.goal_errors(goal)
+        assert all(v >= 0 and math.isfinite(v) for v in errs.values())
+        below = all(errs[k] < tol for k, tol in base.success_tolerances.items())
+        assert base.is_success(goal) == below  # (cube's <= differs only at exactly 0.04 m)
+        outcomes.add(below)
+    assert outcomes == {True, False}
+
+
 def test_teleport_and_set_color(env):
     env.reset(seed=11)
     s0, f0 = env.get_state(), env.render().copy()

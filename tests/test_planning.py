@@ -124,8 +124,15 @@ def test_eval_cli_on_trained_model_is_repeatable(trained_run, tworoom_h5, tmp_pa
     for key in ("success_rate", "random_success_rate", "episodes", "plan_ms_median"):
         assert key in outs[0]
     assert outs[0]["episodes"] == 4
-    for key in ("success_rate", "random_success_rate", "mean_steps", "plans"):
+    for key in ("success_rate", "random_success_rate", "mean_steps", "plans", "goal_errors"):
         assert outs[0][key] == outs[1][key]
+    episodes, errors = outs[0]["episode_results"], outs[0]["goal_errors"]
+    assert len(episodes) == 4 and errors["tolerance"] == {"agent_dist": 16.0}
+    for ep in episodes:  # the final error agrees with the episode's success
+        assert (ep["final_errors"]["agent_dist"] < 16.0) == ep["success"]
+    failed = [ep["final_errors"]["agent_dist"] for ep in episodes if not ep["success"]]
+    if failed:
+        assert errors["failed_final_median"]["agent_dist"] == pytest.approx(np.median(failed))
     videos = list((tmp_path / "v").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
 

@@ -11,7 +11,8 @@ Besides the gymnasium API each environment offers what data collection, planning
   by ``state_spec`` (name -> size) and ``angle_quantities`` (names that hold angles in radians).
 - ``get_state() / set_state(s)``: the full simulator state as a 1-D float64 array of length
   ``state_dim``; restoring it reproduces the frame and the future exactly.
-- ``is_success(goal_state)``: the paper's success test against a goal simulator state.
+- ``is_success(goal_state)``: the paper's success test against a goal simulator state; its
+  errors, named, from ``goal_errors(goal_state)``, and their tolerances in ``success_tolerances``.
 - ``teleport(rng)``: jump the controllable parts to a random valid configuration.
 - ``set_color(part, rgb)``: recolour a named part (``color_parts``) until the next reset.
 - ``Policy``: the scripted data-collection policy of an environment (see ``make_policy``).
@@ -70,7 +71,7 @@ class LewmEnv(gymnasium.Env):
       ``angle_quantities``: names in ``state_spec`` that are angles (radians);
       ``color_parts``: names accepted by ``set_color``; ``default_colors``: part -> RGB.
     Hooks: ``_reset_sim()``, ``_step_sim(action)``, ``_render_frame() -> (r, r, 3) uint8``,
-    ``_state_dict()``, ``get_state``, ``_set_sim_state``, ``is_success``, ``_teleport``,
+    ``_state_dict()``, ``get_state``, ``_set_sim_state``, ``goal_errors``, ``_teleport``,
     ``_apply_colors()`` (called after ``self.colors`` changed).
 
     ``reset(options={"state": s})`` resets and then restores the simulator state ``s``.
@@ -81,6 +82,8 @@ class LewmEnv(gymnasium.Env):
     state_dim: ClassVar[int] = 0
     state_spec: ClassVar[dict[str, int]] = {}
     angle_quantities: ClassVar[tuple[str, ...]] = ()
+    # error name (a key of goal_errors) -> the tolerance the success test allows
+    success_tolerances: ClassVar[dict[str, float]] = {}
     color_parts: ClassVar[tuple[str, ...]] = ()
     default_colors: ClassVar[dict[str, tuple[int, int, int]]] = {}
 
@@ -144,9 +147,16 @@ class LewmEnv(gymnasium.Env):
         self._set_sim_state(state)
         self._frame = None
 
-    def is_success(self, goal_state: np.ndarray) -> bool:
-        """The paper's success test of the current state against a goal simulator state."""
+    def goal_errors(self, goal_state: np.ndarray) -> dict[str, float]:
+        """How far the current state is from a goal simulator state, per quantity that the
+        success test checks (names and units as in ``success_tolerances``)."""
         raise NotImplementedError
+
+    def is_success(self, goal_state: np.ndarray) -> bool:
+        """The paper's success test of the current state against a goal simulator state:
+        every error of ``goal_errors`` below its tolerance in ``success_tolerances``."""
+        errors = self.goal_errors(goal_state)
+        return all(errors[name] < tol for name, tol in self.success_tolerances.items())
 
     def teleport(self, rng: np.random.Generator) -> None:
         """Move the controllable parts to a random valid place instantly (zero velocities)."""

@@ -150,6 +150,10 @@ class PushTEnv(LewmEnv):
         "block_angle": 1,
     }
     angle_quantities: ClassVar[tuple[str, ...]] = ("block_angle",)
+    success_tolerances: ClassVar[dict[str, float]] = {
+        "pos_dist": SUCCESS_POS,
+        "angle_error": SUCCESS_ANGLE,
+    }
     color_parts: ClassVar[tuple[str, ...]] = ("agent", "block")
     default_colors: ClassVar[dict[str, tuple[int, int, int]]] = {
         "agent": AGENT_RGB,
@@ -281,12 +285,15 @@ class PushTEnv(LewmEnv):
         s = state
         self._set_bodies(s[0:2], s[2:4], s[4:6], s[6], s[7:9], s[9])
 
-    def is_success(self, goal_state: np.ndarray) -> bool:
-        """(agent xy, block xy) within L2 distance 20 and block angle within pi/9 of the goal."""
+    def goal_errors(self, goal_state: np.ndarray) -> dict[str, float]:
+        """``pos_dist``: L2 distance over (agent xy, block xy) to the goal state's, world px
+        (success: < 20); ``angle_error``: wrapped block angle difference, rad (< pi/9)."""
         g = np.asarray(goal_state, dtype=np.float64)
         s = self.get_state()
-        d = math.sqrt(float(np.sum((s[[0, 1, 4, 5]] - g[[0, 1, 4, 5]]) ** 2)))
-        return d < SUCCESS_POS and abs(wrap_angle(s[6] - g[6])) < SUCCESS_ANGLE
+        return {
+            "pos_dist": math.sqrt(float(np.sum((s[[0, 1, 4, 5]] - g[[0, 1, 4, 5]]) ** 2))),
+            "angle_error": abs(float(wrap_angle(s[6] - g[6]))),
+        }
 
     # ----------------------------------------------------------------- drawing
     def _render_frame(self) -> np.ndarray:

@@ -55,6 +55,7 @@ class ReacherEnv(MujocoEnv):
     state_dim: ClassVar[int] = 4
     state_spec: ClassVar[dict[str, int]] = {"joint_angles": 2, "joint_vel": 2, "fingertip_pos": 2}
     angle_quantities: ClassVar[tuple[str, ...]] = ("joint_angles",)
+    success_tolerances: ClassVar[dict[str, float]] = {"joint_error": SUCCESS_ANGLE}
     color_parts: ClassVar[tuple[str, ...]] = ("arm", "fingertip")
     default_colors: ClassVar[dict[str, tuple[int, int, int]]] = {
         "arm": ARM_RGB,
@@ -140,11 +141,11 @@ class ReacherEnv(MujocoEnv):
     def _set_sim_state(self, state: np.ndarray) -> None:
         self._set_qpos_qvel(state[:2], state[2:4])
 
-    def is_success(self, goal_state: np.ndarray) -> bool:
-        """Both joints within 0.05 rad (wrapped) of the goal state's joint angles."""
+    def goal_errors(self, goal_state: np.ndarray) -> dict[str, float]:
+        """``joint_error``: the larger wrapped joint-angle difference to the goal state, rad
+        (success: both joints within 0.05 rad)."""
         g = np.asarray(goal_state, dtype=np.float64)
-        diff = np.abs(wrap_angle(self.data.qpos - g[:2]))
-        return bool(np.all(diff < SUCCESS_ANGLE))
+        return {"joint_error": float(np.max(np.abs(wrap_angle(self.data.qpos - g[:2]))))}
 
 
 class ReacherPolicy(Policy):

@@ -89,6 +89,7 @@ class TwoRoomEnv(LewmEnv):
     state_dim: ClassVar[int] = 2
     state_spec: ClassVar[dict[str, int]] = {"agent_pos": 2}
     angle_quantities: ClassVar[tuple[str, ...]] = ()
+    success_tolerances: ClassVar[dict[str, float]] = {"agent_dist": SUCCESS_DIST}
     color_parts: ClassVar[tuple[str, ...]] = ("agent",)
     default_colors: ClassVar[dict[str, tuple[int, int, int]]] = {"agent": AGENT_RGB}
 
@@ -136,10 +137,10 @@ class TwoRoomEnv(LewmEnv):
     def _set_sim_state(self, state: np.ndarray) -> None:
         self.x, self.y = float(state[0]), float(state[1])
 
-    def is_success(self, goal_state: np.ndarray) -> bool:
-        """Agent within 16 world px of the goal state's agent position."""
+    def goal_errors(self, goal_state: np.ndarray) -> dict[str, float]:
+        """``agent_dist``: world px from the goal state's agent position (success: < 16)."""
         g = np.asarray(goal_state, dtype=np.float64)
-        return math.hypot(self.x - g[0], self.y - g[1]) < SUCCESS_DIST
+        return {"agent_dist": math.hypot(self.x - g[0], self.y - g[1])}
 
     def _teleport(self, rng: np.random.Generator) -> None:
         self.x, self.y = sample_free(rng)
