@@ -11,7 +11,7 @@ LEWM=".venv/bin/lewm"
 ENV="${1:?usage: bench/train_assets.sh tworoom|pusht|reacher|cube}"
 case "$ENV" in
   tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;
-  pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=5000; SEED=1 ;;
+  pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=15000; SEED=1; CKPT=1500 ;;
   reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
   cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
   *) echo "error: unknown env '$ENV'; choose tworoom, pusht, reacher or cube" >&2; exit 2 ;;
@@ -25,7 +25,7 @@ if [ -f "$RUN/trainer_state.safetensors" ]; then
   $LEWM train --out "$RUN" --resume --max-steps "$TRAIN_STEPS" --quiet --json
 else
   $LEWM train --data "$DATA" --preset lab --out "$RUN" --max-steps "$TRAIN_STEPS" \
-    --checkpoint-every 500 --quiet --json
+    --checkpoint-every "${CKPT:-500}" --quiet --json
 fi
 for SAMPLING in ${SAMPLINGS:-block independent}; do
   $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed 0 --sampling "$SAMPLING" \

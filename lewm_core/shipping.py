@@ -7,6 +7,7 @@ The shipped folder holds what loading and planning need, nothing for resuming:
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import shutil
@@ -105,9 +106,21 @@ def ship(
     config = read_config(run_dir)
     summary_path = run_dir / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    from decoder.train import DECODER_CONFIG, DECODER_WEIGHTS
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / MODEL_FILE) as tmp:
+    shipped = out_dir / MODEL_FILE
+    replaced = shipped.exists() and not filecmp.cmp(run_dir / MODEL_FILE, shipped, shallow=False)
+    with atomic_path(shipped) as tmp:
         shutil.copyfile(run_dir / MODEL_FILE, tmp)
+    decoder_files = (DECODER_CONFIG, DECODER_WEIGHTS)
+    if replaced:  # a decoder beside the old weights decodes another encoder's latents
+        for name in decoder_files:
+            (out_dir / name).unlink(missing_ok=True)
+    if all((run_dir / name).is_file() for name in decoder_files):  # trained on this run
+        for name in decoder_files:
+            with atomic_path(out_dir / name) as tmp:
+                shutil.copyfile(run_dir / name, tmp)
     write_json(out_dir / CONFIG_FILE, config)
     evals = evals or {}
     if evals:
@@ -117,7 +130,7 @@ def ship(
     data_path = Path(config.get("data", {}).get("path", ""))
     data_info = dataset_info(data_path) if data_path.is_file() else None
     params = parameter_counts(loaded.model)["params_total"]
-    decoder_json = out_dir / "decoder.json"  # a decoder trained on the shipped folder stays
+    decoder_json = out_dir / DECODER_CONFIG  # trained on the run, or on these same weights here
     decoder = json.loads(decoder_json.read_text()) if decoder_json.exists() else None
     card = model_card(config, summary, evals, params, data_info, decoder)
     write_bytes(out_dir / "MODEL_CARD.md", card.encode())

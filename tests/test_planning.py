@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,6 +165,24 @@ def test_ship_writes_loadable_model_with_card(trained_run, tmp_path):
     assert "50%" in card and "tworoom" in card and "300 steps" in card
     loaded = load_model(out)
     assert loaded.env_name == "tworoom"
+
+
+def test_ship_drops_a_decoder_of_replaced_weights(trained_run, tmp_path):
+    """Re-shipping the same weights keeps the decoder trained beside them; shipping other
+    weights over them removes it (it would decode another encoder's latents)."""
+    from lewm_core.shipping import ship
+
+    out = ship(trained_run["path"], tmp_path / "m")
+    (out / "decoder.json").write_text("{}")
+    (out / "decoder.safetensors").write_bytes(b"weights of a decoder")
+    ship(trained_run["path"], out)
+    assert (out / "decoder.json").exists() and (out / "decoder.safetensors").exists()
+    (out / "model.safetensors").write_bytes(b"other weights shipped earlier")
+    ship(trained_run["path"], out)
+    assert not (out / "decoder.json").exists() and not (out / "decoder.safetensors").exists()
+    assert (out / "model.safetensors").read_bytes() == (
+        Path(trained_run["path"]) / "model.safetensors"
+    ).read_bytes()
 
 
 def test_bfloat16_planning_finds_the_goal_and_leaves_the_model_alone():
