@@ -28,6 +28,23 @@ def test_bench_envs_smoke():
     assert out["pusht_collect_episodes"] == 4 and out["pusht_collect_s"] > 0
 
 
+def test_bench_angle_probe_smoke(tmp_path):
+    """The shipped Push-T model's angle probes and a tiny supervised ceiling, on fresh episodes."""
+    data = tmp_path / "pusht.h5"
+    collect = [sys.executable, "-m", "lewm_core", "collect", "--env", "pusht", "--episodes", "20"]
+    collect += ["--steps", "40", "--seed", "3", "--out", str(data), "--quiet"]
+    subprocess.run(collect, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    out = run_script(
+        "bench/angle_probe.py", "--data", str(data), "--checkpoints", "assets/models/pusht",
+        "--supervised-steps", "3", "--json",
+    )  # fmt: skip
+    (row,) = out["checkpoints"]
+    assert row["agent_pos_linear"] > 0.8  # the agent moves within the 2 held-out episodes
+    for key in ("angle_linear_latent", "angle_mlp_pre_projector"):
+        assert -1.0 <= row[key] <= 1.0
+    assert out["supervised"]["steps"] == 3 and -1.0 <= out["supervised"]["angle_r_test"] <= 1.0
+
+
 @pytest.mark.slow
 def test_bench_plan_lab_smoke():
     out = run_script("bench/plan.py", "--preset", "lab", "--repeats", "1", "--json")

@@ -1,0 +1,141 @@
+"""Why Push-T latents miss the block angle: probes per checkpoint, and a supervised ceiling.
+
+    python bench/angle_probe.py --data data/pusht.h5 --checkpoints runs/a runs/b ... [--json]
+    python bench/angle_probe.py --data data/pusht.h5 --supervised-steps 600 [--json]
+
+For each checkpoint: Pearson r of linear (ridge) and MLP probes of (cos, sin) of the block angle,
+read from the 192-d latent and from the encoder output before the projector, and the linear r
+of the agent and block positions, on held-out frames (8,000 train / 3,000 test frames from
+disjoint episodes, `lewm_core.probing`). With --supervised-steps N, the `lab` encoder (and
+projector) is trained from scratch with a linear head to regress (cos, sin) on the same train
+frames (AdamW, lr 1e-3, batch 64, seed 0) and scored on the test frames: the ceiling that says
+whether the pixels and the architecture carry the angle. The last stdout line with --json is
+one JSON object: {"checkpoints": [{...}], "supervised": {...} or null}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+import torch
+
+from lewm_core import probing
+from lewm_core.checkpoint import load_model
+from lewm_core.config import ModelConfig
+from lewm_core.data import open_dataset
+from lewm_core.errors import UserError
+from lewm_core.model import LeWM
+
+TRAIN_FRAMES, TEST_FRAMES = 8000, 3000
+
+
+def load_frames(data: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Frames (N, H, W, 3) uint8, named state columns (N, S) and the number of train frames."""
+    with open_dataset(data) as f:
+        if f.attrs.get("env") != "pusht":
+            raise SystemExit(
+                f"error: {data} is not a Push-T dataset; collect one with lewm collect"
+            )
+        train, test = probing.sample_split_rows(f, TRAIN_FRAMES, TEST_FRAMES, 0, 0.1, 0)
+        rows = np.concatenate([train, test])
+        pixels = probing.read_rows(f["pixels"], rows)
+        state = probing.read_rows(f["state"], rows)
+        quantities, _ = probing.dataset_quantities(f)
+    cols = {name: state[:, s : s + n] for name, (s, n) in quantities.items()}
+    return pixels, cols, len(train)
+
+
+def angle_targets(cols: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, 2): cos and sin of the block angle."""
+    theta = cols["block_angle"][:, 0]
+    return np.stack([np.cos(theta), np.sin(theta)], 1)
+
+
+def probe_r(kind: str, z: np.ndarray, y: np.ndarray, n_train: int) -> float:
+    """Pearson r (mean over parts) of a `kind` probe from features z (N, F) to targets y (N, k)."""
+    y_train, y_test = probing._standardise(y[:n_train], y[n_train:])
+    return round(probing.fit_probe(kind, z[:n_train], y_train, z[n_train:], y_test)["r"], 3)
+
+
+@torch.no_grad()
+def features(model: LeWM, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """The encoder output before the projector (N, enc_width) and the latent (N, D), eval mode."""
+    model.eval()
+    pre, latent = [], []
+    for i in range(0, len(pixels), 256):
+        x = torch.from_numpy(np.ascontiguousarray(pixels[i : i + 256])).permute(0, 3, 1, 2)
+        x = (x.float() / 255.0 - model.pixel_mean) / model.pixel_std
+        h = model.encoder(x)
+        pre.append(h.numpy())
+        latent.append(model.projector(h).numpy())
+    return {"latent": np.concatenate(latent), "pre_projector": np.concatenate(pre)}
+
+
+def checkpoint_row(path: str, pixels, cols, n_train: int) -> dict:
+    feats = features(load_model(path).model, pixels)
+    y = angle_targets(cols)
+    row: dict = {"checkpoint": path}
+    for where, z in feats.items():
+        for kind in ("linear", "mlp"):
+            row[f"angle_{kind}_{where}"] = probe_r(kind, z, y, n_train)
+    for name in ("agent_pos", "block_pos"):
+        row[f"{name}_linear"] = probe_r("linear", feats["latent"], cols[name], n_train)
+    return row
+
+
+def supervised_ceiling(pixels, cols, n_train: int, steps: int) -> dict:
+    """Train the lab encoder + projector + a linear head on the angle; r on the test frames."""
+    torch.manual_seed(0)
+    model = LeWM(ModelConfig.preset("lab"))
+    head = torch.nn.Linear(model.cfg.latent_dim, 2)
+    params = [*model.encoder.parameters(), *model.projector.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
+    y = torch.tensor(angle_targets(cols), dtype=torch.float32)
+    x = torch.from_numpy(pixels)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, n_train, (64,), generator=gen)
+        loss = ((head(model.encode(x[idx])) - y[idx]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    z = probing.encode_frames(model, pixels[n_train:])
+    with torch.no_grad():
+        pred = head(torch.from_numpy(z)).numpy()
+    r = float(probing.pearson_r(pred, y[n_train:].numpy()).mean())
+    return {"steps": steps, "angle_r_test": round(r, 3), "final_train_mse": round(loss.item(), 4)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--checkpoints", nargs="*", default=[])
+    p.add_argument("--supervised-steps", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    if not args.checkpoints and args.supervised_steps <= 0:
+        p.error("give --checkpoints and/or --supervised-steps N (N > 0)")
+    try:
+        pixels, cols, n_train = load_frames(args.data)
+        rows = []
+        for path in args.checkpoints:
+            rows.append(checkpoint_row(path, pixels, cols, n_train))
+            print(json.dumps(rows[-1]), flush=True)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    sup = None
+    if args.supervised_steps > 0:
+        sup = supervised_ceiling(pixels, cols, n_train, args.supervised_steps)
+        print(f"supervised lab encoder, {sup['steps']} steps: angle r {sup['angle_r_test']}")
+    if args.json:
+        print(json.dumps({"checkpoints": rows, "supervised": sup}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
