@@ -134,9 +134,8 @@ class Planner:
         bf16, 2 CPU cores: 0.78-0.81 s against 1.04-1.06 s per plan). The first plan pays the
         compilation (about 57 s on 2 cores with an empty inductor cache, about 4-5 s once the
         cache under /tmp holds it), so it pays for long evaluations, not for one interactive
-        plan. Where
-        compilation fails (no C++ compiler, an unsupported op) the planner warns once and
-        goes on eagerly with the same numbers.
+        plan. Where compilation fails (no C++ compiler, an unsupported op) the planner warns
+        once and goes on eagerly with the same numbers.
         """
         if dtype not in DTYPE_CHOICES:
             raise UserError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPE_CHOICES)}")

@@ -100,21 +100,24 @@ def model_card(
 def ship(
     run_dir: str | os.PathLike, out_dir: str | os.PathLike, evals: dict[str, dict] | None = None
 ) -> Path:
-    """Copy a run's config and weights to `out_dir` and write its model card; return out_dir."""
+    """Copy a run's config and weights to `out_dir` and write its model card; return out_dir.
+
+    A decoder trained on the run comes along; one left in `out_dir` beside other weights is
+    removed (it decodes another encoder's latents)."""
+    from decoder.train import DECODER_CONFIG, DECODER_WEIGHTS
+
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     loaded = load_model(run_dir)  # validates the run before anything is written
     config = read_config(run_dir)
     summary_path = run_dir / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    from decoder.train import DECODER_CONFIG, DECODER_WEIGHTS
-
     out_dir.mkdir(parents=True, exist_ok=True)
     shipped = out_dir / MODEL_FILE
     replaced = shipped.exists() and not filecmp.cmp(run_dir / MODEL_FILE, shipped, shallow=False)
     with atomic_path(shipped) as tmp:
         shutil.copyfile(run_dir / MODEL_FILE, tmp)
     decoder_files = (DECODER_CONFIG, DECODER_WEIGHTS)
-    if replaced:  # a decoder beside the old weights decodes another encoder's latents
+    if replaced:
         for name in decoder_files:
             (out_dir / name).unlink(missing_ok=True)
     if all((run_dir / name).is_file() for name in decoder_files):  # trained on this run
