@@ -60,18 +60,18 @@ def probe_r(kind: str, z: np.ndarray, y: np.ndarray, n_train: int) -> float:
     return round(probing.fit_probe(kind, z[:n_train], y_train, z[n_train:], y_test)["r"], 3)
 
 
-@torch.no_grad()
 def features(model: LeWM, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """The encoder output before the projector (N, enc_width) and the latent (N, D), eval mode."""
-    model.eval()
-    pre, latent = [], []
-    for i in range(0, len(pixels), 256):
-        x = torch.from_numpy(np.ascontiguousarray(pixels[i : i + 256])).permute(0, 3, 1, 2)
-        x = (x.float() / 255.0 - model.pixel_mean) / model.pixel_std
-        h = model.encoder(x)
-        pre.append(h.numpy())
-        latent.append(model.projector(h).numpy())
-    return {"latent": np.concatenate(latent), "pre_projector": np.concatenate(pre)}
+    """The latent (N, D) from `probing.encode_frames` and, caught on the way by a hook on the
+    projector, the encoder output before it (N, enc_width)."""
+    pre: list[np.ndarray] = []
+    hook = model.projector.register_forward_hook(
+        lambda _module, inputs, _output: pre.append(inputs[0].float().cpu().numpy())
+    )
+    try:
+        latent = probing.encode_frames(model, pixels)
+    finally:
+        hook.remove()
+    return {"latent": latent, "pre_projector": np.concatenate(pre)}
 
 
 def checkpoint_row(path: str, pixels, cols, n_train: int) -> dict:
