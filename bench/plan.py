@@ -74,8 +74,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_plan(planner: Planner, repeats: int) -> tuple[float, int, float]:
-    """(median seconds of one full plan over `repeats`, FLOPs of one plan, first plan's s).
+def time_plan(
+    planner: Planner, repeats: int, count_flops: bool = True
+) -> tuple[float, int | None, float]:
+    """(median seconds of one full plan over `repeats`, FLOPs of one plan or None without
+    `count_flops`, first plan's s).
 
     The first (warm-up) plan is not in the median; with a compiled rollout it includes the
     compilation.
@@ -92,6 +95,8 @@ def time_plan(planner: Planner, repeats: int) -> tuple[float, int, float]:
         planner.plan(z0, zg, generator=torch.Generator(dev).manual_seed(r), keep_history=False)
         _sync(dev)
         times.append(time.perf_counter() - t0)
+    if not count_flops:
+        return statistics.median(times), None, first_s
     with FlopCounterMode(display=False) as counter:
         planner.plan(z0, zg, generator=torch.Generator(dev).manual_seed(0), keep_history=False)
     return statistics.median(times), counter.get_total_flops(), first_s
@@ -114,7 +119,7 @@ def bench(
     compiled_s, first_s = None, None
     if compiled:
         planner = make_planner(preset, "fast", cem, best, device, compile_rollout=True)
-        compiled_s, _, first_s = time_plan(planner, repeats)
+        compiled_s, _, first_s = time_plan(planner, repeats, count_flops=False)
         if not planner.compiled:  # compilation failed and it planned eagerly
             compiled_s = None
         del planner
