@@ -67,9 +67,10 @@ SCALE = 4  # 64 px frames are shown 4x larger, crisp pixels
 
 CEM_NOTE = (
     f"Fast interactive CEM: **{FAST_SAMPLES} samples x {FAST_ITERATIONS} iterations** (top "
-    f"{ELITES}, horizon 5 blocks of 5 steps, block sampling). The paper uses {PAPER_SAMPLES} x "
-    f"{PAPER_ITERATIONS}; on Two-Room the fast setting costs 4 points of success (74% vs 78% "
-    "over 50 episodes, `REPRODUCTION.md`) for about a third of the planning time."
+    f"{ELITES}, horizon 5 blocks of 5 steps, each model's default sampling). The paper uses "
+    f"{PAPER_SAMPLES} x {PAPER_ITERATIONS}; on Two-Room the fast setting costs 4 points of "
+    "success (74% vs 78% over 50 episodes, `REPRODUCTION.md`) for about a third of the planning "
+    "time."
 )
 
 
@@ -273,7 +274,12 @@ def plan_to_goal(
     budget = check_int("step budget", budget, 1, MAX_BUDGET)
     set_torch_threads()
     loaded = MODELS.get(path)
-    cem = CEMConfig(samples=samples, iterations=iterations, elites=min(ELITES, samples))
+    cem = CEMConfig(
+        samples=samples,
+        iterations=iterations,
+        elites=min(ELITES, samples),
+        sampling=loaded.sampling,
+    )
     env = make(loaded.env_name, resolution=loaded.config.image_size)
     try:
         env.reset(seed=seed)  # as `evaluate()`: tasks, then episode i = 0

@@ -112,6 +112,26 @@ class LoadedModel:
     def env_name(self) -> str:
         return self.meta.get("data", {}).get("env", "")
 
+    @property
+    def sampling(self) -> str:
+        """The CEM sampling this model plans with by default: `planning.sampling` in its
+        config.json (written by `lewm ship --sampling`), else "block"."""
+        return planning_sampling(self.meta)
+
+
+def planning_sampling(meta: dict) -> str:
+    """The default CEM sampling a config.json records (`{"planning": {"sampling": ...}}`)."""
+    from lewm_core.planning import SAMPLINGS
+
+    planning = meta.get("planning", {})
+    sampling = planning.get("sampling", "block") if isinstance(planning, dict) else None
+    if sampling not in SAMPLINGS:
+        raise UserError(
+            f"config.json names the CEM sampling {sampling!r}; use one of {', '.join(SAMPLINGS)} "
+            "(or remove the 'planning' entry)"
+        )
+    return sampling
+
 
 def save_model(
     run_dir: str | os.PathLike, model: LeWM, action_stats: ActionStats, meta: dict
@@ -175,4 +195,5 @@ def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -
             state[k] = v.to(expected[k].dtype)
     model.load_state_dict(state)
     model.to(device).eval()
+    planning_sampling(config)  # a bad recorded default fails at load, not at the first plan
     return LoadedModel(model, cfg, stats, config, run_dir)

@@ -286,7 +286,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         iterations=args.iterations,
         elites=args.elites,
         horizon=args.horizon,
-        sampling=args.sampling,
+        sampling=args.sampling or loaded.sampling,
         receding_horizon=min(args.receding_horizon, args.horizon),
     )
     video_dir = args.video_dir or str(loaded.path / "videos")
@@ -338,7 +338,7 @@ def cmd_ship(args: argparse.Namespace) -> None:
             )
         e = json.loads(text[-1])
         evals[e.get("sampling", Path(path).stem)] = e
-    out = ship(args.run, args.out, evals)
+    out = ship(args.run, args.out, evals, sampling=args.sampling)
     print(f"shipped {args.run} to {out}")
 
 
@@ -415,7 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--elites", type=int, default=30)
     e.add_argument("--horizon", type=int, default=5)
     e.add_argument("--receding-horizon", type=int, default=5)
-    e.add_argument("--sampling", default="block", choices=("block", "independent"))
+    e.add_argument(
+        "--sampling",
+        choices=("block", "independent"),
+        help="CEM action sampling (default: the model's, see `lewm ship --sampling`; else block)",
+    )
     e.add_argument(
         "--dtype",
         default="auto",
@@ -437,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", required=True, type=_path)
     s.add_argument("--out", required=True, type=_path, help="e.g. assets/models/tworoom")
     s.add_argument("--eval", action="append", help="`lewm eval --json` output file (repeatable)")
+    s.add_argument(
+        "--sampling",
+        choices=("block", "independent"),
+        help="record this CEM sampling as the model's default (choose it on other episodes "
+        "than the ones you report, e.g. `lewm eval --seed 1`)",
+    )
     s.set_defaults(func=cmd_ship)
 
     from lewm_core.cli_analysis import register

@@ -14,7 +14,13 @@ import shutil
 from pathlib import Path
 
 from lewm_core.atomic import atomic_path, write_bytes, write_json
-from lewm_core.checkpoint import CONFIG_FILE, MODEL_FILE, load_model, read_config
+from lewm_core.checkpoint import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    load_model,
+    planning_sampling,
+    read_config,
+)
 from lewm_core.data import dataset_info
 from lewm_core.errors import UserError
 from lewm_core.model import parameter_counts
@@ -82,6 +88,10 @@ def model_card(
         ]
     else:
         lines.append("Not evaluated yet.")
+    lines += [
+        "",
+        f"Default CEM sampling (`lewm eval`, the lab, the demo): **{planning_sampling(config)}**.",
+    ]
     if decoder:
         m, t = decoder.get("metrics", {}), decoder.get("train", {})
         lines += [
@@ -98,17 +108,24 @@ def model_card(
 
 
 def ship(
-    run_dir: str | os.PathLike, out_dir: str | os.PathLike, evals: dict[str, dict] | None = None
+    run_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    evals: dict[str, dict] | None = None,
+    sampling: str | None = None,
 ) -> Path:
     """Copy a run's config and weights to `out_dir` and write its model card; return out_dir.
 
     A decoder trained on the run comes along; one left in `out_dir` beside other weights is
-    removed (it decodes another encoder's latents)."""
+    removed (it decodes another encoder's latents). `sampling`, when given, is recorded in the
+    shipped config.json as the CEM sampling the model plans with by default."""
     from decoder.train import DECODER_CONFIG, DECODER_WEIGHTS
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     loaded = load_model(run_dir)  # validates the run before anything is written
     config = read_config(run_dir)
+    if sampling is not None:
+        config["planning"] = {**config.get("planning", {}), "sampling": sampling}
+        planning_sampling(config)  # validates before anything is written
     summary_path = run_dir / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     out_dir.mkdir(parents=True, exist_ok=True)

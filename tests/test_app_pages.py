@@ -8,6 +8,7 @@ thread: the pages only need a real, loadable model (planning quality is tested e
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -153,6 +154,7 @@ def test_plan_page_plans(lab: dict) -> None:
     assert at.slider(key="plan_frame_w").value == steps  # the slider starts at the last frame
     assert at.get("plotly_chart"), "CEM convergence plot missing"
     assert at.query_params["cem"] in ("custom", ["custom"])
+    assert at.selectbox(key="plan_sampling:run:tiny-run").value == "block"  # none recorded
 
     # the seed goes to the URL and marks the shown result as stale
     at.number_input(key="plan_seed_w").set_value(3).run()
@@ -161,6 +163,20 @@ def test_plan_page_plans(lab: dict) -> None:
     # start/goal from the model's own dataset (its config points at the tiny dataset)
     at.radio(key="plan_source_w").set_value("dataset").run()
     assert not at.exception and not at.error and not at.warning
+
+
+def test_plan_page_starts_on_the_models_sampling(lab: dict) -> None:
+    """A model shipped with `--sampling independent` opens the page on independent sampling."""
+    run = lab["runs_dir"] / "tiny-independent"
+    shutil.copytree(lab["run"], run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(
+        json.dumps({**config, "planning": {"sampling": "independent"}})
+    )
+    at = open_page("views/plan.py")
+    assert at.selectbox(key="plan_model_w").value == "run:tiny-independent"
+    assert not at.exception and not at.error
+    assert at.selectbox(key="plan_sampling:run:tiny-independent").value == "independent"
 
 
 def test_plan_page_reads_url(lab: dict) -> None:

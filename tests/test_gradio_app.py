@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lewm_testing import CHROMIUM, CHROMIUM_ARGS, serve_gradio
+from lewm_testing import CHROMIUM, CHROMIUM_ARGS, ROOT, serve_gradio
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -49,6 +49,8 @@ def test_plan_endpoint(client) -> None:
     assert isinstance(details["success"], bool)
     assert 0 <= details["steps"] <= 20 and details["budget"] == 20
     assert details["cem"]["samples"] == TINY_CEM[0] and details["cem"]["iterations"] == 2
+    shipped = json.loads((ROOT / "assets/models/tworoom/config.json").read_text())
+    assert details["cem"]["sampling"] == shipped.get("planning", {}).get("sampling", "block")
     assert details["plans"] == len(details["plan_ms"]) >= 1
     assert details["plan_ms_median"] > 0
     assert ("Success" in summary) == details["success"]

@@ -185,6 +185,46 @@ def test_ship_drops_a_decoder_of_replaced_weights(trained_run, tmp_path):
     ).read_bytes()
 
 
+def test_shipped_sampling_is_the_default_of_eval(trained_run, tworoom_h5, tmp_path, capsys):
+    """`lewm ship --sampling` records the model's CEM sampling; `lewm eval` plans with it unless
+    told otherwise; a config naming an unknown sampling fails at load with the fix."""
+    from lewm_core.checkpoint import load_model
+    from lewm_core.cli import main
+
+    assert load_model(trained_run["path"]).sampling == "block"  # nothing recorded
+    out = tmp_path / "m"
+    assert (
+        main(["ship", "--run", trained_run["path"], "--out", str(out), "--sampling", "independent"])
+        == 0
+    )
+    assert load_model(out).sampling == "independent"
+    assert (
+        "Default CEM sampling (`lewm eval`, the lab, the demo): **independent**"
+        in (out / "MODEL_CARD.md").read_text()
+    )
+    small = [
+        "--data",
+        tworoom_h5,
+        "--episodes",
+        "1",
+        "--samples",
+        "16",
+        "--elites",
+        "4",
+        "--iterations",
+        "2",
+    ]
+    for flag, expected in (([], "independent"), (["--sampling", "block"], "block")):
+        capsys.readouterr()
+        assert main(["eval", "--checkpoint", str(out), *small, *flag, "--quiet", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sampling"] == expected
+    config = json.loads((out / "config.json").read_text())
+    config["planning"]["sampling"] = "gaussian"
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="'gaussian'.*block, independent"):
+        load_model(out)
+
+
 def test_bfloat16_planning_finds_the_goal_and_leaves_the_model_alone():
     model = _random_action_model()
     planner = Planner(

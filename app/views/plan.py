@@ -112,7 +112,9 @@ def _task(key: tuple, env, env_name: str, source: str, seed: int, loaded, datase
     return held["task"], held["start_frame"]
 
 
-def _cem_settings(preset: str) -> CEMConfig:
+def _cem_settings(preset: str, model_key: str, default_sampling: str) -> CEMConfig:
+    """The CEM settings from the widgets; sampling starts at the model's default, and each
+    model keeps its own choice (the widget is keyed by model)."""
     with st.expander("CEM settings", expanded=preset == "custom"):
         c = st.columns(6)
         samples = c[0].number_input("Samples", 1, 5000, 300, key="plan_samples")
@@ -120,7 +122,13 @@ def _cem_settings(preset: str) -> CEMConfig:
         elites = c[2].number_input("Elites", 1, 5000, 30, key="plan_elites")
         horizon = c[3].number_input("Horizon (blocks)", 1, 20, 5, key="plan_horizon")
         receding = c[4].number_input("Execute (blocks)", 1, 20, 5, key="plan_receding")
-        sampling = c[5].selectbox("Sampling", SAMPLINGS, key="plan_sampling")
+        sampling = c[5].selectbox(
+            "Sampling",
+            SAMPLINGS,
+            index=SAMPLINGS.index(default_sampling),
+            key=f"plan_sampling:{model_key}",
+            help=f"This model plans with {default_sampling} sampling by default.",
+        )
         if preset != "custom":
             st.caption("Samples and iterations come from the preset; choose Custom to set them.")
     values = dict(
@@ -251,7 +259,8 @@ the new frame and replans, until the task's success test passes or the step budg
   (a fresh one drawn from the seed), or of the model's own dataset (its validation episodes).
 - **CEM**: *Fast* (300 x 10) answers in seconds on a CPU; *Paper* (300 x 30) is the published
   setting. *Sampling*: `block` holds one action per block (moves far), `independent` samples
-  every raw action (as published).
+  every raw action (as published); each model starts on the one recorded with it, chosen on
+  other episodes than those its model card reports.
 - **Plot**: the cost of the best candidate and the spread of the elites at each iteration of the
   first plan; a search that converges narrows the box and lowers the cost.
 - Success, steps, times and costs are computed by `lewm_core.planning.run_mpc`.
@@ -294,7 +303,7 @@ if source == "dataset" and dataset is None:
     source = "policy"
 
 try:
-    cem = _cem_settings(preset)
+    cem = _cem_settings(preset, key, loaded.sampling)
     res = int(loaded.config.image_size)
     env = _env(entry.env, res)
     task_key = (key, source, seed, res)
