@@ -298,6 +298,14 @@ def test_compiled_rollout_plans_like_the_eager_one():
         assert planner.compiled == compiled  # compiled for real, no silent fallback
     np.testing.assert_allclose(plans[True].actions, plans[False].actions, rtol=0, atol=1e-4)
     assert plans[True].cost == pytest.approx(plans[False].cost, rel=1e-4)
+    # The compiled planner froze its own copy: changing the caller's weights afterwards (more
+    # training) changes neither that planner's plans nor leaves the caller's model shared.
+    with torch.no_grad():
+        for p in model.predictor.parameters():
+            p.mul_(-1.0)
+    again = planner.plan(z0, z_goal, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(again.actions, plans[True].actions)
+    assert again.cost == plans[True].cost
 
 
 FALLBACK_SCRIPT = """
