@@ -153,9 +153,7 @@ class Planner:
         self.dtype = DTYPES[dtype]
         self.rollout_mode = rollout_mode
         self._compiled_rollout = (
-            torch.compile(self.model.rollout, dynamic=False, options={"freezing": True})
-            if compile_rollout
-            else None
+            torch.compile(self.model.rollout, dynamic=False) if compile_rollout else None
         )
         self.stats = action_stats
         self.cfg = cfg or CEMConfig()
@@ -186,7 +184,12 @@ class Planner:
         pred = None
         if self._compiled_rollout is not None and blocks.shape[0] > 1:  # the candidate batch
             try:
-                pred = self._compiled_rollout(z, blocks, mode=self.rollout_mode)
+                # Freezing is read when a graph compiles, on the first call and on any
+                # recompilation; `torch.compile(options=...)` does not pass it on (measured).
+                import torch._inductor.config as inductor_config
+
+                with inductor_config.patch(freezing=True):
+                    pred = self._compiled_rollout(z, blocks, mode=self.rollout_mode)
             except Exception as err:  # noqa: BLE001 - any compiler failure: plan eagerly
                 first_line = (str(err).strip().splitlines() or [""])[0][:200]
                 warnings.warn(
