@@ -25,10 +25,11 @@ def main() -> None:
     p.add_argument("--budgets", default="300x30,300x10,100x10")
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampling", default="block")
+    p.add_argument("--sampling", choices=("block", "independent"), help="default: the model's")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     loaded = load_model(args.model)
+    args.sampling = args.sampling or loaded.sampling
     rows = {}
     for budget in args.budgets.split(","):
         samples, iterations = (int(x) for x in budget.split("x"))
