@@ -14,7 +14,7 @@ ENV="${1:?usage: bench/train_assets.sh tworoom|pusht|reacher|cube}"
 case "$ENV" in
   tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;
   pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=15000; SEED=1; CKPT=1500 ;;
-  reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=12000; SEED=1; CKPT=1500 ;;
+  reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
   cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=7500; SEED=1; CKPT=1500 ;;
   *) echo "error: unknown env '$ENV'; choose tworoom, pusht, reacher or cube" >&2; exit 2 ;;
 esac
