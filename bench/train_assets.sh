@@ -15,7 +15,7 @@ case "$ENV" in
   tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;
   pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=15000; SEED=1; CKPT=1500 ;;
   reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
-  cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=7500; SEED=1; CKPT=1500 ;;
+  cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
   *) echo "error: unknown env '$ENV'; choose tworoom, pusht, reacher or cube" >&2; exit 2 ;;
 esac
 DATA="data/$ENV.h5"
