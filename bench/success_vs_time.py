@@ -15,7 +15,7 @@ import json
 
 from lewm_core.checkpoint import load_model
 from lewm_core.evaluate import evaluate
-from lewm_core.planning import CEMConfig
+from lewm_core.planning import SAMPLINGS, CEMConfig
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     p.add_argument("--budgets", default="300x30,300x10,100x10")
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampling", choices=("block", "independent"), help="default: the model's")
+    p.add_argument("--sampling", choices=SAMPLINGS, help="default: the model's")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     loaded = load_model(args.model)

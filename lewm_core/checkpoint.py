@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from lewm_core.atomic import write_bytes, write_json
-from lewm_core.config import ModelConfig
+from lewm_core.config import SAMPLINGS, ModelConfig
 from lewm_core.data import ActionStats
 from lewm_core.errors import UserError
 from lewm_core.model import LeWM
@@ -121,8 +121,6 @@ class LoadedModel:
 
 def planning_sampling(meta: dict) -> str:
     """The default CEM sampling a config.json records (`{"planning": {"sampling": ...}}`)."""
-    from lewm_core.planning import SAMPLINGS
-
     planning = meta.get("planning", {})
     sampling = planning.get("sampling", "block") if isinstance(planning, dict) else None
     if sampling not in SAMPLINGS:

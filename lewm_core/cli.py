@@ -343,7 +343,7 @@ def cmd_ship(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lewm_core.config import PRESETS
+    from lewm_core.config import PRESETS, SAMPLINGS
 
     p = _Parser(prog="lewm", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--receding-horizon", type=int, default=5)
     e.add_argument(
         "--sampling",
-        choices=("block", "independent"),
+        choices=SAMPLINGS,
         help="CEM action sampling (default: the model's, see `lewm ship --sampling`; else block)",
     )
     e.add_argument(
@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eval", action="append", help="`lewm eval --json` output file (repeatable)")
     s.add_argument(
         "--sampling",
-        choices=("block", "independent"),
+        choices=SAMPLINGS,
         help="record this CEM sampling as the model's default (choose it on other episodes "
         "than the ones you report, e.g. `lewm eval --seed 1`)",
     )

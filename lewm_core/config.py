@@ -16,6 +16,11 @@ PRESETS: tuple[str, ...] = ("paper", "lab", "lab-vit")
 
 ENCODERS: tuple[str, ...] = ("vit", "cnn")
 
+# CEM action sampling (lewm_core.planning): "block" holds one action per frameskip block,
+# "independent" samples every raw action (as published). Here, not in planning, so that the CLI
+# and config.json checks name them without importing torch.
+SAMPLINGS: tuple[str, ...] = ("block", "independent")
+
 # Upper bounds of the sizes (far above every preset): a config.json that asks for more is damaged
 # or hostile, and refusing it is cheap, whereas building it (even on the meta device: a million
 # predictor blocks are a million Python objects) is not.

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lewm_core.config import SAMPLINGS
 from lewm_core.data import ActionStats
 from lewm_core.errors import UserError
 from lewm_core.model import LeWM
 
-SAMPLINGS = ("block", "independent")
 # Planning precision: bfloat16 matmuls run several times faster on CPUs with bf16 units.
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DTYPE_CHOICES = ("auto", *DTYPES)
