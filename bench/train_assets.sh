@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce a shipped model: collect data, train the lab preset, evaluate planning with both CEM
 # samplings (50 episodes, seed 0), choose the default sampling on other episodes, train the
-# visualisation decoder, and ship config + weights + decoder + model card to assets/models/<env>/.
+# visualisation decoder, probe the latents, measure surprise, and ship config + weights + decoder +
+# model card to assets/models/<env>/.
 #   bash bench/train_assets.sh tworoom|pusht|reacher|cube
 # SAMPLINGS="block" limits the evaluation to one CEM sampling scheme; SELECT_SEEDS (default "1 2")
 # are the eval seeds whose episodes choose the model's default sampling.
@@ -51,6 +52,10 @@ for SAMPLING in ${SAMPLINGS:-block independent}; do
 done
 echo "selection episodes succeeded: $(declare -p SELECTED); default sampling: $BEST"
 [ -f "$RUN/decoder.safetensors" ] || $LEWM decoder-train --checkpoint "$RUN" --steps 1500 --quiet --json
+# What the latents hold (probes) and surprise at perturbations, summarised in the model card.
+$LEWM probe --checkpoint "$RUN" --quiet --json > "$RUN/probe.out"
+$LEWM surprise --checkpoint "$RUN" --episodes 20 --seed 0 --quiet --json > "$RUN/surprise.out"
 EVALS=()
 for SAMPLING in ${SAMPLINGS:-block independent}; do EVALS+=(--eval "$RUN/eval-$SAMPLING.json"); done
-$LEWM ship --run "$RUN" --out "assets/models/$ENV" "${EVALS[@]}" --sampling "$BEST"
+$LEWM ship --run "$RUN" --out "assets/models/$ENV" "${EVALS[@]}" --sampling "$BEST" \
+  --probe "$RUN/probe.out" --surprise "$RUN/surprise.out"

@@ -324,6 +324,24 @@ def cmd_eval(args: argparse.Namespace) -> None:
         emit_json(summary)
 
 
+def _last_json_line(path: str, command: str) -> dict:
+    """The JSON object on the last line of a `--json` output file written by `command`."""
+    from pathlib import Path
+
+    text = Path(path).read_text().strip().splitlines() if Path(path).is_file() else []
+    if not text:
+        raise UserError(f"{path} is missing or empty; write it with `{command} --json > {path}`")
+    try:
+        result = json.loads(text[-1])
+    except json.JSONDecodeError:
+        result = None
+    if not isinstance(result, dict):
+        raise UserError(
+            f"the last line of {path} is not a JSON object; write it with `{command} --json`"
+        )
+    return result
+
+
 def cmd_ship(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -331,14 +349,11 @@ def cmd_ship(args: argparse.Namespace) -> None:
 
     evals = {}
     for path in args.eval or []:
-        text = Path(path).read_text().strip().splitlines() if Path(path).exists() else []
-        if not text:
-            raise UserError(
-                f"eval file {path} is missing or empty; write it with `lewm eval --json`"
-            )
-        e = json.loads(text[-1])
+        e = _last_json_line(path, "lewm eval")
         evals[e.get("sampling", Path(path).stem)] = e
-    out = ship(args.run, args.out, evals, sampling=args.sampling)
+    probe = _last_json_line(args.probe, "lewm probe") if args.probe else None
+    surprise = _last_json_line(args.surprise, "lewm surprise") if args.surprise else None
+    out = ship(args.run, args.out, evals, sampling=args.sampling, probe=probe, surprise=surprise)
     print(f"shipped {args.run} to {out}")
 
 
@@ -447,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="record this CEM sampling as the model's default (choose it on other episodes "
         "than the ones you report, e.g. `lewm eval --seed 1`)",
     )
+    s.add_argument("--probe", type=_path, help="`lewm probe --json` output file on this run")
+    s.add_argument("--surprise", type=_path, help="`lewm surprise --json` output file on this run")
     s.set_defaults(func=cmd_ship)
 
     from lewm_core.cli_analysis import register

@@ -2,7 +2,10 @@
 
 The shipped folder holds what loading and planning need, nothing for resuming:
 `config.json` (model config, action statistics, data and training info), `model.safetensors`,
-`eval.json` (the planning evaluation, if given) and `MODEL_CARD.md` written from those files.
+`eval.json` (the planning evaluation, if given), `probe.json` and `surprise.json` (the last JSON
+lines of `lewm probe --json` and `lewm surprise --json`, if given) and `MODEL_CARD.md` written from
+those files. Results that describe other weights (a decoder, probes, surprise) are removed when
+different weights are shipped over them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,59 @@ from lewm_core.data import dataset_info
 from lewm_core.errors import UserError
 from lewm_core.model import parameter_counts
 
+EVAL_FILE = "eval.json"
+PROBE_FILE = "probe.json"
+SURPRISE_FILE = "surprise.json"
+PERTURBATION_NAMES = {"teleport": "teleported", "color": "colour change"}
+
+
+def _analysis_lines(probe: dict | None, surprise: dict | None) -> list[str]:
+    """The card's "Probing and surprise" section from `lewm probe` / `lewm surprise` JSON."""
+    if not probe and not surprise:
+        return []
+    lines = ["", "## Probing and surprise", ""]
+    if probe:
+        untrained = probe.get("untrained", {}).get("linear", {})
+        mlp = probe.get("mlp", {})
+        lines += [
+            f"Probes from single-frame latents to the env's state, Pearson r on held-out "
+            f"episodes ({probe.get('train_frames')} training / {probe.get('test_frames')} test "
+            "frames; angles probed as cos, sin):",
+            "",
+            "| quantity | linear | MLP | linear, untrained encoder |",
+            "|---|---|---|---|",
+        ]
+        for name, m in probe.get("linear", {}).items():
+            cells = [m.get("r"), mlp.get(name, {}).get("r"), untrained.get(name, {}).get("r")]
+            lines.append(
+                f"| {name} | " + " | ".join("-" if r is None else f"{r:.3f}" for r in cells) + " |"
+            )
+        lines += [
+            "",
+            f"`lewm probe --checkpoint <this folder> --data {probe.get('data')} "
+            f"--train-frames {probe.get('train_frames')} --seed {probe.get('seed')} --json`.",
+        ]
+    if surprise:
+        if probe:
+            lines.append("")
+        parts = []
+        for key, label in PERTURBATION_NAMES.items():
+            r = surprise.get(key)
+            if r:
+                parts.append(
+                    f"{label}: jump {r['jump']:.2f} (x{r.get('ratio', float('nan')):.1f}), paired "
+                    f"t-test p = {r['p_value']:.2g}, surprise maximum at the perturbation in "
+                    f"{r.get('argmax_rate', float('nan')):.0%} of episodes"
+                )
+        lines += [
+            f"Surprise, {surprise.get('episodes')} episodes, perturbation at model step "
+            f"{surprise.get('perturb_step')}: " + "; ".join(parts) + ".",
+            "",
+            f"`lewm surprise --checkpoint <this folder> --episodes {surprise.get('episodes')} "
+            f"--steps {surprise.get('steps')} --seed {surprise.get('seed')} --json`.",
+        ]
+    return lines
+
 
 def model_card(
     config: dict,
@@ -33,10 +89,13 @@ def model_card(
     params: int,
     data_info: dict | None = None,
     decoder: dict | None = None,
+    probe: dict | None = None,
+    surprise: dict | None = None,
 ) -> str:
     """The markdown model card of a shipped model.
 
-    `data_info`: `dataset_info` of its data; `decoder`: the parsed `decoder.json` beside it.
+    `data_info`: `dataset_info` of its data; `decoder`: the parsed `decoder.json` beside it;
+    `probe` / `surprise`: the JSON of `lewm probe` / `lewm surprise` on these weights.
     """
     data, train = config.get("data", {}), config.get("train", {})
     lines = [
@@ -104,6 +163,7 @@ def model_card(
             f"{m.get('val_psnr_mean_image', float('nan')):.1f} dB). "
             f"`lewm decoder-train --checkpoint <this folder> --steps {t.get('steps')}`.",
         ]
+    lines += _analysis_lines(probe, surprise)
     return "\n".join(lines) + "\n"
 
 
@@ -112,12 +172,17 @@ def ship(
     out_dir: str | os.PathLike,
     evals: dict[str, dict] | None = None,
     sampling: str | None = None,
+    probe: dict | None = None,
+    surprise: dict | None = None,
 ) -> Path:
     """Copy a run's config and weights to `out_dir` and write its model card; return out_dir.
 
     A decoder trained on the run comes along; one left in `out_dir` beside other weights is
-    removed (it decodes another encoder's latents). `sampling`, when given, is recorded in the
-    shipped config.json as the CEM sampling the model plans with by default."""
+    removed (it decodes another encoder's latents), and so are evaluation, probe and surprise
+    results.
+    `sampling`, when given, is recorded in the shipped config.json as the CEM sampling the model
+    plans with by default. `probe` / `surprise`: results of `lewm probe --json` /
+    `lewm surprise --json` on these weights, kept beside them and summarised in the card."""
     from decoder.train import DECODER_CONFIG, DECODER_WEIGHTS
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -126,6 +191,13 @@ def ship(
     if sampling is not None:
         config["planning"] = {**config.get("planning", {}), "sampling": sampling}
         planning_sampling(config)  # validates before anything is written
+    env = config.get("data", {}).get("env")
+    for what, result in (("probe", probe), ("surprise", surprise)):
+        if result is not None and result.get("env") != env:
+            raise UserError(
+                f"the {what} results are for env '{result.get('env')}' but the run is a {env} "
+                f"model; run `lewm {what} --checkpoint {run_dir}` and pass its output"
+            )
     summary_path = run_dir / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +207,7 @@ def ship(
         shutil.copyfile(run_dir / MODEL_FILE, tmp)
     decoder_files = (DECODER_CONFIG, DECODER_WEIGHTS)
     if replaced:
-        for name in decoder_files:
+        for name in (*decoder_files, EVAL_FILE, PROBE_FILE, SURPRISE_FILE):
             (out_dir / name).unlink(missing_ok=True)
     if all((run_dir / name).is_file() for name in decoder_files):  # trained on this run
         for name in decoder_files:
@@ -144,15 +216,20 @@ def ship(
     write_json(out_dir / CONFIG_FILE, config)
     evals = evals or {}
     if evals:
-        write_json(out_dir / "eval.json", evals)
+        write_json(out_dir / EVAL_FILE, evals)
     if summary:
         write_json(out_dir / "train_summary.json", summary)
+    for name, result in ((PROBE_FILE, probe), (SURPRISE_FILE, surprise)):
+        if result is not None:
+            write_json(out_dir / name, result)
     data_path = Path(config.get("data", {}).get("path", ""))
     data_info = dataset_info(data_path) if data_path.is_file() else None
     params = parameter_counts(loaded.model)["params_total"]
-    decoder_json = out_dir / DECODER_CONFIG  # trained on the run, or on these same weights here
-    decoder = json.loads(decoder_json.read_text()) if decoder_json.exists() else None
-    card = model_card(config, summary, evals, params, data_info, decoder)
+    decoder, probe, surprise = (
+        json.loads((out_dir / name).read_text()) if (out_dir / name).exists() else None
+        for name in (DECODER_CONFIG, PROBE_FILE, SURPRISE_FILE)
+    )  # trained or measured on the run, or on these same weights shipped here before
+    card = model_card(config, summary, evals, params, data_info, decoder, probe, surprise)
     write_bytes(out_dir / "MODEL_CARD.md", card.encode())
     if not (out_dir / MODEL_FILE).stat().st_size < 20e6:
         raise UserError(f"{out_dir / MODEL_FILE} is over 20 MB; ship a smaller preset")

@@ -185,6 +185,48 @@ def test_ship_drops_a_decoder_of_replaced_weights(trained_run, tmp_path):
     ).read_bytes()
 
 
+def test_ship_summarises_probe_and_surprise_in_the_card(trained_run, tmp_path, capsys):
+    """`lewm ship --probe --surprise` keeps the real outputs of `lewm probe` / `lewm surprise`
+    beside the weights and writes their section of the card; re-shipping the same weights keeps
+    them, shipping other weights drops them; results of another env are refused."""
+    from lewm_core.cli import main
+
+    run = trained_run["path"]
+    probe, surprise = tmp_path / "probe.out", tmp_path / "surprise.out"
+    argv = ["probe", "--checkpoint", run, "--train-frames", "300", "--test-frames", "100"]
+    assert main([*argv, "--no-mlp", "--json", "--quiet"]) == 0
+    probe.write_text(capsys.readouterr().out)
+    argv = ["surprise", "--checkpoint", run, "--episodes", "2", "--steps", "4", "--json"]
+    assert main([*argv, "--quiet"]) == 0
+    surprise.write_text(capsys.readouterr().out)
+    out = tmp_path / "m"
+    ship_argv = ["ship", "--run", run, "--out", str(out)]
+    assert main([*ship_argv, "--probe", str(probe), "--surprise", str(surprise)]) == 0
+    result = json.loads(probe.read_text().splitlines()[-1])
+    r = result["linear"]["agent_pos"]["r"]
+    floor = result["untrained"]["linear"]["agent_pos"]["r"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "## Probing and surprise" in card
+    assert f"| agent_pos | {r:.3f} | - | {floor:.3f} |" in card
+    p = json.loads(surprise.read_text().splitlines()[-1])["teleport"]["p_value"]
+    assert "teleported: jump" in card and f"p = {p:.2g}" in card
+    assert json.loads((out / "probe.json").read_text()) == result
+    assert main(ship_argv) == 0  # same weights: the results stay
+    assert "## Probing and surprise" in (out / "MODEL_CARD.md").read_text()
+    (out / "model.safetensors").write_bytes(b"other weights shipped earlier")
+    assert main(ship_argv) == 0
+    assert not (out / "probe.json").exists() and not (out / "surprise.json").exists()
+    assert "Probing" not in (out / "MODEL_CARD.md").read_text()
+    other = tmp_path / "other.out"
+    other.write_text(json.dumps({**result, "env": "pusht"}) + "\n")
+    assert main([*ship_argv, "--probe", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "'pusht'" in err and "lewm probe --checkpoint" in err
+    other.write_text("table only, no JSON\n")
+    assert main([*ship_argv, "--surprise", str(other)]) == 2
+    assert "lewm surprise --json" in capsys.readouterr().err
+
+
 def test_shipped_sampling_is_the_default_of_eval(trained_run, tworoom_h5, tmp_path, capsys):
     """`lewm ship --sampling` records the model's CEM sampling; `lewm eval` plans with it unless
     told otherwise; a config naming an unknown sampling fails at load with the fix."""
