@@ -83,6 +83,15 @@ def test_perturbation_stats_synthetic():
     assert s["ratio"] == pytest.approx((3.5 / 3 + 5) / (3.5 / 3)) and s["p_value"] < 0.01
     same = perturbation_stats(clean, clean, 2)
     assert same["jump"] == 0.0 and same["p_value"] == 1.0
+    # A warm-up spike at step 1 (prediction from one frame) hides the perturbation at step 3
+    # unless the peak is taken over the steps with a full history (here 2).
+    warm = np.array([[np.nan, 9.0, 1.0, 1.0, 1.0]] * 2 + [[np.nan, 9.0, 1.0, 1.0, 2.0]])
+    pert = warm.copy()
+    pert[:, 3] += 4.0
+    assert perturbation_stats(pert, warm, 3)["argmax_rate"] == 0.0
+    assert perturbation_stats(pert, warm, 3, first_step=2)["argmax_rate"] == 1.0
+    assert perturbation_stats(pert, warm, 3, first_step=2)["argmax_rate_unperturbed"] == 0.0
+    assert perturbation_stats(pert, warm, 3, first_step=5)["argmax_rate"] == 1.0  # lo = step
 
 
 def test_bad_input(loaded, capsys, trained_run):
