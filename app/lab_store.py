@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from decoder import DECODER_FILES
 from lewm_core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,9 +200,6 @@ def load_model_readonly(path: str | os.PathLike):
 
 
 # --------------------------------------------------------------------------- decoders
-DECODER_FILES = ("decoder.json", "decoder.safetensors")
-
-
 def has_decoder(path: str | os.PathLike) -> bool:
     """Does the model folder hold a trained visualisation decoder?"""
     return all((Path(path) / name).is_file() for name in DECODER_FILES)

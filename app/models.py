@@ -19,7 +19,6 @@ from pathlib import Path
 
 import streamlit as st
 from lab_store import (  # noqa: F401 (re-exported for the pages)
-    DECODER_FILES,
     ENV_TITLES,
     NAME_RE,
     ROOT,
@@ -41,6 +40,7 @@ from lab_store import (  # noqa: F401 (re-exported for the pages)
     set_torch_threads,
 )
 
+from decoder import DECODER_WEIGHTS
 from lewm_core.errors import UserError
 
 
@@ -98,7 +98,7 @@ def load_decoder_cached(path: str | os.PathLike):
     """`decoder.train.load_decoder(path)`, cached by path and weights' mtime (read-only)."""
     path = Path(path).resolve()
     try:
-        mtime = (path / DECODER_FILES[1]).stat().st_mtime
+        mtime = (path / DECODER_WEIGHTS).stat().st_mtime
     except OSError:
         raise UserError(f"{path} has no decoder; train one first") from None
     return _load_decoder(str(path), mtime)

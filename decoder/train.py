@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from decoder import DECODER_CONFIG, DECODER_WEIGHTS
 from decoder.model import DecoderConfig, LatentDecoder
 from lewm_core.atomic import write_json
 from lewm_core.checkpoint import (
@@ -39,9 +40,6 @@ from lewm_core.probing import (
     resolve_data_path,
     sample_split_rows,
 )
-
-DECODER_WEIGHTS = "decoder.safetensors"
-DECODER_CONFIG = "decoder.json"
 
 
 def psnr(a: np.ndarray, b: np.ndarray, max_val: float = 255.0) -> np.ndarray:

@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+from decoder import DECODER_CONFIG, DECODER_FILES
 from lewm_core.atomic import atomic_path, write_bytes, write_json
 from lewm_core.checkpoint import (
     CONFIG_FILE,
@@ -183,8 +184,6 @@ def ship(
     `sampling`, when given, is recorded in the shipped config.json as the CEM sampling the model
     plans with by default. `probe` / `surprise`: results of `lewm probe --json` /
     `lewm surprise --json` on these weights, kept beside them and summarised in the card."""
-    from decoder.train import DECODER_CONFIG, DECODER_WEIGHTS
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     loaded = load_model(run_dir)  # validates the run before anything is written
     config = read_config(run_dir)
@@ -205,12 +204,11 @@ def ship(
     replaced = shipped.exists() and not filecmp.cmp(run_dir / MODEL_FILE, shipped, shallow=False)
     with atomic_path(shipped) as tmp:
         shutil.copyfile(run_dir / MODEL_FILE, tmp)
-    decoder_files = (DECODER_CONFIG, DECODER_WEIGHTS)
     if replaced:
-        for name in (*decoder_files, EVAL_FILE, PROBE_FILE, SURPRISE_FILE):
+        for name in (*DECODER_FILES, EVAL_FILE, PROBE_FILE, SURPRISE_FILE):
             (out_dir / name).unlink(missing_ok=True)
-    if all((run_dir / name).is_file() for name in decoder_files):  # trained on this run
-        for name in decoder_files:
+    if all((run_dir / name).is_file() for name in DECODER_FILES):  # trained on this run
+        for name in DECODER_FILES:
             with atomic_path(out_dir / name) as tmp:
                 shutil.copyfile(run_dir / name, tmp)
     write_json(out_dir / CONFIG_FILE, config)

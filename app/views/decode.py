@@ -17,6 +17,7 @@ import numpy as np
 import streamlit as st
 import ui
 
+from decoder import DECODER_CONFIG, DECODER_WEIGHTS
 from decoder.rollout import decode_rollout, episode_clip
 from decoder.train import finite_mean, train_decoder
 from lewm_core.data import open_dataset, split_episodes
@@ -43,7 +44,7 @@ def _episode_lengths(path: str, mtime: float) -> np.ndarray:
 
 def _decoder_info(path) -> dict:
     try:
-        return json.loads((path / models.DECODER_FILES[0]).read_text())
+        return json.loads((path / DECODER_CONFIG).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -298,7 +299,7 @@ st.caption(
     + (" ..." if len(val_eps) > 12 else "")
 )
 
-decoder_mtime = (entry.path / models.DECODER_FILES[1]).stat().st_mtime
+decoder_mtime = (entry.path / DECODER_WEIGHTS).stat().st_mtime
 clip_key = (key, episode, start, n_frames, decoder_mtime)
 held = st.session_state.get(RESULT)
 if held is None or held["key"] != clip_key:
