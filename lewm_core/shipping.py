@@ -71,7 +71,8 @@ def _analysis_lines(probe: dict | None, surprise: dict | None) -> list[str]:
                 parts.append(
                     f"{label}: jump {r['jump']:.2f} (x{r.get('ratio', float('nan')):.1f}), paired "
                     f"t-test p = {r['p_value']:.2g}, surprise maximum at the perturbation in "
-                    f"{r.get('argmax_rate', float('nan')):.0%} of episodes"
+                    f"{r.get('argmax_rate', float('nan')):.0%} of episodes (unperturbed copy: "
+                    f"{r.get('argmax_rate_unperturbed', float('nan')):.0%})"
                 )
         lines += [
             f"Surprise, {surprise.get('episodes')} episodes, perturbation at model step "
