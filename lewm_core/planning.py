@@ -185,9 +185,16 @@ class Planner:
             try:
                 # Freezing is read when a graph compiles, on the first call and on any
                 # recompilation; `torch.compile(options=...)` does not pass it on (measured).
+                # Past dynamo's recompile limit (8 graphs of `rollout` per process: planners of
+                # other models or batch sizes) dynamo would run eager without a word; raising
+                # there makes the fall-back below warn and `compiled` say so.
+                import torch._dynamo.config as dynamo_config
                 import torch._inductor.config as inductor_config
 
-                with inductor_config.patch(freezing=True):
+                with (
+                    inductor_config.patch(freezing=True),
+                    dynamo_config.patch(fail_on_recompile_limit_hit=True),
+                ):
                     pred = self._compiled_rollout(z, blocks, mode=self.rollout_mode)
             except Exception as err:  # noqa: BLE001 - any compiler failure: plan eagerly
                 first_line = (str(err).strip().splitlines() or [""])[0][:200]

@@ -350,6 +350,29 @@ def test_compiled_rollout_plans_like_the_eager_one():
     assert again.cost == plans[True].cost
 
 
+def test_recompile_limit_falls_back_with_a_warning():
+    """Past dynamo's recompile limit the planner says it plans eagerly (no silent fall-back)."""
+    import torch._dynamo
+
+    model = _compile_test_model()
+    gen = torch.Generator().manual_seed(3)
+    z0, z_goal = torch.randn(2, model.cfg.latent_dim, generator=gen)
+    planner = Planner(
+        model, STATS, CEMConfig(samples=16, elites=4, iterations=2), compile_rollout=True
+    )
+    width = model.cfg.frameskip * 2
+    torch._dynamo.reset()  # graphs of other tests' planners do not count
+    try:
+        with torch._dynamo.config.patch(recompile_limit=1):
+            planner.cost(z0, z_goal, torch.randn(16, 5, width, generator=gen))
+            assert planner.compiled
+            with pytest.warns(RuntimeWarning, match="planning without compilation"):
+                costs, _ = planner.cost(z0, z_goal, torch.randn(8, 5, width, generator=gen))
+    finally:
+        torch._dynamo.reset()
+    assert not planner.compiled and costs.shape == (8,)
+
+
 FALLBACK_SCRIPT = """
 import warnings, torch
 from test_planning import STATS, _compile_test_model
