@@ -170,6 +170,10 @@ def perturbation_stats(
             t_stat = math.copysign(math.inf, diff.mean()) if diff.mean() else 0.0
     base_mean = float(y.mean())
     lo = min(first_step, step)  # the peak among steps lo.. (warm-up steps excluded)
+
+    def peak_rate(curves: np.ndarray) -> float:
+        return float(np.mean(lo + np.nanargmax(curves[:, lo:], axis=1) == step))
+
     return {
         "jump": float(diff.mean()),
         "ratio": float(x.mean() / base_mean) if base_mean > 0 else math.inf,
@@ -177,8 +181,8 @@ def perturbation_stats(
         "mean_unperturbed": base_mean,
         "t": t_stat,
         "p_value": p,
-        "argmax_rate": float(np.mean(lo + np.nanargmax(perturbed[:, lo:], axis=1) == step)),
-        "argmax_rate_unperturbed": float(np.mean(lo + np.nanargmax(clean[:, lo:], axis=1) == step)),
+        "argmax_rate": peak_rate(perturbed),
+        "argmax_rate_unperturbed": peak_rate(clean),
     }
 
 
