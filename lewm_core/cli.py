@@ -187,6 +187,8 @@ def _train(args: argparse.Namespace) -> None:
             lr=args.lr,
             weight_decay=args.weight_decay,
             sigreg_weight=args.sigreg_weight,
+            warmup_frac=args.warmup_frac,
+            preload_max_gb=args.preload_max_gb,
             seed=args.seed,
             device=args.device,
             checkpoint_every=args.checkpoint_every,
@@ -386,6 +388,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_finite_float)
     t.add_argument("--weight-decay", type=_finite_float)
     t.add_argument("--sigreg-weight", type=_finite_float, help="lambda; 0 disables SIGReg")
+    t.add_argument(
+        "--warmup-frac",
+        type=_finite_float,
+        help="fraction of the steps spent in the linear lr warm-up (preset default: paper 0.01, "
+        "lab 0.03)",
+    )
+    t.add_argument(
+        "--preload-max-gb",
+        type=_finite_float,
+        help="read the dataset's pixels into RAM when they take at most this many GB "
+        "(default 4; a GPU box with RAM to spare trains several times faster preloaded)",
+    )
     t.add_argument("--seed", type=_seed)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("--checkpoint-every", type=int)

@@ -84,3 +84,20 @@ def test_train_refuses_foreign_hdf5(tmp_path):
         "not a LeWM dataset",
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_train_schedule_and_preload_flags_reach_the_run(tworoom_h5, tmp_path):
+    """--warmup-frac and --preload-max-gb are saved in the run's config; out of range: one line."""
+    out = tmp_path / "r"
+    common = ("train", "--data", tworoom_h5, "--out", str(out), "--max-steps", "2")
+    bad = run(*common, "--warmup-frac", "1.5", "--quiet")
+    assert_clean_error(bad, "--warmup-frac must be a number in [0, 1]")
+    assert_clean_error(
+        run(*common, "--preload-max-gb", "-1", "--quiet"), "--preload-max-gb must be 0"
+    )
+    assert not (out / "config.json").exists()
+    flags = ("--warmup-frac", "0.5", "--preload-max-gb", "0", "--batch-size", "8", "--quiet")
+    proc = run(*common, *flags, "--json")
+    assert proc.returncode == 0, proc.stderr
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert train["warmup_frac"] == 0.5 and train["preload_max_gb"] == 0.0
