@@ -45,6 +45,17 @@ def test_bench_angle_probe_smoke(tmp_path):
     assert out["supervised"]["steps"] == 3 and -1.0 <= out["supervised"]["angle_r_test"] <= 1.0
 
 
+def test_bench_oracle_plan_reaches_two_room_goals(tworoom_h5):
+    """CEM through the true simulator plans the held-out Two-Room episodes: the protocol's
+    ceiling is near 100% there (98% over 50 episodes); a broken cost or state replay is not."""
+    out = run_script(
+        "bench/oracle_plan.py", "--env", "tworoom", "--data", tworoom_h5, "--episodes", "5",
+        "--samples", "100", "--iterations", "10", "--json",
+    )  # fmt: skip
+    assert out["planner"] == "simulator" and out["episodes"] == 5
+    assert out["success_rate"] >= 0.8, out
+
+
 @pytest.mark.slow
 def test_bench_plan_lab_smoke():
     out = run_script("bench/plan.py", "--preset", "lab", "--repeats", "1", "--json")
