@@ -12,12 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ENV="${1:?usage: bench/gpu_train.sh ENV OUT_DIR [EPISODES] [STEPS] [WARMUP_FRAC]}"
 OUT_DIR="${2:?output folder}"
+source bench/recipes.sh
+recipe "$ENV"
+STEPS_PER_EP="$STEPS"  # the shipped recipe's episode length; the rest comes from the arguments
 EPISODES="${3:-10000}"
 STEPS="${4:-4981}"
 WARMUP="${5:-0.1807}"  # 900 of 4,981 steps
 PY="${PYTHON:-python3}"
-STEPS_PER_EP=200
-[ "$ENV" = tworoom ] && STEPS_PER_EP=100
 WORK="${WORK:-/tmp/gpu-train}"
 START=$(date +%s)
 mkdir -p "$WORK" "$OUT_DIR"

@@ -11,10 +11,11 @@ latent against the goal image's latent, this rolls each candidate out in the env
 (Push-T: pos_dist / 20 and angle_error / (pi/9); Two-Room: agent_dist / 16; Reacher:
 joint_error / 0.05; Cube: cube_dist / 0.04). Everything else is `lewm eval`'s: the episodes
 (`tasks_from_dataset`, same seed = same start and goal states), the action statistics of the data
-(sampling in the normalised space), `Planner.plan` (CEM: samples, elites, iterations, horizon,
-block or independent sampling) and `run_mpc` (receding horizon, budget 50 raw steps, success at
-any step). What it measures: how often CEM under this protocol reaches the goal when the model
-is perfect, i.e. how much of a world model's shortfall is the model's and how much the search's.
+(sampling in the normalised space), `CEMPlanner.plan`, the search `Planner` runs (CEM: samples,
+elites, iterations, horizon, block or independent sampling) and `run_mpc` (receding horizon,
+budget 50 raw steps, success at any step). What it measures: how often CEM under this protocol
+reaches the goal when the model is perfect, i.e. how much of a world model's shortfall is the
+model's and how much the search's.
 The last stdout line with --json is one JSON object.
 """
 
@@ -31,43 +32,27 @@ import torch
 from lewm_core.data import ActionStats, ClipDataset
 from lewm_core.envs import make
 from lewm_core.evaluate import tasks_from_dataset, wilson_interval
-from lewm_core.planning import CEMConfig, Planner, run_mpc
+from lewm_core.planning import CEMConfig, CEMPlanner, run_mpc
 
 
-class SimulatorPlanner(Planner):
-    """A `Planner` whose "latent" is the simulator state and whose rollout is the simulator.
+class SimulatorPlanner(CEMPlanner):
+    """A CEM planner whose "latent" is the simulator state and whose rollout is the simulator.
 
-    `encode(frames)` returns the state the env is in (or the goal state, for the goal frame
-    given to `set_goal`), shape (1, S); `cost` replays each candidate's raw actions from the
-    start state and returns (N,) costs against the goal state.
+    `encode_observation` returns the state the env is in and `encode_goal` the goal state,
+    shape (S,); `cost` replays each candidate's raw actions from the start state and returns
+    (N,) costs against the goal state.
     """
 
     def __init__(self, env, stats: ActionStats, cfg: CEMConfig, frameskip: int) -> None:
         self.env = env.unwrapped
-        self.stats = stats
-        self.cfg = cfg
-        self.cfg.validate()
-        self.frameskip = frameskip
-        self.action_dim = self.env.action_dim
-        self.device = torch.device("cpu")
-        self.dtype_name = "simulator"
-        self._compiled_rollout = None
-        mean = torch.as_tensor(stats.mean, dtype=torch.float32)
-        std = torch.as_tensor(stats.std, dtype=torch.float32)
-        self._lo, self._hi = (-1.0 - mean) / std, (1.0 - mean) / std
-        self._goal_frame: np.ndarray | None = None
-        self._goal_state: np.ndarray | None = None
+        super().__init__(stats, cfg, frameskip, self.env.action_dim)
         self.tolerances = dict(self.env.success_tolerances)
 
-    def set_goal(self, frame: np.ndarray, state: np.ndarray) -> None:
-        self._goal_frame, self._goal_state = frame, np.asarray(state, np.float64)
+    def encode_observation(self, env, frame: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(env.get_state(), np.float64))
 
-    def encode(self, frames: np.ndarray) -> torch.Tensor:
-        if self._goal_frame is not None and np.array_equal(frames[0], self._goal_frame):
-            state = self._goal_state
-        else:
-            state = self.env.get_state()
-        return torch.as_tensor(np.asarray(state, np.float64))[None]
+    def encode_goal(self, goal_frame: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(goal_state, np.float64))
 
     def cost(self, z_start: torch.Tensor, z_goal: torch.Tensor, blocks: torch.Tensor):
         env, start = self.env, z_start.numpy().astype(np.float64)
@@ -112,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     for i, task in enumerate(tasks):
         gen = torch.Generator().manual_seed(args.seed * 100_003 + i)  # as `evaluate` seeds it
         env.reset(seed=args.seed + i)
-        planner.set_goal(task.goal_frame, task.goal_state)
         res = run_mpc(env, planner, task.start_state, task.goal_state, task.goal_frame, 50, gen)
         results.append(res)
         print(

@@ -12,13 +12,8 @@ cd "$(dirname "$0")/.."
 export MUJOCO_GL=egl
 LEWM=".venv/bin/lewm"
 ENV="${1:?usage: bench/train_assets.sh tworoom|pusht|reacher|cube}"
-case "$ENV" in
-  tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;
-  pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=15000; SEED=1; CKPT=1500 ;;
-  reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
-  cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
-  *) echo "error: unknown env '$ENV'; choose tworoom, pusht, reacher or cube" >&2; exit 2 ;;
-esac
+source bench/recipes.sh
+recipe "$ENV"
 DATA="data/$ENV.h5"
 RUN="runs/$ENV-lab"
 mkdir -p data runs
@@ -28,7 +23,7 @@ if [ -f "$RUN/trainer_state.safetensors" ]; then
   $LEWM train --out "$RUN" --resume --max-steps "$TRAIN_STEPS" --quiet --json
 else
   $LEWM train --data "$DATA" --preset lab --out "$RUN" --max-steps "$TRAIN_STEPS" \
-    --checkpoint-every "${CKPT:-500}" --quiet --json
+    --checkpoint-every "$CKPT" --quiet --json
 fi
 # Report: seed-0 episodes with both samplings. Selection of the model's default sampling: other
 # episodes (eval seeds 1 and 2, 100 in all); the higher success wins, a tie keeps block.

@@ -115,100 +115,46 @@ class PlanResult:
     history: list[dict] = field(default_factory=list)
 
 
-class Planner:
-    """CEM planner over a LeWM; one `plan()` call is one full CEM search."""
+class CEMPlanner:
+    """The Cross-Entropy Method over action blocks, whatever scores the candidates.
+
+    A subclass says what a "latent" is and how candidates are scored: `encode_observation`
+    and `encode_goal` give the start and goal latents `run_mpc` plans between, and `cost` rolls
+    a batch of normalised action blocks (N, H, F*A) out from a start latent and returns their
+    costs (N,) and predicted latents (N, H, D). `Planner` does it through a world model;
+    `bench/oracle_plan.py` through the simulator itself, with the same `plan()`.
+    """
 
     def __init__(
         self,
-        model: LeWM,
         action_stats: ActionStats,
-        cfg: CEMConfig | None = None,
-        rollout_mode: str = "fast",
-        dtype: str = "auto",
-        compile_rollout: bool = False,
+        cfg: CEMConfig | None,
+        frameskip: int,
+        action_dim: int,
+        device: torch.device | str = "cpu",
     ):
-        """`dtype`: float32, bfloat16 or auto (`default_dtype` of the model's device).
-
-        `compile_rollout`: run the candidates' rollout through `torch.compile` (inductor) on the
-        planner's own copy of the model, with its weights frozen into the graph (inductor
-        `freezing`: weights as constants, pre-packed for the matmul library). It fuses the many
-        small elementwise passes of a rollout into a few kernels; bf16, 2 CPU cores, one plan:
-        lab 0.65 s against 0.91 s eager, paper 2.26 s against 3.21 s. The first plan pays the
-        compilation (25-35 s on 2 cores with an empty inductor cache, a few seconds once the
-        cache under /tmp holds it), so it pays for long evaluations, not for one interactive
-        plan. Training the caller's model afterwards does not reach the frozen copy. Where
-        compilation fails (no C++ compiler, an unsupported op) the planner warns once and
-        goes on eagerly with the same numbers.
-        """
-        if dtype not in DTYPE_CHOICES:
-            raise UserError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPE_CHOICES)}")
-        if dtype == "auto":
-            dtype = default_dtype(next(model.parameters()).device)
-        self.dtype_name = dtype
-        # bfloat16 plans with a cast copy, a compiled rollout with a frozen one: the caller's
-        # (possibly shared, possibly still training) model is not touched.
-        private = dtype != "float32" or compile_rollout
-        self.model = (copy.deepcopy(model).to(DTYPES[dtype]) if private else model).eval()
-        self.dtype = DTYPES[dtype]
-        self.rollout_mode = rollout_mode
-        self._compiled_rollout = (
-            torch.compile(self.model.rollout, dynamic=False) if compile_rollout else None
-        )
         self.stats = action_stats
         self.cfg = cfg or CEMConfig()
         self.cfg.validate()
-        self.frameskip = model.cfg.frameskip
-        self.action_dim = model.cfg.action_dim
-        device = next(model.parameters()).device
-        self.device = device
-        mean = torch.as_tensor(action_stats.mean, dtype=torch.float32, device=device)
-        std = torch.as_tensor(action_stats.std, dtype=torch.float32, device=device)
-        self._lo, self._hi = (-1.0 - mean) / std, (1.0 - mean) / std  # valid normalised range
+        self.frameskip = frameskip
+        self.action_dim = action_dim
+        self.device = torch.device(device)
+        # The normalised values whose raw actions lie in [-1, 1]: candidates are clamped to them.
+        mean = torch.as_tensor(action_stats.mean, dtype=torch.float32, device=self.device)
+        std = torch.as_tensor(action_stats.std, dtype=torch.float32, device=self.device)
+        self._lo, self._hi = (-1.0 - mean) / std, (1.0 - mean) / std
 
-    @property
-    def compiled(self) -> bool:
-        """True while the candidates' rollout runs compiled (False after a compile failure)."""
-        return self._compiled_rollout is not None
+    def encode_observation(self, env, frame: np.ndarray) -> torch.Tensor:
+        """The latent (D,) of the env's current observation `frame` (H, W, 3)."""
+        raise NotImplementedError
 
-    @torch.inference_mode()
-    def encode(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 frames (N, H, W, 3) -> latents (N, D)."""
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
-        return self.model.encode(x).float()
+    def encode_goal(self, goal_frame: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
+        """The latent (D,) of the goal, given as its image (H, W, 3) and its simulator state."""
+        raise NotImplementedError
 
-    @torch.inference_mode()
     def cost(self, z_start: torch.Tensor, z_goal: torch.Tensor, blocks: torch.Tensor):
         """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A)."""
-        z, blocks = z_start.reshape(1, 1, -1).to(self.dtype), blocks.to(self.dtype)
-        pred = None
-        if self._compiled_rollout is not None and blocks.shape[0] > 1:  # the candidate batch
-            try:
-                # Freezing is read when a graph compiles, on the first call and on any
-                # recompilation; `torch.compile(options=...)` does not pass it on (measured).
-                # Past dynamo's recompile limit (8 graphs of `rollout` per process: planners of
-                # other models or batch sizes) dynamo would run eager without a word; raising
-                # there makes the fall-back below warn and `compiled` say so.
-                import torch._dynamo.config as dynamo_config
-                import torch._inductor.config as inductor_config
-
-                with (
-                    inductor_config.patch(freezing=True),
-                    dynamo_config.patch(fail_on_recompile_limit_hit=True),
-                ):
-                    pred = self._compiled_rollout(z, blocks, mode=self.rollout_mode)
-            except Exception as err:  # noqa: BLE001 - any compiler failure: plan eagerly
-                first_line = (str(err).strip().splitlines() or [""])[0][:200]
-                warnings.warn(
-                    f"torch.compile of the rollout failed ({type(err).__name__}: {first_line}); "
-                    "planning without compilation",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                self._compiled_rollout = None
-        if pred is None:
-            pred = self.model.rollout(z, blocks, mode=self.rollout_mode)
-        pred = pred.float()
-        return ((pred[:, -1] - z_goal.reshape(1, -1).float()) ** 2).sum(-1), pred
+        raise NotImplementedError
 
     @torch.inference_mode()
     def plan(
@@ -259,6 +205,101 @@ class Planner:
         )
 
 
+class Planner(CEMPlanner):
+    """CEM planner over a LeWM: latents are encoded frames, candidates roll out through the
+    model's predictor; one `plan()` call is one full CEM search."""
+
+    def __init__(
+        self,
+        model: LeWM,
+        action_stats: ActionStats,
+        cfg: CEMConfig | None = None,
+        rollout_mode: str = "fast",
+        dtype: str = "auto",
+        compile_rollout: bool = False,
+    ):
+        """`dtype`: float32, bfloat16 or auto (`default_dtype` of the model's device).
+
+        `compile_rollout`: run the candidates' rollout through `torch.compile` (inductor) on the
+        planner's own copy of the model, with its weights frozen into the graph (inductor
+        `freezing`: weights as constants, pre-packed for the matmul library). It fuses the many
+        small elementwise passes of a rollout into a few kernels; bf16, 2 CPU cores, one plan:
+        lab 0.65 s against 0.91 s eager, paper 2.26 s against 3.21 s. The first plan pays the
+        compilation (25-35 s on 2 cores with an empty inductor cache, a few seconds once the
+        cache under /tmp holds it), so it pays for long evaluations, not for one interactive
+        plan. Training the caller's model afterwards does not reach the frozen copy. Where
+        compilation fails (no C++ compiler, an unsupported op) the planner warns once and
+        goes on eagerly with the same numbers.
+        """
+        if dtype not in DTYPE_CHOICES:
+            raise UserError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPE_CHOICES)}")
+        if dtype == "auto":
+            dtype = default_dtype(next(model.parameters()).device)
+        self.dtype_name = dtype
+        # bfloat16 plans with a cast copy, a compiled rollout with a frozen one: the caller's
+        # (possibly shared, possibly still training) model is not touched.
+        private = dtype != "float32" or compile_rollout
+        self.model = (copy.deepcopy(model).to(DTYPES[dtype]) if private else model).eval()
+        self.dtype = DTYPES[dtype]
+        self.rollout_mode = rollout_mode
+        self._compiled_rollout = (
+            torch.compile(self.model.rollout, dynamic=False) if compile_rollout else None
+        )
+        device = next(model.parameters()).device
+        super().__init__(action_stats, cfg, model.cfg.frameskip, model.cfg.action_dim, device)
+
+    @property
+    def compiled(self) -> bool:
+        """True while the candidates' rollout runs compiled (False after a compile failure)."""
+        return self._compiled_rollout is not None
+
+    @torch.inference_mode()
+    def encode(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames (N, H, W, 3) -> latents (N, D)."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        return self.model.encode(x).float()
+
+    def encode_observation(self, env, frame: np.ndarray) -> torch.Tensor:
+        return self.encode(frame[None])[0]
+
+    def encode_goal(self, goal_frame: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
+        return self.encode(goal_frame[None])[0]
+
+    @torch.inference_mode()
+    def cost(self, z_start: torch.Tensor, z_goal: torch.Tensor, blocks: torch.Tensor):
+        """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A)."""
+        z, blocks = z_start.reshape(1, 1, -1).to(self.dtype), blocks.to(self.dtype)
+        pred = None
+        if self._compiled_rollout is not None and blocks.shape[0] > 1:  # the candidate batch
+            try:
+                # Freezing is read when a graph compiles, on the first call and on any
+                # recompilation; `torch.compile(options=...)` does not pass it on (measured).
+                # Past dynamo's recompile limit (8 graphs of `rollout` per process: planners of
+                # other models or batch sizes) dynamo would run eager without a word; raising
+                # there makes the fall-back below warn and `compiled` say so.
+                import torch._dynamo.config as dynamo_config
+                import torch._inductor.config as inductor_config
+
+                with (
+                    inductor_config.patch(freezing=True),
+                    dynamo_config.patch(fail_on_recompile_limit_hit=True),
+                ):
+                    pred = self._compiled_rollout(z, blocks, mode=self.rollout_mode)
+            except Exception as err:  # noqa: BLE001 - any compiler failure: plan eagerly
+                first_line = (str(err).strip().splitlines() or [""])[0][:200]
+                warnings.warn(
+                    f"torch.compile of the rollout failed ({type(err).__name__}: {first_line}); "
+                    "planning without compilation",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self._compiled_rollout = None
+        if pred is None:
+            pred = self.model.rollout(z, blocks, mode=self.rollout_mode)
+        pred = pred.float()
+        return ((pred[:, -1] - z_goal.reshape(1, -1).float()) ** 2).sum(-1), pred
+
+
 @dataclass
 class EpisodeResult:
     """One MPC episode: success, steps taken, frames (T+1, H, W, 3), plan times (s), and the
@@ -274,7 +315,7 @@ class EpisodeResult:
 
 def run_mpc(
     env,
-    planner: Planner,
+    planner: CEMPlanner,
     start_state: np.ndarray,
     goal_state: np.ndarray,
     goal_frame: np.ndarray,
@@ -289,12 +330,12 @@ def run_mpc(
     base.set_state(start_state)
     obs = base.render()
     frames = [obs]
-    z_goal = planner.encode(goal_frame[None])[0]
+    z_goal = planner.encode_goal(goal_frame, goal_state)
     plan_seconds, steps, cost = [], 0, float("nan")
     success = bool(base.is_success(goal_state))
     n_exec = planner.cfg.receding_horizon * planner.frameskip
     while not success and steps < budget:
-        z = planner.encode(obs[None])[0]
+        z = planner.encode_observation(base, obs)
         result = planner.plan(z, z_goal, generator=generator, keep_history=False)
         plan_seconds.append(result.seconds)
         cost = result.cost

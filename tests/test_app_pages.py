@@ -212,7 +212,7 @@ def test_plan_page_in_browser(request: pytest.FixtureRequest, lab: dict, tmp_pat
             page.wait_for_selector(idle)
             page.locator("[data-testid='stSidebarNav'] a", has_text="Plan").click()
             plan = page.get_by_role("button", name="Plan", exact=True)
-            expect(plan).to_be_visible()
+            expect(plan).to_be_visible(timeout=30_000)
             page.wait_for_selector(idle)
             budget = page.get_by_label("Step budget")
             budget.fill("10")
@@ -224,8 +224,8 @@ def test_plan_page_in_browser(request: pytest.FixtureRequest, lab: dict, tmp_pat
             expect(steps).to_be_visible(timeout=120_000)
             page.wait_for_selector(idle)
             rollout = page.locator("[data-testid='stImage']", has_text="rollout, step")
-            expect(rollout).to_be_visible()
-            expect(rollout.locator("img")).to_have_count(1)
+            expect(rollout).to_be_visible(timeout=30_000)
+            expect(rollout.locator("img")).to_have_count(1, timeout=30_000)
             assert page.locator("[data-testid='stException']").count() == 0
             assert "seed=0" in page.url and "model=run" in page.url
             page.screenshot(path=str(shot), full_page=True)
