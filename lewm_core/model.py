@@ -83,8 +83,17 @@ class ViTEncoder(nn.Module):
 # --------------------------------------------------------------------------- encoder: CNN
 
 
+CNN_GRID = 4  # the CNN encoder's feature map is at most CNN_GRID x CNN_GRID cells before its Linear
+
+
 class CNNEncoder(nn.Module):
-    """Stride-2 3x3 convs (GroupNorm + GELU each), flatten, Linear -> (N, enc_width)."""
+    """Stride-2 3x3 convs (GroupNorm + GELU each), flatten, Linear -> (N, enc_width).
+
+    Above 64 px (4 convs leave more than CNN_GRID x CNN_GRID cells) the feature map is average-
+    pooled to CNN_GRID x CNN_GRID first, so the Linear, and the checkpoint, keep the 64-px size
+    whatever the resolution (128 px: 8 x 8 cells pooled 2 x 2). At 64 px and below nothing is
+    pooled: the models trained before this existed load and run unchanged.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -99,10 +108,12 @@ class CNNEncoder(nn.Module):
             c_in = c
         self.convs = nn.Sequential(*layers)
         side = cfg.image_size // 2 ** len(cfg.cnn_channels)
+        self.pool = nn.AdaptiveAvgPool2d(CNN_GRID) if side > CNN_GRID else nn.Identity()
+        side = min(side, CNN_GRID)
         self.fc = nn.Linear(c_in * side * side, cfg.enc_width)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.convs(x).flatten(1))
+        return self.fc(self.pool(self.convs(x)).flatten(1))
 
 
 # --------------------------------------------------------------------------- projector, actions
