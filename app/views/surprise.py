@@ -179,8 +179,9 @@ def _show_stats(stats: dict) -> None:
         "Peaks at the perturbation",
         f"{stats['argmax_rate']:.0%}",
         help="Fraction of perturbed episodes whose surprise curve is highest at the perturbation "
-        f"step; the unperturbed curves peak there in {stats['argmax_rate_unperturbed']:.0%} "
-        "(chance).",
+        "step, among the steps predicted from a full history (the first few steps, predicted "
+        "from the reset frame alone, are left out); the unperturbed curves peak there in "
+        f"{stats['argmax_rate_unperturbed']:.0%} (chance).",
     )
     st.caption(
         f"Unperturbed curves peak at that step in {stats['argmax_rate_unperturbed']:.0%} of the "
@@ -234,7 +235,9 @@ the latent of the frame actually seen.
   that notices shows a spike at the perturbation step, then settles as it sees the new state.
 - **Statistics** at the perturbation step: the one-sided paired **t-test p-value** (small =
   the jump is not chance), the **jump** (mean difference), the **ratio**, and how often the
-  perturbed curve **peaks** exactly there (vs the unperturbed chance level).
+  perturbed curve **peaks** exactly there (vs the unperturbed chance level), among the steps
+  predicted from a full history: the first steps see little more than the reset frame and can
+  surprise the model for that reason alone.
 - **Frames**: the example episode around the perturbation, both versions.
 
 Every number comes from `lewm_core.surprise.surprise_experiment`. The model, perturbation,
