@@ -183,7 +183,11 @@ class ClipDataset(torch.utils.data.Dataset):
         split_seed: int = 0,
         action_stats: ActionStats | None = None,
         preload: bool = False,
+        pixels: np.ndarray | None = None,
     ):
+        """`preload`: read the file's pixels (N, H, W, 3) uint8 into RAM. `pixels`: the pixels of
+        this same file already in RAM (another split's `.pixels`), shared instead of read again,
+        so a preloaded train and val split hold one copy between them."""
         if split not in ("train", "val", "all"):
             raise UserError(f"unknown split '{split}'; choose train, val or all")
         self.path = str(path)
@@ -220,7 +224,12 @@ class ClipDataset(torch.utils.data.Dataset):
             self.action_stats = action_stats
             self.action_dim = int(f["action"].shape[1])
             self._actions = self.action_stats.normalize(f["action"][:]).astype(np.float32)
-            self._pixels = f["pixels"][:] if preload else None
+            if pixels is not None and pixels.shape != f["pixels"].shape:
+                raise UserError(
+                    f"the shared pixel array {pixels.shape} is not the pixels of {path} "
+                    f"{f['pixels'].shape}: pass the .pixels of a split of the same file"
+                )
+            self._pixels = pixels if pixels is not None else f["pixels"][:] if preload else None
         except (OSError, RuntimeError) as e:  # a damaged chunk met while reading
             raise UserError(
                 f"dataset {path} is damaged ({str(e).splitlines()[0][:80]}); collect it again"
@@ -232,6 +241,11 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.starts)
+
+    @property
+    def pixels(self) -> np.ndarray | None:
+        """The whole file's pixels (N, H, W, 3) uint8 when held in RAM, else None."""
+        return self._pixels
 
     def _frames(self, rows: np.ndarray) -> np.ndarray:
         if self._pixels is not None:

@@ -281,8 +281,12 @@ class Trainer:
         )
         self.train_set = ClipDataset(cfg.data, "train", **split)
         self._preloaded = preload
-        self.val_set = ClipDataset(
-            cfg.data, "val", action_stats=self.train_set.action_stats, **split
+        self.val_set = ClipDataset(  # shares the preloaded pixels: one copy in RAM, read once
+            cfg.data,
+            "val",
+            action_stats=self.train_set.action_stats,
+            pixels=self.train_set.pixels,
+            **split,
         )
         if len(self.train_set) < cfg.batch_size:
             raise UserError(

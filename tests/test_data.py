@@ -68,6 +68,29 @@ def test_lazy_and_preloaded_agree(tworoom_h5):
         np.testing.assert_array_equal(lazy.batch(idx)[key].numpy(), eager.batch(idx)[key].numpy())
 
 
+def test_splits_share_one_preloaded_pixel_array(tworoom_h5, tmp_path):
+    """A val split given the train split's pixels holds no second copy and reads the same clips."""
+    train = ClipDataset(tworoom_h5, "train", preload=True)
+    shared = ClipDataset(tworoom_h5, "val", pixels=train.pixels)
+    assert shared.pixels is train.pixels
+    lazy = ClipDataset(tworoom_h5, "val", preload=False)
+    assert lazy.pixels is None
+    idx = np.arange(0, len(lazy), 97)
+    np.testing.assert_array_equal(shared.batch(idx)["pixels"], lazy.batch(idx)["pixels"])
+    other = collect(CollectSpec("tworoom", episodes=2, steps=20, seed=3), tmp_path / "o.h5")
+    with pytest.raises(UserError, match="not the pixels of"):
+        ClipDataset(other, "val", pixels=train.pixels)
+
+
+def test_preloaded_training_holds_one_copy_of_the_pixels(tworoom_h5, tmp_path):
+    from lewm_core.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig.from_preset("lab", tworoom_h5, str(tmp_path / "run"), max_steps=1)
+    trainer = Trainer(cfg)  # the test dataset is far under the 4 GB preload limit
+    assert trainer.train_set.pixels is not None
+    assert trainer.val_set.pixels is trainer.train_set.pixels
+
+
 def test_worker_count_does_not_change_the_data(tmp_path):
     spec = CollectSpec("tworoom", episodes=6, steps=20, seed=3)
     a = collect(spec, tmp_path / "one.h5", workers=1)
