@@ -6,7 +6,8 @@
 #   bash bench/gpu_train.sh ENV OUT_DIR [EPISODES] [STEPS] [WARMUP_FRAC]
 # Runs with the box's own python3 (PYTHON=...) with the repo root on PYTHONPATH. Reassemble the
 # run with `cat OUT_DIR/ENV-gpu.tar.gz.* | tar -xz` and evaluate, probe and ship it on any machine.
-# On an H100 (16 cores): collection 102 s, loading 25 GB of pixels 171 s, 4,981 steps 152 s;
+# On an H100 (16 cores): collection 102 s, loading 25 GB of pixels 171 s (read twice then, once
+# now), 4,981 steps 152 s;
 # one checkpoint, at the end, as in that run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
