@@ -48,13 +48,15 @@ class SimulatorPlanner(CEMPlanner):
         super().__init__(stats, cfg, frameskip, self.env.action_dim)
         self.tolerances = dict(self.env.success_tolerances)
 
-    def encode_observation(self, env, frame: np.ndarray) -> torch.Tensor:
+    def encode_observation(self, env, frames: np.ndarray) -> torch.Tensor:
+        if len(frames) != 1:  # the state holds the velocities: no history needed
+            raise ValueError("the simulator planner plans from the current state (context 1)")
         return torch.as_tensor(np.asarray(env.get_state(), np.float64))
 
     def encode_goal(self, goal_frame: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(goal_state, np.float64))
 
-    def cost(self, z_start: torch.Tensor, z_goal: torch.Tensor, blocks: torch.Tensor):
+    def cost(self, z_start, z_goal, blocks, context_blocks=None):
         env, start = self.env, z_start.numpy().astype(np.float64)
         goal = z_goal.numpy().astype(np.float64)
         n, h = blocks.shape[:2]

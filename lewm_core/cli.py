@@ -283,6 +283,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     ):
         _check_range(flag, value, lo, hi)
     loaded = load_model(args.checkpoint)
+    _check_range("--context", args.context, 1, loaded.model.cfg.history)
     cem = CEMConfig(
         samples=args.samples,
         iterations=args.iterations,
@@ -290,6 +291,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         horizon=args.horizon,
         sampling=args.sampling or loaded.sampling,
         receding_horizon=min(args.receding_horizon, args.horizon),
+        context=args.context,
     )
     video_dir = args.video_dir or str(loaded.path / "videos")
     summary = evaluate(
@@ -444,6 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--elites", type=int, default=30)
     e.add_argument("--horizon", type=int, default=5)
     e.add_argument("--receding-horizon", type=int, default=5)
+    e.add_argument(
+        "--context",
+        type=int,
+        default=1,
+        help="observed frames each plan starts from, one block apart, with the blocks executed "
+        "between them (1: the current frame, as published; at most the model's history)",
+    )
     e.add_argument(
         "--sampling",
         choices=SAMPLINGS,

@@ -230,6 +230,7 @@ def evaluate(
             "samples": planner.cfg.samples,
             "iterations": planner.cfg.iterations,
             "elites": planner.cfg.elites,
+            "context": planner.cfg.context,
             "horizon": planner.cfg.horizon,
         },
         "seed": seed,

@@ -79,13 +79,17 @@ class CEMConfig:
     init_std: float = 1.0
     sampling: str = "block"
     receding_horizon: int = 5
+    # Observed frames the rollout starts from: 1 (the current frame, as published) or up to the
+    # model's history: the current frame and those 1, 2 blocks before it, with the blocks actually
+    # executed between them, so the predictor sees motion (Reacher's velocities) at the start.
+    context: int = 1
 
     def validate(self) -> None:
         if self.sampling not in SAMPLINGS:
             raise UserError(f"unknown sampling '{self.sampling}'; choose {' or '.join(SAMPLINGS)}")
         if not 1 <= self.elites <= self.samples:
             raise UserError(f"elites must be in [1, samples={self.samples}], got {self.elites}")
-        for name in ("samples", "iterations", "horizon", "receding_horizon"):
+        for name in ("samples", "iterations", "horizon", "receding_horizon", "context"):
             if getattr(self, name) < 1:
                 raise UserError(f"CEM {name} must be at least 1, got {getattr(self, name)}")
         if self.receding_horizon > self.horizon:
@@ -144,16 +148,25 @@ class CEMPlanner:
         std = torch.as_tensor(action_stats.std, dtype=torch.float32, device=self.device)
         self._lo, self._hi = (-1.0 - mean) / std, (1.0 - mean) / std
 
-    def encode_observation(self, env, frame: np.ndarray) -> torch.Tensor:
-        """The latent (D,) of the env's current observation `frame` (H, W, 3)."""
+    def encode_observation(self, env, frames: np.ndarray) -> torch.Tensor:
+        """Latents (k, D) of the last k observations (k, H, W, 3), one block apart, newest (the
+        env's current observation) last; k <= `cfg.context`."""
         raise NotImplementedError
 
     def encode_goal(self, goal_frame: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
         """The latent (D,) of the goal, given as its image (H, W, 3) and its simulator state."""
         raise NotImplementedError
 
-    def cost(self, z_start: torch.Tensor, z_goal: torch.Tensor, blocks: torch.Tensor):
-        """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A)."""
+    def cost(
+        self,
+        z_start: torch.Tensor,
+        z_goal: torch.Tensor,
+        blocks: torch.Tensor,
+        context_blocks: torch.Tensor | None = None,
+    ):
+        """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A),
+        rolled out from `z_start` (D,) or a context (k, D) whose k - 1 executed blocks are
+        `context_blocks` (k - 1, F*A)."""
         raise NotImplementedError
 
     @torch.inference_mode()
@@ -163,8 +176,12 @@ class CEMPlanner:
         z_goal: torch.Tensor,
         generator: torch.Generator | None = None,
         keep_history: bool = True,
+        context_blocks: torch.Tensor | None = None,
     ) -> PlanResult:
-        """Search the action blocks from latent `z_start` (D,) toward `z_goal` (D,)."""
+        """Search the action blocks from latent `z_start` (D,) toward `z_goal` (D,).
+
+        With a context, `z_start` is (k, D): the last k observed latents, newest last, and
+        `context_blocks` (k - 1, F*A) the normalised blocks executed between them."""
         c = self.cfg
         t0 = time.perf_counter()
         k = 1 if c.sampling == "block" else self.frameskip
@@ -179,7 +196,7 @@ class CEMPlanner:
             cand[0] = mean
             cand = torch.maximum(torch.minimum(cand, self._hi), self._lo)
             blocks = cand.expand(-1, -1, self.frameskip, -1).reshape(c.samples, c.horizon, -1)
-            costs, pred = self.cost(z_start, z_goal, blocks)
+            costs, pred = self.cost(z_start, z_goal, blocks, context_blocks)
             elite_costs, idx = torch.topk(costs, c.elites, largest=False)
             elites = cand[idx]
             mean, std = elites.mean(0), elites.std(0, unbiased=False)
@@ -194,7 +211,7 @@ class CEMPlanner:
                     }
                 )
         blocks = mean.expand(-1, self.frameskip, -1).reshape(c.horizon, -1)
-        final_cost, _ = self.cost(z_start, z_goal, blocks[None])
+        final_cost, _ = self.cost(z_start, z_goal, blocks[None], context_blocks)
         raw = self.stats.denormalize(blocks.reshape(-1, a).cpu().numpy())
         return PlanResult(
             actions=np.clip(raw, -1.0, 1.0).astype(np.float32),
@@ -259,16 +276,27 @@ class Planner(CEMPlanner):
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
         return self.model.encode(x).float()
 
-    def encode_observation(self, env, frame: np.ndarray) -> torch.Tensor:
-        return self.encode(frame[None])[0]
+    def encode_observation(self, env, frames: np.ndarray) -> torch.Tensor:
+        return self.encode(frames)
 
     def encode_goal(self, goal_frame: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
         return self.encode(goal_frame[None])[0]
 
     @torch.inference_mode()
-    def cost(self, z_start: torch.Tensor, z_goal: torch.Tensor, blocks: torch.Tensor):
-        """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A)."""
-        z, blocks = z_start.reshape(1, 1, -1).to(self.dtype), blocks.to(self.dtype)
+    def cost(
+        self,
+        z_start: torch.Tensor,
+        z_goal: torch.Tensor,
+        blocks: torch.Tensor,
+        context_blocks: torch.Tensor | None = None,
+    ):
+        """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A);
+        see `CEMPlanner.cost` for the context."""
+        z = z_start.reshape(1, -1, z_start.shape[-1]).to(self.dtype)
+        if context_blocks is not None and len(context_blocks):
+            past = context_blocks.to(blocks).reshape(1, -1, blocks.shape[-1])
+            blocks = torch.cat([past.expand(blocks.shape[0], -1, -1), blocks], 1)
+        blocks = blocks.to(self.dtype)
         pred = None
         if self._compiled_rollout is not None and blocks.shape[0] > 1:  # the candidate batch
             try:
@@ -325,6 +353,8 @@ def run_mpc(
     """Model-predictive control: plan, execute `receding_horizon` blocks, re-encode, replan.
 
     Success is the env's `is_success(goal_state)` at any step within `budget` raw steps.
+    With `planner.cfg.context` k > 1, each plan starts from the last k observations one block
+    apart (fewer at the start of the episode) and the blocks executed between them.
     """
     base = env.unwrapped
     base.set_state(start_state)
@@ -334,15 +364,28 @@ def run_mpc(
     plan_seconds, steps, cost = [], 0, float("nan")
     success = bool(base.is_success(goal_state))
     n_exec = planner.cfg.receding_horizon * planner.frameskip
+    k_max, fs = planner.cfg.context, planner.frameskip
+    block_frames, executed = [obs], []  # observations at block boundaries; raw blocks (F, A)
     while not success and steps < budget:
-        z = planner.encode_observation(base, obs)
-        result = planner.plan(z, z_goal, generator=generator, keep_history=False)
+        k = min(k_max, len(block_frames))
+        z = planner.encode_observation(base, np.stack(block_frames[-k:]))
+        past = None
+        if k > 1:
+            raw = np.concatenate(executed[-(k - 1) :])  # ((k - 1) * F, A)
+            normed = planner.stats.normalize(raw).reshape(k - 1, -1)
+            past = torch.as_tensor(normed, dtype=torch.float32, device=planner.device)
+        result = planner.plan(
+            z if k > 1 else z[-1], z_goal, generator, keep_history=False, context_blocks=past
+        )
         plan_seconds.append(result.seconds)
         cost = result.cost
-        for action in result.actions[:n_exec]:
+        for i, action in enumerate(result.actions[:n_exec]):
             obs, *_ = env.step(action)
             frames.append(obs)
             steps += 1
+            if (i + 1) % fs == 0:
+                block_frames.append(obs)
+                executed.append(result.actions[i + 1 - fs : i + 1])
             if base.is_success(goal_state):
                 success = True
                 break

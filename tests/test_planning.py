@@ -80,6 +80,54 @@ def test_actions_respect_the_valid_range_after_unscaling():
     assert np.abs(res.actions).max() <= 1.0
 
 
+def test_cost_rolls_out_from_the_observed_context():
+    """A context of k latents and the k - 1 blocks between them is prepended to each candidate."""
+    model = _random_action_model(2)
+    planner = Planner(model, STATS, CEMConfig(context=3), dtype="float32")
+    gen = torch.Generator().manual_seed(0)
+    z_ctx, z_goal = torch.randn(3, 192, generator=gen), torch.randn(192, generator=gen)
+    past, blocks = torch.randn(2, 10, generator=gen), torch.randn(8, 5, 10, generator=gen)
+    costs, pred = planner.cost(z_ctx, z_goal, blocks, past)
+    with torch.inference_mode():
+        want = model.rollout(z_ctx[None], torch.cat([past.expand(8, -1, -1), blocks], 1))
+    torch.testing.assert_close(pred, want)
+    torch.testing.assert_close(costs, ((want[:, -1] - z_goal) ** 2).sum(-1))
+    one_frame, _ = planner.cost(z_ctx[-1], z_goal, blocks)
+    assert not torch.allclose(costs, one_frame)  # the history changes the predictions
+
+
+def test_run_mpc_plans_from_the_last_observed_blocks():
+    """context 3: the second plan starts from the frames at steps 0, 5, 10 and the two executed
+    blocks between them (normalised); the first, with one frame observed, from that frame."""
+    from lewm_core.envs import make
+    from lewm_core.planning import run_mpc
+
+    class Recording(Planner):
+        def plan(self, z_start, z_goal, generator=None, keep_history=True, context_blocks=None):
+            result = super().plan(z_start, z_goal, generator, keep_history, context_blocks)
+            calls.append((z_start.clone(), context_blocks, result.actions))
+            return result
+
+    calls: list = []
+    stats = ActionStats(np.array([0.1, -0.1], np.float32), np.array([0.5, 0.8], np.float32))
+    model = _random_action_model(3)
+    cem = CEMConfig(samples=16, elites=4, iterations=2, receding_horizon=2, context=3)
+    planner = Recording(model, stats, cem, dtype="float32")
+    env = make("tworoom", resolution=64)
+    env.reset(seed=0)
+    start = env.unwrapped.get_state()
+    goal = start.copy()
+    goal[:2] += 40.0  # far enough not to be met in 12 steps by chance
+    frame = env.unwrapped.render()
+    res = run_mpc(env, planner, start, goal, frame, budget=12, generator=torch.Generator())
+    assert res.steps == 12 and len(calls) == 2
+    assert calls[0][0].shape == (192,) and calls[0][1] is None
+    z, past, _ = calls[1]
+    torch.testing.assert_close(z, planner.encode(res.frames[[0, 5, 10]]))
+    executed = calls[0][2][:10]  # the first plan's two executed blocks, raw
+    np.testing.assert_allclose(past.numpy(), stats.normalize(executed).reshape(2, 10), rtol=1e-5)
+
+
 def test_bad_cem_settings():
     with pytest.raises(UserError, match="elites"):
         CEMConfig(samples=10, elites=20).validate()

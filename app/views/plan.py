@@ -48,8 +48,10 @@ class _TrackingPlanner(Planner):
         self.plans = 0
         self.on_plan = on_plan
 
-    def plan(self, z_start, z_goal, generator=None, keep_history=True):
-        result = super().plan(z_start, z_goal, generator, keep_history or self.first is None)
+    def plan(self, z_start, z_goal, generator=None, keep_history=True, **kwargs: Any):
+        result = super().plan(
+            z_start, z_goal, generator, keep_history or self.first is None, **kwargs
+        )
         if self.first is None:
             self.first = result
         self.plans += 1
