@@ -38,9 +38,9 @@ from lewm_core.planning import CEMConfig, CEMPlanner, run_mpc
 class SimulatorPlanner(CEMPlanner):
     """A CEM planner whose "latent" is the simulator state and whose rollout is the simulator.
 
-    `encode_observation` returns the state the env is in and `encode_goal` the goal state,
-    shape (S,); `cost` replays each candidate's raw actions from the start state and returns
-    (N,) costs against the goal state.
+    `encode_observation` returns the state the env is in, shape (1, S), and `encode_goal` the
+    goal state, shape (S,); `cost` replays each candidate's raw actions from the start state
+    and returns (N,) costs against the goal state.
     """
 
     def __init__(self, env, stats: ActionStats, cfg: CEMConfig, frameskip: int) -> None:
@@ -51,7 +51,7 @@ class SimulatorPlanner(CEMPlanner):
     def encode_observation(self, env, frames: np.ndarray) -> torch.Tensor:
         if len(frames) != 1:  # the state holds the velocities: no history needed
             raise ValueError("the simulator planner plans from the current state (context 1)")
-        return torch.as_tensor(np.asarray(env.get_state(), np.float64))
+        return torch.as_tensor(np.asarray(env.get_state(), np.float64))[None]  # (1, S)
 
     def encode_goal(self, goal_frame: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(goal_state, np.float64))
