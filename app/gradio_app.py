@@ -67,10 +67,10 @@ SCALE = 4  # 64 px frames are shown 4x larger, crisp pixels
 
 CEM_NOTE = (
     f"Fast interactive CEM: **{FAST_SAMPLES} samples x {FAST_ITERATIONS} iterations** (top "
-    f"{ELITES}, horizon 5 blocks of 5 steps, each model's default sampling). The paper uses "
-    f"{PAPER_SAMPLES} x {PAPER_ITERATIONS}; on Two-Room the fast setting costs 4 points of "
-    "success (74% vs 78% over 50 episodes, `REPRODUCTION.md`) for about a third of the planning "
-    "time."
+    f"{ELITES}, horizon 5 blocks of 5 steps, each model's default sampling and context). The "
+    f"paper uses {PAPER_SAMPLES} x {PAPER_ITERATIONS}; on Two-Room the fast setting costs 4 "
+    "points of success (74% vs 78% over 50 episodes, `REPRODUCTION.md`) for about a third of the "
+    "planning time."
 )
 
 
@@ -279,6 +279,7 @@ def plan_to_goal(
         iterations=iterations,
         elites=min(ELITES, samples),
         sampling=loaded.sampling,
+        context=loaded.context,
     )
     env = make(loaded.env_name, resolution=loaded.config.image_size)
     try:
@@ -324,6 +325,7 @@ def plan_to_goal(
             "elites": cem.elites,
             "horizon": cem.horizon,
             "sampling": cem.sampling,
+            "context": cem.context,
         },
     }
     verdict = (

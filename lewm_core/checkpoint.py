@@ -116,19 +116,36 @@ class LoadedModel:
     def sampling(self) -> str:
         """The CEM sampling this model plans with by default: `planning.sampling` in its
         config.json (written by `lewm ship --sampling`), else "block"."""
-        return planning_sampling(self.meta)
+        return planning_defaults(self.meta)[0]
+
+    @property
+    def context(self) -> int:
+        """The observed frames each plan starts from by default: `planning.context` in its
+        config.json (written by `lewm ship --context`), else 1 (the current frame)."""
+        return planning_defaults(self.meta)[1]
 
 
-def planning_sampling(meta: dict) -> str:
-    """The default CEM sampling a config.json records (`{"planning": {"sampling": ...}}`)."""
+def planning_defaults(meta: dict) -> tuple[str, int]:
+    """The default CEM sampling and context a config.json records
+    (`{"planning": {"sampling": ..., "context": ...}}`); ("block", 1) where it records none.
+    The context is at most the model's history (`meta["model"]["history"]`)."""
     planning = meta.get("planning", {})
-    sampling = planning.get("sampling", "block") if isinstance(planning, dict) else None
+    if not isinstance(planning, dict):
+        raise UserError("config.json's 'planning' entry is not an object; remove it or fix it")
+    sampling = planning.get("sampling", "block")
     if sampling not in SAMPLINGS:
         raise UserError(
             f"config.json names the CEM sampling {sampling!r}; use one of {', '.join(SAMPLINGS)} "
             "(or remove the 'planning' entry)"
         )
-    return sampling
+    history = meta.get("model", {}).get("history", 1)
+    context = planning.get("context", 1)
+    if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= history:
+        raise UserError(
+            f"config.json names the planning context {context!r}; use a whole number from 1 to "
+            f"the model's history ({history}) (or remove 'context' from the 'planning' entry)"
+        )
+    return sampling, context
 
 
 def save_model(
@@ -193,5 +210,5 @@ def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -
             state[k] = v.to(expected[k].dtype)
     model.load_state_dict(state)
     model.to(device).eval()
-    planning_sampling(config)  # a bad recorded default fails at load, not at the first plan
+    planning_defaults(config)  # a bad recorded default fails at load, not at the first plan
     return LoadedModel(model, cfg, stats, config, run_dir)

@@ -283,7 +283,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     ):
         _check_range(flag, value, lo, hi)
     loaded = load_model(args.checkpoint)
-    _check_range("--context", args.context, 1, loaded.model.cfg.history)
+    context = loaded.context if args.context is None else args.context
+    _check_range("--context", context, 1, loaded.model.cfg.history)
     cem = CEMConfig(
         samples=args.samples,
         iterations=args.iterations,
@@ -291,7 +292,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         horizon=args.horizon,
         sampling=args.sampling or loaded.sampling,
         receding_horizon=min(args.receding_horizon, args.horizon),
-        context=args.context,
+        context=context,
     )
     video_dir = args.video_dir or str(loaded.path / "videos")
     summary = evaluate(
@@ -354,10 +355,19 @@ def cmd_ship(args: argparse.Namespace) -> None:
     evals = {}
     for path in args.eval or []:
         e = _last_json_line(path, "lewm eval")
-        evals[e.get("sampling", Path(path).stem)] = e
+        name, context = e.get("sampling", Path(path).stem), e.get("cem", {}).get("context", 1)
+        evals[name if context == 1 else f"{name}, context {context}"] = e
     probe = _last_json_line(args.probe, "lewm probe") if args.probe else None
     surprise = _last_json_line(args.surprise, "lewm surprise") if args.surprise else None
-    out = ship(args.run, args.out, evals, sampling=args.sampling, probe=probe, surprise=surprise)
+    out = ship(
+        args.run,
+        args.out,
+        evals,
+        sampling=args.sampling,
+        probe=probe,
+        surprise=surprise,
+        context=args.context,
+    )
     print(f"shipped {args.run} to {out}")
 
 
@@ -449,9 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--context",
         type=int,
-        default=1,
         help="observed frames each plan starts from, one block apart, with the blocks executed "
-        "between them (1: the current frame, as published; at most the model's history)",
+        "between them (1: the current frame, as published; at most the model's history; "
+        "default: the model's, see `lewm ship --context`; else 1)",
     )
     e.add_argument(
         "--sampling",
@@ -484,6 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SAMPLINGS,
         help="record this CEM sampling as the model's default (choose it on other episodes "
         "than the ones you report, e.g. `lewm eval --seed 1`)",
+    )
+    s.add_argument(
+        "--context",
+        type=int,
+        help="record this planning context (observed frames, 1 to the model's history) as the "
+        "model's default (choose it on other episodes than the ones you report)",
     )
     s.add_argument("--probe", type=_path, help="`lewm probe --json` output file on this run")
     s.add_argument("--surprise", type=_path, help="`lewm surprise --json` output file on this run")

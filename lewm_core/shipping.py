@@ -22,7 +22,7 @@ from lewm_core.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
     load_model,
-    planning_sampling,
+    planning_defaults,
     read_config,
 )
 from lewm_core.data import dataset_info
@@ -131,27 +131,31 @@ def model_card(
     lines += ["", "## Planning (CEM + MPC, goal 25 steps ahead, budget 50 steps)", ""]
     if evals:
         lines += [
-            "| sampling | CEM | episodes | success | 95% CI | random policy | plan ms (median) |",
-            "|---|---|---|---|---|---|---|",
+            "| sampling | context | CEM | episodes | success | 95% CI | random policy "
+            "| plan ms (median) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for name, e in evals.items():
             cem = e.get("cem", {})
             lo, hi = e["success_ci95"]
             lines.append(
-                f"| {e.get('sampling', name)} | {cem.get('samples')}x{cem.get('iterations')} | "
+                f"| {e.get('sampling', name)} | {cem.get('context', 1)} | "
+                f"{cem.get('samples')}x{cem.get('iterations')} | "
                 f"{e['episodes']} | {e['success_rate']:.0%} | {lo:.0%}-{hi:.0%} | "
                 f"{e['random_success_rate']:.0%} | {e['plan_ms_median']:.0f} |"
             )
         lines += [
             "",
             "Each row: `lewm eval --checkpoint <this folder> --data <dataset> "
-            "--episodes 50 --seed 0 --sampling <sampling>`.",
+            "--episodes 50 --seed 0 --sampling <sampling> --context <context>`.",
         ]
     else:
         lines.append("Not evaluated yet.")
+    sampling, context = planning_defaults(config)
     lines += [
         "",
-        f"Default CEM sampling (`lewm eval`, the lab, the demo): **{planning_sampling(config)}**.",
+        f"Default CEM sampling (`lewm eval`, the lab, the demo): **{sampling}**; each plan "
+        f"starts from the last **{context}** observed frame{'s' if context > 1 else ''}.",
     ]
     if decoder:
         m, t = decoder.get("metrics", {}), decoder.get("train", {})
@@ -176,21 +180,37 @@ def ship(
     sampling: str | None = None,
     probe: dict | None = None,
     surprise: dict | None = None,
+    context: int | None = None,
 ) -> Path:
     """Copy a run's config and weights to `out_dir` and write its model card; return out_dir.
 
     A decoder trained on the run comes along; one left in `out_dir` beside other weights is
     removed (it decodes another encoder's latents), and so are evaluation, probe and surprise
     results.
-    `sampling`, when given, is recorded in the shipped config.json as the CEM sampling the model
-    plans with by default. `probe` / `surprise`: results of `lewm probe --json` /
+    `sampling` and `context`, when given, are recorded in the shipped config.json as the CEM
+    sampling and the observed context (frames) the model plans with by default; shipping the
+    same weights again without them keeps the ones recorded before.
+    `probe` / `surprise`: results of `lewm probe --json` /
     `lewm surprise --json` on these weights, kept beside them and summarised in the card."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     loaded = load_model(run_dir)  # validates the run before anything is written
     config = read_config(run_dir)
-    if sampling is not None:
-        config["planning"] = {**config.get("planning", {}), "sampling": sampling}
-        planning_sampling(config)  # validates before anything is written
+    history = loaded.model.cfg.history
+    if context is not None and not 1 <= context <= history:
+        raise UserError(
+            f"the planning context must be between 1 and the model's history ({history}) "
+            f"frames (got {context})"
+        )
+    shipped = out_dir / MODEL_FILE
+    same_weights = shipped.exists() and filecmp.cmp(run_dir / MODEL_FILE, shipped, shallow=False)
+    kept = {}  # shipping the same weights again (say, with new evals) keeps their defaults
+    if same_weights and (out_dir / CONFIG_FILE).is_file():
+        kept = read_config(out_dir).get("planning") or {}
+    chosen = {"sampling": sampling, "context": context}
+    chosen = {k: v for k, v in chosen.items() if v is not None}
+    if chosen or kept:
+        config["planning"] = {**config.get("planning", {}), **kept, **chosen}
+        planning_defaults(config)  # validates before anything is written
     env = config.get("data", {}).get("env")
     for what, result in (("probe", probe), ("surprise", surprise)):
         if result is not None and result.get("env") != env:
@@ -201,8 +221,7 @@ def ship(
     summary_path = run_dir / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    shipped = out_dir / MODEL_FILE
-    replaced = shipped.exists() and not filecmp.cmp(run_dir / MODEL_FILE, shipped, shallow=False)
+    replaced = shipped.exists() and not same_weights
     with atomic_path(shipped) as tmp:
         shutil.copyfile(run_dir / MODEL_FILE, tmp)
     if replaced:

@@ -275,22 +275,31 @@ def test_ship_summarises_probe_and_surprise_in_the_card(trained_run, tmp_path, c
     assert "lewm surprise --json" in capsys.readouterr().err
 
 
-def test_shipped_sampling_is_the_default_of_eval(trained_run, tworoom_h5, tmp_path, capsys):
-    """`lewm ship --sampling` records the model's CEM sampling; `lewm eval` plans with it unless
-    told otherwise; a config naming an unknown sampling fails at load with the fix."""
+def test_shipped_sampling_and_context_are_the_defaults_of_eval(
+    trained_run, tworoom_h5, tmp_path, capsys
+):
+    """`lewm ship --sampling --context` records the model's CEM sampling and planning context;
+    `lewm eval` plans with them unless told otherwise; a config naming an unknown sampling or a
+    context beyond the model's history fails at load with the fix."""
     from lewm_core.checkpoint import load_model
     from lewm_core.cli import main
 
-    assert load_model(trained_run["path"]).sampling == "block"  # nothing recorded
+    loaded = load_model(trained_run["path"])
+    assert (loaded.sampling, loaded.context) == ("block", 1)  # nothing recorded
+    history = loaded.model.cfg.history
+    assert history >= 2
     out = tmp_path / "m"
+    ship = ["ship", "--run", trained_run["path"], "--out", str(out), "--sampling", "independent"]
+    capsys.readouterr()
+    assert main([*ship, "--context", str(history + 1)]) == 2
+    assert f"between 1 and the model's history ({history})" in capsys.readouterr().err
+    assert not out.exists(), "a refused ship writes nothing"
+    assert main([*ship, "--context", "2"]) == 0
+    loaded = load_model(out)
+    assert (loaded.sampling, loaded.context) == ("independent", 2)
     assert (
-        main(["ship", "--run", trained_run["path"], "--out", str(out), "--sampling", "independent"])
-        == 0
-    )
-    assert load_model(out).sampling == "independent"
-    assert (
-        "Default CEM sampling (`lewm eval`, the lab, the demo): **independent**"
-        in (out / "MODEL_CARD.md").read_text()
+        "Default CEM sampling (`lewm eval`, the lab, the demo): **independent**; each plan "
+        "starts from the last **2** observed frames" in (out / "MODEL_CARD.md").read_text()
     )
     small = [
         "--data",
@@ -304,15 +313,30 @@ def test_shipped_sampling_is_the_default_of_eval(trained_run, tworoom_h5, tmp_pa
         "--iterations",
         "2",
     ]
-    for flag, expected in (([], "independent"), (["--sampling", "block"], "block")):
+    evals = []
+    for flags, expected in (
+        ([], ("independent", 2)),
+        (["--sampling", "block", "--context", "1"], ("block", 1)),
+    ):
         capsys.readouterr()
-        assert main(["eval", "--checkpoint", str(out), *small, *flag, "--quiet", "--json"]) == 0
-        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sampling"] == expected
+        assert main(["eval", "--checkpoint", str(out), *small, *flags, "--quiet", "--json"]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert (result["sampling"], result["cem"]["context"]) == expected
+        evals.append(tmp_path / f"eval{len(evals)}.json")
+        evals[-1].write_text(json.dumps(result) + "\n")
+    assert main([*ship, *(a for e in evals for a in ("--eval", str(e)))]) == 0
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "| independent | 2 | 16x2 |" in card and "| block | 1 | 16x2 |" in card
+    assert load_model(out).context == 2, "shipping again without --context keeps the default"
     config = json.loads((out / "config.json").read_text())
-    config["planning"]["sampling"] = "gaussian"
-    (out / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UserError, match="'gaussian'.*block, independent"):
-        load_model(out)
+    for key, bad, message in (
+        ("sampling", "gaussian", "'gaussian'.*block, independent"),
+        ("context", history + 1, f"context {history + 1}.*1 to the model's history"),
+    ):
+        broken = {**config, "planning": {**config["planning"], key: bad}}
+        (out / "config.json").write_text(json.dumps(broken))
+        with pytest.raises(UserError, match=message):
+            load_model(out)
 
 
 def test_bfloat16_planning_finds_the_goal_and_leaves_the_model_alone():

@@ -16,6 +16,7 @@ import numpy as np
 import streamlit as st
 import ui
 
+from lewm_core.checkpoint import LoadedModel
 from lewm_core.envs import make
 from lewm_core.errors import UserError
 from lewm_core.evaluate import (
@@ -114,11 +115,12 @@ def _task(key: tuple, env, env_name: str, source: str, seed: int, loaded, datase
     return held["task"], held["start_frame"]
 
 
-def _cem_settings(preset: str, model_key: str, default_sampling: str) -> CEMConfig:
-    """The CEM settings from the widgets; sampling starts at the model's default, and each
-    model keeps its own choice (the widget is keyed by model)."""
+def _cem_settings(preset: str, model_key: str, loaded: LoadedModel) -> CEMConfig:
+    """The CEM settings from the widgets; sampling and context start at the model's defaults,
+    and each model keeps its own choice (those widgets are keyed by model)."""
+    default_sampling, history = loaded.sampling, loaded.model.cfg.history
     with st.expander("CEM settings", expanded=preset == "custom"):
-        c = st.columns(6)
+        c = st.columns(7)
         samples = c[0].number_input("Samples", 1, 5000, 300, key="plan_samples")
         iterations = c[1].number_input("Iterations", 1, 200, 10, key="plan_iters")
         elites = c[2].number_input("Elites", 1, 5000, 30, key="plan_elites")
@@ -131,6 +133,16 @@ def _cem_settings(preset: str, model_key: str, default_sampling: str) -> CEMConf
             key=f"plan_sampling:{model_key}",
             help=f"This model plans with {default_sampling} sampling by default.",
         )
+        context = c[6].number_input(
+            "Context (frames)",
+            1,
+            history,
+            loaded.context,
+            key=f"plan_context:{model_key}",
+            help="Observed frames each plan starts from, one block apart, with the actions "
+            "executed between them: 1 is the current frame only, as in the paper; more lets "
+            f"the predictor see the motion. This model's default: {loaded.context}.",
+        )
         if preset != "custom":
             st.caption("Samples and iterations come from the preset; choose Custom to set them.")
     values = dict(
@@ -140,6 +152,7 @@ def _cem_settings(preset: str, model_key: str, default_sampling: str) -> CEMConf
         horizon=int(horizon),
         receding_horizon=int(receding),
         sampling=sampling,
+        context=int(context),
     )
     if CEM_PRESETS[preset][1] is not None:
         values.update(CEM_PRESETS[preset][1])
@@ -305,7 +318,7 @@ if source == "dataset" and dataset is None:
     source = "policy"
 
 try:
-    cem = _cem_settings(preset, key, loaded.sampling)
+    cem = _cem_settings(preset, key, loaded)
     res = int(loaded.config.image_size)
     env = _env(entry.env, res)
     task_key = (key, source, seed, res)
@@ -323,8 +336,8 @@ with right:
         f"**{models.env_title(entry.env)}**, model `{entry.path.name}` "
         f"({loaded.config.encoder} encoder, {res} px, latent {loaded.config.latent_dim}).  \n"
         f"CEM: {cem.samples} samples x {cem.iterations} iterations, top {cem.elites}, "
-        f"horizon {cem.horizon} blocks, execute {cem.receding_horizon}, {cem.sampling} sampling; "
-        f"budget {budget} steps."
+        f"horizon {cem.horizon} blocks, execute {cem.receding_horizon}, {cem.sampling} sampling, "
+        f"context {cem.context} frame{'s' if cem.context > 1 else ''}; budget {budget} steps."
     )
     clicked = st.button("Plan", key="plan_go", type="primary", icon=":material/route:")
 if clicked:
