@@ -14,6 +14,8 @@ Measures, in one run on this machine, the median seconds per plan of:
                   (`Planner(compile_rollout=True)`, `lewm eval --compile`); its first plan,
                   which compiles, is reported apart (`compile_first_plan_s`). `--no-compile`
                   skips it.
+`fast_context3_s` is the eager fast rollout planning from three observed frames (`lewm eval
+--context 3`, Reacher's default), `context3_over_eager` its ratio to `fast_eager_s`.
 `fast_eager_s` is the fast rollout in the precision `lewm_core.planning.default_dtype` picks for
 the device (bfloat16 where the hardware has bfloat16 matrix units, else float32); `fast_s` is
 the faster of it and the compiled rollout (`fast_mode` says which), and `speedup` is
@@ -75,30 +77,41 @@ def _sync(device: torch.device) -> None:
 
 
 def time_plan(
-    planner: Planner, repeats: int, count_flops: bool = True
+    planner: Planner, repeats: int, count_flops: bool = True, context: int = 1
 ) -> tuple[float, int | None, float]:
     """(median seconds of one full plan over `repeats`, FLOPs of one plan or None without
     `count_flops`, first plan's s).
 
     The first (warm-up) plan is not in the median; with a compiled rollout it includes the
-    compilation.
+    compilation. `context` k > 1 plans from k observed latents and the k - 1 blocks between
+    them (`lewm eval --context k`).
     """
-    d, dev = planner.model.cfg.latent_dim, planner.device
-    z0, zg = torch.randn(d, device=dev), torch.randn(d, device=dev)
+    cfg, dev = planner.model.cfg, planner.device
+    z0, zg = (
+        torch.randn(context, cfg.latent_dim, device=dev),
+        torch.randn(cfg.latent_dim, device=dev),
+    )
+    past = torch.randn(context - 1, cfg.frameskip * cfg.action_dim, device=dev)
+    start = z0 if context > 1 else z0[0]
+
+    def plan(seed: int) -> None:
+        gen = torch.Generator(dev).manual_seed(seed)
+        planner.plan(start, zg, generator=gen, keep_history=False, context_blocks=past)
+
     t_first = time.perf_counter()
-    planner.plan(z0, zg, generator=torch.Generator(dev).manual_seed(0), keep_history=False)
+    plan(0)
     first_s = time.perf_counter() - t_first
     times = []
     for r in range(repeats):
         _sync(dev)
         t0 = time.perf_counter()
-        planner.plan(z0, zg, generator=torch.Generator(dev).manual_seed(r), keep_history=False)
+        plan(r)
         _sync(dev)
         times.append(time.perf_counter() - t0)
     if not count_flops:
         return statistics.median(times), None, first_s
     with FlopCounterMode(display=False) as counter:
-        planner.plan(z0, zg, generator=torch.Generator(dev).manual_seed(0), keep_history=False)
+        plan(0)
     return statistics.median(times), counter.get_total_flops(), first_s
 
 
@@ -123,6 +136,9 @@ def bench(
         if not planner.compiled:  # compilation failed and it planned eagerly
             compiled_s = None
         del planner
+    planner = make_planner(preset, "fast", CEMConfig(context=3), best, device)
+    context3_s, _, _ = time_plan(planner, repeats, count_flops=False, context=3)
+    del planner
     use_compiled = compiled_s is not None and compiled_s < fast_eager_s
     fast_s = compiled_s if use_compiled else fast_eager_s
     bound_s = flops["fast"] / (rates[best] * 1e9)
@@ -143,6 +159,8 @@ def bench(
         "fast_compiled_s": compiled_s,
         "speedup_compiled": naive_s / compiled_s if compiled_s is not None else None,
         "compile_first_plan_s": first_s,
+        "fast_context3_s": context3_s,
+        "context3_over_eager": context3_s / fast_eager_s,
         "flops_fast": flops["fast"],
         "flops_naive": flops["naive"],
         "bound_s": bound_s,
@@ -200,6 +218,12 @@ def main() -> None:
         "float32 / fast; bound at the matmul rate of that precision; target: >= 3x the naive "
         "mode, and <= 6 s for paper"
     )
+    for r in rows:
+        print(
+            f"{r['preset']}: planning from 3 observed frames (--context 3) "
+            f"{r['fast_context3_s']:.2f} s, {r['context3_over_eager']:.2f}x the eager fast plan "
+            "from one"
+        )
     for r in rows:
         if r["compile_first_plan_s"] is None:
             continue

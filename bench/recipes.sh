@@ -1,14 +1,18 @@
 # The recipe of each shipped model's data and training, sourced by bench/train_assets.sh and
 # bench/gpu_train.sh so that both collect episodes of the same length.
-#   recipe ENV   sets EPISODES, STEPS (raw steps per episode), TRAIN_STEPS, SEED (data seed) and
-#                CKPT (checkpoint every CKPT steps); unknown ENV: an error naming the choices.
+#   recipe ENV   sets EPISODES, STEPS (raw steps per episode), TRAIN_STEPS, SEED (data seed),
+#                CKPT (checkpoint every CKPT steps) and CONTEXTS (the planning contexts
+#                train_assets.sh evaluates, unless CONTEXTS is set already); unknown ENV: an
+#                error naming the choices.
 recipe() {
   CKPT=500
+  local contexts=1
   case "$1" in
     tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;
     pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=15000; SEED=1; CKPT=1500 ;;
-    reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
+    reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; contexts="1 3" ;;
     cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
     *) echo "error: unknown env '$1'; choose tworoom, pusht, reacher or cube" >&2; return 2 ;;
   esac
+  CONTEXTS=${CONTEXTS:-$contexts}
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Reproduce a shipped model: collect data, train the lab preset, evaluate planning with both CEM
-# samplings (50 episodes, seed 0), choose the default sampling on other episodes, train the
-# visualisation decoder, probe the latents, measure surprise, and ship config + weights + decoder +
-# model card to assets/models/<env>/.
+# samplings (50 episodes, seed 0), choose the default sampling and planning context on other
+# episodes, train the visualisation decoder, probe the latents, measure surprise, and ship
+# config + weights + decoder + model card to assets/models/<env>/.
 #   bash bench/train_assets.sh tworoom|pusht|reacher|cube
-# SAMPLINGS="block" limits the evaluation to one CEM sampling scheme; SELECT_SEEDS (default "1 2")
-# are the eval seeds whose episodes choose the model's default sampling.
+# SAMPLINGS="block" limits the evaluation to one CEM sampling scheme; CONTEXTS (the recipe's:
+# "1 3" for Reacher, "1" for the others) the planning contexts (observed frames) tried;
+# SELECT_SEEDS (default "1 2") are the eval seeds whose episodes choose the model's default
+# sampling and context.
 # Wall times on this 2-core machine are in each model card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,32 +27,43 @@ else
   $LEWM train --data "$DATA" --preset lab --out "$RUN" --max-steps "$TRAIN_STEPS" \
     --checkpoint-every "$CKPT" --quiet --json
 fi
-# Report: seed-0 episodes with both samplings. Selection of the model's default sampling: other
-# episodes (eval seeds 1 and 2, 100 in all); the higher success wins, a tie keeps block.
+# Report: seed-0 episodes with both samplings (and each planning context of the recipe).
+# Selection of the model's default: other episodes (eval seeds 1 and 2, 100 in all); the higher
+# success wins, a tie keeps the earlier (block, context 1).
 declare -A SELECTED
+CHOICES=()
 for SAMPLING in ${SAMPLINGS:-block independent}; do
-  $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed 0 --sampling "$SAMPLING" \
-    --videos 3 --video-dir "$RUN/videos-$SAMPLING" --quiet --json > "$RUN/eval-$SAMPLING.json"
-  tail -n 1 "$RUN/eval-$SAMPLING.json"
-  SELECTED[$SAMPLING]=0
-  for SEED in ${SELECT_SEEDS:-1 2}; do
-    $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed "$SEED" \
-      --sampling "$SAMPLING" --quiet --json > "$RUN/select-$SAMPLING-seed$SEED.json"
-    WINS=$(tail -n 1 "$RUN/select-$SAMPLING-seed$SEED.json" | .venv/bin/python -c \
-      'import json, sys; d = json.loads(sys.stdin.read()); print(round(d["success_rate"] * d["episodes"]))')
-    SELECTED[$SAMPLING]=$(( ${SELECTED[$SAMPLING]} + WINS ))
+  for CONTEXT in $CONTEXTS; do
+    NAME="$SAMPLING"; [ "$CONTEXT" = 1 ] || NAME="$SAMPLING-context$CONTEXT"
+    CHOICES+=("$NAME")
+    $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed 0 --sampling "$SAMPLING" \
+      --context "$CONTEXT" --videos 3 --video-dir "$RUN/videos-$NAME" --quiet --json \
+      > "$RUN/eval-$NAME.json"
+    tail -n 1 "$RUN/eval-$NAME.json"
+    SELECTED[$NAME]=0
+    for SEED in ${SELECT_SEEDS:-1 2}; do
+      $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed "$SEED" \
+        --sampling "$SAMPLING" --context "$CONTEXT" --quiet --json > "$RUN/select-$NAME-seed$SEED.json"
+      WINS=$(tail -n 1 "$RUN/select-$NAME-seed$SEED.json" | .venv/bin/python -c \
+        'import json, sys; d = json.loads(sys.stdin.read()); print(round(d["success_rate"] * d["episodes"]))')
+      SELECTED[$NAME]=$(( ${SELECTED[$NAME]} + WINS ))
+    done
   done
 done
-BEST=block
-for SAMPLING in ${SAMPLINGS:-block independent}; do
-  if [ "${SELECTED[$SAMPLING]}" -gt "${SELECTED[$BEST]:--1}" ]; then BEST=$SAMPLING; fi
+BEST=${CHOICES[0]}
+for NAME in "${CHOICES[@]}"; do
+  if [ "${SELECTED[$NAME]}" -gt "${SELECTED[$BEST]}" ]; then BEST=$NAME; fi
 done
-echo "selection episodes succeeded: $(declare -p SELECTED); default sampling: $BEST"
+BEST_SAMPLING=${BEST%%-context*}
+BEST_CONTEXT=1; [ "$BEST" = "$BEST_SAMPLING" ] || BEST_CONTEXT=${BEST##*-context}
+echo "selection episodes succeeded: $(declare -p SELECTED); default: $BEST_SAMPLING sampling," \
+  "context $BEST_CONTEXT"
 [ -f "$RUN/decoder.safetensors" ] || $LEWM decoder-train --checkpoint "$RUN" --steps 1500 --quiet --json
 # What the latents hold (probes) and surprise at perturbations, summarised in the model card.
 $LEWM probe --checkpoint "$RUN" --quiet --json > "$RUN/probe.out"
 $LEWM surprise --checkpoint "$RUN" --episodes 20 --seed 0 --quiet --json > "$RUN/surprise.out"
 EVALS=()
-for SAMPLING in ${SAMPLINGS:-block independent}; do EVALS+=(--eval "$RUN/eval-$SAMPLING.json"); done
-$LEWM ship --run "$RUN" --out "assets/models/$ENV" "${EVALS[@]}" --sampling "$BEST" \
+for NAME in "${CHOICES[@]}"; do EVALS+=(--eval "$RUN/eval-$NAME.json"); done
+$LEWM ship --run "$RUN" --out "assets/models/$ENV" "${EVALS[@]}" --sampling "$BEST_SAMPLING" \
+  --context "$BEST_CONTEXT" \
   --probe "$RUN/probe.out" --surprise "$RUN/surprise.out"

@@ -61,6 +61,7 @@ def test_bench_plan_lab_smoke():
     out = run_script("bench/plan.py", "--preset", "lab", "--repeats", "1", "--json")
     assert out["fast_s"] > 0 and out["naive_s"] > 0 and out["flops_fast"] < out["flops_naive"]
     assert out["fast_mode"] in ("eager", "compiled") and out["fast_s"] <= out["fast_eager_s"]
+    assert out["fast_context3_s"] > 0 and out["context3_over_eager"] > 0
 
 
 @pytest.mark.slow
