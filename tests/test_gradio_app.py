@@ -108,10 +108,17 @@ def test_plan_in_browser(request: pytest.FixtureRequest, tmp_path: Path) -> None
             page.goto(url)
             expect(page.locator("#plan-button")).to_be_visible()
             page.get_by_role("button", name="CEM budget").click()
-            for label, value in zip(("CEM samples", "CEM iterations"), TINY_CEM, strict=True):
-                box = page.get_by_label(f"number input for {label}")
+            boxes = [
+                page.get_by_label(f"number input for {label}")
+                for label in ("CEM samples", "CEM iterations")
+            ]
+            expect(boxes[0]).to_be_visible()  # the accordion has opened and rendered its inputs
+            for box, value in zip(boxes, TINY_CEM, strict=True):
                 box.fill(str(value))
                 box.press("Enter")
+                expect(box).to_have_value(str(value))
+            for box, value in zip(boxes, TINY_CEM, strict=True):  # none was reset by a re-render
+                expect(box).to_have_value(str(value))
             page.locator("#plan-button").click()
             expect(page.locator("#rollout-strip img")).to_be_visible()
             expect(page.locator("#rollout-video video")).to_have_count(1)
