@@ -26,11 +26,16 @@ from lewm_core.planning import CEMConfig, EpisodeResult, Planner, run_mpc
 
 @dataclass
 class EvalTask:
-    """One evaluation episode: start and goal simulator states (Q,) and the goal frame."""
+    """One evaluation episode: start and goal simulator states (Q,) and the goal frame.
+
+    `dataset_row`: for a task drawn from a dataset, the row of its start state (the goal is
+    `goal_offset` rows later in the same episode, reached by the data's actions in between);
+    None for fresh policy episodes."""
 
     start_state: np.ndarray
     goal_state: np.ndarray
     goal_frame: np.ndarray
+    dataset_row: int | None = None
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -84,7 +89,7 @@ def tasks_from_dataset(
                     f"dataset {path} holds a simulator state the env cannot restore (row {row}: "
                     f"{str(e).splitlines()[0][:60]}); collect it again"
                 ) from None
-            tasks.append(EvalTask(start, goal, frame))
+            tasks.append(EvalTask(start, goal, frame, dataset_row=row))
     return tasks
 
 

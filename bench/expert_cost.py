@@ -1,0 +1,155 @@
+"""Is a planning failure the model's or the search's? The model's cost of the data's own actions.
+
+    python bench/expert_cost.py --checkpoint runs/x --data data/x.h5 --episodes 50 --seed 0 [--json]
+
+Each `lewm eval` task drawn from a dataset (same seed = same start and goal states) starts at a
+row of an episode whose goal is the frame `goal_offset` = horizon x frameskip raw steps later:
+the data's own actions between the two reach the goal by construction. For each task this
+scores, through the world model from the start frame (context 1, the `Planner`'s cost: squared
+L2 between the last predicted latent and the goal image's latent),
+
+    expert_cost = cost(the data's 25 actions)        cem_cost = cost(CEM's plan, 300 x 30)
+
+and executes CEM's plan (all 25 raw actions, one plan, no replanning) in the env to see where
+it ends (the data's actions are executed too: they reach the goal, or the task's row is
+wrong). When CEM's plan costs less than the expert's but misses the goal, the model rates a
+wrong action sequence above a right one: no search over this cost can fix that (the model's
+fault). When the expert's actions cost less, a better sequence exists that CEM did not find (the
+search's fault). Tasks are grouped by what they ask: "met" (the goal holds at the start),
+and otherwise, for Cube, "carry" (the cube is already lifted at the start) or "pick" (it rests on
+the floor); "move" for the other envs.
+The last stdout line with --json is one JSON object: {"groups": {kind: {...}}, "tasks": [...]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from lewm_core.checkpoint import load_model
+from lewm_core.data import open_dataset
+from lewm_core.envs import make
+from lewm_core.envs.cube import CUBE_Z
+from lewm_core.evaluate import render_state, tasks_from_dataset
+from lewm_core.planning import CEMConfig, Planner
+
+LIFTED_M = 0.01  # Cube: the cube counts as lifted when its centre is this far above resting
+
+
+def task_kind(env_name: str, env, start_state: np.ndarray, goal_state: np.ndarray) -> str:
+    """ "met" if the goal holds at the start; else for Cube "carry" (the cube is off the floor at
+    the start, in the gripper) or "pick" (it rests on the floor), and "move" for other envs."""
+    base = env.unwrapped
+    base.set_state(start_state)
+    if base.is_success(goal_state):
+        return "met"
+    if env_name == "cube":
+        lifted = base.cube_pos_of(start_state)[2] > CUBE_Z + LIFTED_M
+        return "carry" if lifted else "pick"
+    return "move"
+
+
+def execute(env, task, actions: np.ndarray) -> bool:
+    """Run raw actions (T, A) from the task's start state; True if the goal holds at any step.
+    The env is left in the last state."""
+    base = env.unwrapped
+    base.set_state(task.start_state)
+    reached = False
+    for a in actions:
+        env.step(np.asarray(a, dtype=np.float32))
+        reached = reached or bool(base.is_success(task.goal_state))
+    return reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampling", default=None, help="CEM sampling (default: the model's)")
+    p.add_argument("--samples", type=int, default=300, help="CEM samples (paper: 300)")
+    p.add_argument("--iterations", type=int, default=30, help="CEM iterations (paper: 30)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    loaded = load_model(args.checkpoint)
+    frameskip = loaded.config.frameskip
+    cem = CEMConfig(
+        samples=args.samples,
+        iterations=args.iterations,
+        sampling=args.sampling or loaded.sampling,
+    )
+    offset = cem.horizon * frameskip
+    env = make(loaded.env_name, resolution=loaded.config.image_size)
+    planner = Planner(loaded.model, loaded.action_stats, cem, dtype=args.dtype)
+    tasks = tasks_from_dataset(args.data, env, args.episodes, args.seed, goal_offset=offset)
+    with open_dataset(args.data) as f:
+        actions = [np.asarray(f["action"][t.dataset_row : t.dataset_row + offset]) for t in tasks]
+    generator = torch.Generator().manual_seed(args.seed)
+    rows = []
+    for i, (task, raw) in enumerate(zip(tasks, actions, strict=True)):
+        kind = task_kind(loaded.env_name, env, task.start_state, task.goal_state)
+        z_start = planner.encode(render_state(env, task.start_state)[None])[0]
+        z_goal = planner.encode_goal(task.goal_frame, task.goal_state)
+        expert = torch.as_tensor(loaded.action_stats.normalize(raw), dtype=torch.float32)
+        expert_cost, _ = planner.cost(z_start, z_goal, expert.reshape(1, cem.horizon, -1))
+        plan = planner.plan(z_start, z_goal, generator, keep_history=False)
+        expert_reached = execute(env, task, raw)  # by construction (checks the row and replay)
+        reached = execute(env, task, plan.actions)
+        rows.append(
+            {
+                "kind": kind,
+                "expert_cost": float(expert_cost[0]),
+                "cem_cost": plan.cost,
+                "expert_reached": expert_reached,
+                "cem_reached": reached,
+                "final_errors": {
+                    k: float(v) for k, v in env.unwrapped.goal_errors(task.goal_state).items()
+                },
+            }
+        )
+        r = rows[-1]
+        print(
+            f"task {i:2d} {kind:5s} expert {r['expert_cost']:8.2f} cem {r['cem_cost']:8.2f} "
+            f"reached {reached}",
+            file=sys.stderr,
+        )
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["kind"]].append(r)
+    summary = {}
+    for kind, rs in sorted(groups.items()):
+        e = np.array([r["expert_cost"] for r in rs])
+        c = np.array([r["cem_cost"] for r in rs])
+        reached = np.array([r["cem_reached"] for r in rs])
+        summary[kind] = {
+            "tasks": len(rs),
+            "expert_reached": int(sum(r["expert_reached"] for r in rs)),
+            "cem_reached": int(reached.sum()),
+            "expert_cost_median": float(np.median(e)),
+            "cem_cost_median": float(np.median(c)),
+            "model_prefers_cem": int((c < e).sum()),
+            "model_prefers_cem_and_missed": int(((c < e) & ~reached).sum()),
+            "expert_cheaper_and_missed": int(((e <= c) & ~reached).sum()),
+        }
+        s = summary[kind]
+        print(
+            f"{kind:5s} n={s['tasks']:2d} CEM plan reached {s['cem_reached']:2d}; median cost "
+            f"expert {s['expert_cost_median']:.2f} vs CEM {s['cem_cost_median']:.2f}; missed "
+            f"with CEM's plan rated cheaper {s['model_prefers_cem_and_missed']}, with the "
+            f"expert's rated cheaper {s['expert_cheaper_and_missed']}"
+        )
+    if args.json:
+        print(json.dumps({"groups": summary, "tasks": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
