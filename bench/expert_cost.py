@@ -5,19 +5,22 @@
 Each `lewm eval` task drawn from a dataset (same seed = same start and goal states) starts at a
 row of an episode whose goal is the frame `goal_offset` = horizon x frameskip raw steps later:
 the data's own actions between the two reach the goal by construction. For each task this
-scores, through the world model from the start frame (context 1, the `Planner`'s cost: squared
-L2 between the last predicted latent and the goal image's latent),
+scores, through the world model from the start frame and the k - 1 observed before it one block
+apart (`--context k`, default the model's; fewer at an episode's start; the blocks between them
+are the data's), with the `Planner`'s cost (squared L2 between the last predicted latent and the
+goal image's latent)
 
     expert_cost = cost(the data's 25 actions)        cem_cost = cost(CEM's plan, 300 x 30)
 
 and executes CEM's plan (all 25 raw actions, one plan, no replanning) in the env to see where
 it ends (the data's actions are executed too: they reach the goal, or the task's row is
-wrong). When CEM's plan costs less than the expert's but misses the goal, the model rates a
-wrong action sequence above a right one: no search over this cost can fix that (the model's
-fault). When the expert's actions cost less, a better sequence exists that CEM did not find (the
-search's fault). Tasks are grouped by what they ask: "met" (the goal holds at the start),
-and otherwise, for Cube, "carry" (the cube is already lifted at the start) or "pick" (it rests on
-the floor); "move" for the other envs.
+wrong). When CEM's plan costs less than the data's actions yet misses the goal, CEM has pushed
+the model's cost below that of a known solution and the cost led it elsewhere: the model rates a
+wrong sequence above a right one (whether another right sequence would score lower still is not
+measured). When the data's actions cost less and CEM misses, the search stopped short of a
+better sequence of the model's own cost (the search's fault). Tasks are grouped by what they
+ask: "met" (the goal holds at the start), and otherwise, for Cube, "carry" (the cube is already
+lifted at the start) or "pick" (it rests on the floor); "move" for the other envs.
 The last stdout line with --json is one JSON object: {"groups": {kind: {...}}, "tasks": [...]}.
 """
 
@@ -75,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampling", default=None, help="CEM sampling (default: the model's)")
     p.add_argument("--samples", type=int, default=300, help="CEM samples (paper: 300)")
     p.add_argument("--iterations", type=int, default=30, help="CEM iterations (paper: 30)")
+    p.add_argument(
+        "--context", type=int, default=None, help="observed frames (default: the model's)"
+    )
     p.add_argument("--dtype", default="float32")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -90,28 +96,42 @@ def main(argv: list[str] | None = None) -> int:
     env = make(loaded.env_name, resolution=loaded.config.image_size)
     planner = Planner(loaded.model, loaded.action_stats, cem, dtype=args.dtype)
     tasks = tasks_from_dataset(args.data, env, args.episodes, args.seed, goal_offset=offset)
-    with open_dataset(args.data) as f:
-        actions = [np.asarray(f["action"][t.dataset_row : t.dataset_row + offset]) for t in tasks]
+    k_max = args.context or loaded.context
     generator = torch.Generator().manual_seed(args.seed)
     rows = []
-    for i, (task, raw) in enumerate(zip(tasks, actions, strict=True)):
+    f = open_dataset(args.data)
+    for i, task in enumerate(tasks):
+        row = task.dataset_row
+        ep_start = int(f["ep_offset"][np.searchsorted(f["ep_offset"][:], row, "right") - 1])
+        k = min(k_max, 1 + (row - ep_start) // frameskip)  # fewer at an episode's start
+        first = row - (k - 1) * frameskip
+        raw = np.asarray(f["action"][row : row + offset])
         kind = task_kind(loaded.env_name, env, task.start_state, task.goal_state)
-        z_start = planner.encode(render_state(env, task.start_state)[None])[0]
+        # The last k observations one block apart (newest = the start) and the blocks between.
+        frames = [render_state(env, f["sim_state"][r]) for r in range(first, row + 1, frameskip)]
+        z_start = planner.encode(np.stack(frames))  # (k, D)
+        past = None
+        if k > 1:
+            past = torch.as_tensor(
+                loaded.action_stats.normalize(np.asarray(f["action"][first:row])),
+                dtype=torch.float32,
+            ).reshape(k - 1, -1)
         z_goal = planner.encode_goal(task.goal_frame, task.goal_state)
         expert = torch.as_tensor(loaded.action_stats.normalize(raw), dtype=torch.float32)
-        expert_cost, _ = planner.cost(z_start, z_goal, expert.reshape(1, cem.horizon, -1))
-        plan = planner.plan(z_start, z_goal, generator, keep_history=False)
+        expert_cost, _ = planner.cost(z_start, z_goal, expert.reshape(1, cem.horizon, -1), past)
+        plan = planner.plan(z_start, z_goal, generator, keep_history=False, context_blocks=past)
         expert_reached = execute(env, task, raw)  # by construction (checks the row and replay)
         reached = execute(env, task, plan.actions)
         rows.append(
             {
                 "kind": kind,
+                "context": k,
                 "expert_cost": float(expert_cost[0]),
                 "cem_cost": plan.cost,
                 "expert_reached": expert_reached,
                 "cem_reached": reached,
                 "final_errors": {
-                    k: float(v) for k, v in env.unwrapped.goal_errors(task.goal_state).items()
+                    name: float(v) for name, v in env.unwrapped.goal_errors(task.goal_state).items()
                 },
             }
         )
@@ -121,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             f"reached {reached}",
             file=sys.stderr,
         )
+    f.close()
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["kind"]].append(r)

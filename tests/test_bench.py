@@ -57,16 +57,17 @@ def test_bench_oracle_plan_reaches_two_room_goals(tworoom_h5):
 
 
 def test_bench_expert_cost_replays_the_data_to_its_goals(trained_run, tworoom_h5):
-    """The model's cost of the data's own actions next to CEM's: each task's data actions,
-    replayed from its start state, reach its goal (the task's dataset row is right)."""
+    """The model's cost of the data's own actions next to CEM's, from a two-frame context: each
+    task's data actions, replayed from its start state, reach its goal (its row is right)."""
     out = run_script(
         "bench/expert_cost.py", "--checkpoint", trained_run["path"], "--data", tworoom_h5,
-        "--episodes", "3", "--samples", "32", "--iterations", "3", "--json",
+        "--episodes", "3", "--samples", "32", "--iterations", "3", "--context", "2", "--json",
     )  # fmt: skip
     assert len(out["tasks"]) == 3 and sum(g["tasks"] for g in out["groups"].values()) == 3
     assert set(out["groups"]) <= {"met", "move"}
     for task in out["tasks"]:
         assert task["expert_reached"], task
+        assert 1 <= task["context"] <= 2  # one frame only at an episode's first block
         assert 0.0 <= task["expert_cost"] < float("inf") and 0.0 <= task["cem_cost"] < float("inf")
 
 
