@@ -99,49 +99,47 @@ def main(argv: list[str] | None = None) -> int:
     k_max = args.context or loaded.context
     generator = torch.Generator().manual_seed(args.seed)
     rows = []
-    f = open_dataset(args.data)
-    for i, task in enumerate(tasks):
-        row = task.dataset_row
-        ep_start = int(f["ep_offset"][np.searchsorted(f["ep_offset"][:], row, "right") - 1])
-        k = min(k_max, 1 + (row - ep_start) // frameskip)  # fewer at an episode's start
-        first = row - (k - 1) * frameskip
-        raw = np.asarray(f["action"][row : row + offset])
-        kind = task_kind(loaded.env_name, env, task.start_state, task.goal_state)
-        # The last k observations one block apart (newest = the start) and the blocks between.
-        frames = [render_state(env, f["sim_state"][r]) for r in range(first, row + 1, frameskip)]
-        z_start = planner.encode(np.stack(frames))  # (k, D)
-        past = None
-        if k > 1:
-            past = torch.as_tensor(
-                loaded.action_stats.normalize(np.asarray(f["action"][first:row])),
-                dtype=torch.float32,
-            ).reshape(k - 1, -1)
-        z_goal = planner.encode_goal(task.goal_frame, task.goal_state)
-        expert = torch.as_tensor(loaded.action_stats.normalize(raw), dtype=torch.float32)
-        expert_cost, _ = planner.cost(z_start, z_goal, expert.reshape(1, cem.horizon, -1), past)
-        plan = planner.plan(z_start, z_goal, generator, keep_history=False, context_blocks=past)
-        expert_reached = execute(env, task, raw)  # by construction (checks the row and replay)
-        reached = execute(env, task, plan.actions)
-        rows.append(
-            {
-                "kind": kind,
-                "context": k,
-                "expert_cost": float(expert_cost[0]),
-                "cem_cost": plan.cost,
-                "expert_reached": expert_reached,
-                "cem_reached": reached,
-                "final_errors": {
-                    name: float(v) for name, v in env.unwrapped.goal_errors(task.goal_state).items()
-                },
-            }
-        )
-        r = rows[-1]
-        print(
-            f"task {i:2d} {kind:5s} expert {r['expert_cost']:8.2f} cem {r['cem_cost']:8.2f} "
-            f"reached {reached}",
-            file=sys.stderr,
-        )
-    f.close()
+    with open_dataset(args.data) as f:
+        ep_offset = f["ep_offset"][:]
+        for i, task in enumerate(tasks):
+            row = task.dataset_row
+            ep_start = int(ep_offset[np.searchsorted(ep_offset, row, "right") - 1])
+            k = min(k_max, 1 + (row - ep_start) // frameskip)  # fewer at an episode's start
+            first = row - (k - 1) * frameskip
+            kind = task_kind(loaded.env_name, env, task.start_state, task.goal_state)
+            # The last k observations one block apart (newest = the start); the data's actions
+            # from the oldest: the k - 1 blocks between them, then the horizon from the start.
+            frames = [
+                render_state(env, f["sim_state"][r]) for r in range(first, row + 1, frameskip)
+            ]
+            z_start = planner.encode(np.stack(frames))  # (k, D)
+            raw = np.asarray(f["action"][first : row + offset])
+            blocks = torch.as_tensor(loaded.action_stats.normalize(raw), dtype=torch.float32)
+            blocks = blocks.reshape(k - 1 + cem.horizon, -1)
+            past, expert = (blocks[: k - 1] if k > 1 else None), blocks[k - 1 :]
+            z_goal = planner.encode_goal(task.goal_frame, task.goal_state)
+            expert_cost, _ = planner.cost(z_start, z_goal, expert[None], past)
+            plan = planner.plan(z_start, z_goal, generator, keep_history=False, context_blocks=past)
+            # The data's actions reach the goal by construction (a check of the row and replay).
+            expert_reached = execute(env, task, raw[row - first :])
+            reached = execute(env, task, plan.actions)
+            errors = env.unwrapped.goal_errors(task.goal_state)
+            rows.append(
+                {
+                    "kind": kind,
+                    "context": k,
+                    "expert_cost": float(expert_cost[0]),
+                    "cem_cost": plan.cost,
+                    "expert_reached": expert_reached,
+                    "cem_reached": reached,
+                    "final_errors": {name: float(v) for name, v in errors.items()},
+                }
+            )
+            print(
+                f"task {i:2d} {kind:5s} expert {rows[-1]['expert_cost']:8.2f} "
+                f"cem {plan.cost:8.2f} reached {reached}",
+                file=sys.stderr,
+            )
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["kind"]].append(r)
