@@ -49,6 +49,16 @@ def _seed(text: str) -> int:
     return value
 
 
+def _arch(text: str) -> tuple:
+    """One `--arch KEY=VALUE` model-size setting (see `config.parse_arch_override`)."""
+    from lewm_core.config import parse_arch_override
+
+    try:
+        return parse_arch_override(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _path(text: str) -> str:
     """A file or folder path the OS can take: no NUL byte, no over-long name."""
     if "\x00" in text:
@@ -170,6 +180,8 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume:
         # from the checkpoint itself (config.json may be missing or one checkpoint older), with
         # --out as given: a moved or copied run folder resumes where it is
+        if args.arch:
+            raise UserError("--arch cannot change a run being resumed; drop --arch")
         cfg = resume_config(args.out)
         for k in ("epochs", "max_steps", "threads", "loader_workers", "compile"):
             if getattr(args, k) is not None:
@@ -195,6 +207,7 @@ def _train(args: argparse.Namespace) -> None:
             threads=args.threads,
             loader_workers=args.loader_workers,
             compile=args.compile,
+            model_overrides=dict(args.arch or []),
         )
     trainer = Trainer(cfg, resume=args.resume)
     main = trainer.dist.is_main  # rank 0 prints; the others stay quiet
@@ -256,10 +269,13 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     from lewm_core.model import LeWM, parameter_counts
 
     _check_range("--action-dim", args.action_dim, 1, 1024)
-    cfg = ModelConfig.preset(args.preset, action_dim=args.action_dim)
+    try:
+        cfg = ModelConfig.preset(args.preset, action_dim=args.action_dim, **dict(args.arch or []))
+    except ValueError as e:
+        raise UserError(f"cannot build the {args.preset} model with --arch ({e})") from None
     with torch.device("meta"):  # shapes only: nothing is allocated
         counts = parameter_counts(LeWM(cfg))
-    info = {"preset": args.preset, "action_dim": args.action_dim, **counts}
+    info = {"preset": args.preset, "action_dim": args.action_dim, **dict(args.arch or []), **counts}
     if args.json:
         emit_json(info)
     else:
@@ -394,6 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", type=_path)
     t.add_argument("--out", required=True, type=_path)
     t.add_argument("--preset", default="lab", choices=PRESETS)
+    t.add_argument(
+        "--arch",
+        type=_arch,
+        action="append",
+        metavar="KEY=VALUE",
+        help="change one size of the preset's model, e.g. --arch pred_depth=6 (repeatable; "
+        "recorded in the run's config.json)",
+    )
     t.add_argument("--epochs", type=int)
     t.add_argument("--max-steps", type=int)
     t.add_argument("--batch-size", type=int)
@@ -436,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("model-info", help="parameter counts of a preset")
     m.add_argument("--preset", default="paper", choices=PRESETS)
+    m.add_argument("--arch", type=_arch, action="append", metavar="KEY=VALUE")
     m.add_argument("--action-dim", type=int, default=2)
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_model_info)

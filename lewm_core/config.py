@@ -232,3 +232,37 @@ class ModelConfig:
                     f"ModelConfig.image_size ({self.image_size}) must be divisible by {stride} "
                     f"for the cnn encoder ({len(chans)} stride-2 convs): use e.g. image_size=64"
                 )
+
+
+# Fields a run must not change with `lewm train --arch`: the data set them (resolution, action
+# size) or they are not sizes of the network.
+_ARCH_FROM_DATA: tuple[str, ...] = ("image_size", "action_dim")
+
+
+def parse_arch_override(text: str) -> tuple[str, Any]:
+    """One `--arch KEY=VALUE` setting -> (field, value), typed as the `ModelConfig` field.
+
+    `pred_depth=6` -> ("pred_depth", 6); `cnn_channels=32,64,128,256` -> a tuple of ints;
+    `dropout=0.2` -> 0.2. Raises ValueError naming the problem and the valid fields. Whether the
+    value is in range is checked when the config is built (`ModelConfig.__post_init__`).
+    """
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.init}
+    settable = [k for k in defaults if k not in _ARCH_FROM_DATA]
+    if not sep or not key or not raw:
+        raise ValueError(f"'{text[:60]}' is not KEY=VALUE (e.g. pred_depth=6)")
+    if key in _ARCH_FROM_DATA:
+        raise ValueError(f"{key} is set by the dataset, not by --arch")
+    if key not in defaults:
+        raise ValueError(f"unknown model field '{key[:40]}'; valid: {', '.join(settable)}")
+    default = defaults[key]
+    try:
+        if isinstance(default, tuple):
+            return key, tuple(int(v) for v in raw.split(","))
+        if isinstance(default, bool):
+            raise ValueError
+        return key, type(default)(raw)
+    except ValueError:
+        kind = "comma-separated integers" if isinstance(default, tuple) else type(default).__name__
+        raise ValueError(f"{key}={raw[:40]}: {key} takes {kind}") from None

@@ -101,3 +101,28 @@ def test_train_schedule_and_preload_flags_reach_the_run(tworoom_h5, tmp_path):
     assert proc.returncode == 0, proc.stderr
     train = json.loads((out / "config.json").read_text())["train"]
     assert train["warmup_frac"] == 0.5 and train["preload_max_gb"] == 0.0
+
+
+def test_arch_changes_one_size_of_the_preset_and_the_run_records_it(tworoom_h5, tmp_path):
+    """--arch KEY=VALUE builds the preset with that field changed (model-info counts it, a run
+    saves it in config.json and loads back with it); bad settings: one line, nothing written."""
+    big = ("--arch", "pred_depth=6", "--arch", "pred_heads=16", "--arch", "pred_head_dim=64")
+    info = json.loads(run("model-info", "--preset", "lab", *big, "--arch", "pred_mlp=2048",
+                          "--json").stdout.splitlines()[-1])  # fmt: skip
+    assert info["params_predictor"] == 10_791_360  # the paper's predictor on the lab encoder
+    out = tmp_path / "r"
+    common = ("train", "--data", tworoom_h5, "--out", str(out), "--max-steps", "2", "--quiet")
+    for arch, needle in [
+        ("pred_depth", "is not KEY=VALUE"),
+        ("pred_depth=two", "pred_depth takes int"),
+        ("image_size=32", "set by the dataset"),
+        ("colour=red", "unknown model field 'colour'"),
+        ("pred_depth=0", "pred_depth must be a positive int"),
+    ]:
+        assert_clean_error(run(*common, "--arch", arch), needle)
+    assert not out.exists() or not (out / "config.json").exists()
+    proc = run(*common, "--batch-size", "8", "--arch", "pred_depth=2", "--arch", "dropout=0.2")
+    assert proc.returncode == 0, proc.stderr
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert model["pred_depth"] == 2 and model["dropout"] == 0.2 and model["encoder"] == "cnn"
+    assert_clean_error(run("train", "--out", str(out), "--resume", *big), "cannot change a run")

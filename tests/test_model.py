@@ -388,3 +388,25 @@ def test_state_dict_round_trip():
         model.state_dict().items(), other.state_dict().items(), strict=True
     ):
         assert k1 == k2 and torch.equal(v1, v2)
+
+
+def test_parse_arch_override_types_each_field():
+    from lewm_core.config import parse_arch_override
+
+    assert parse_arch_override("pred_depth=6") == ("pred_depth", 6)
+    assert parse_arch_override(" dropout = 0.25 ") == ("dropout", 0.25)
+    assert parse_arch_override("encoder=vit") == ("encoder", "vit")
+    assert parse_arch_override("cnn_channels=16,32,64,128") == ("cnn_channels", (16, 32, 64, 128))
+    cfg = ModelConfig.preset("lab", **dict([parse_arch_override("cnn_channels=16,32,64,128")]))
+    assert cfg.cnn_channels == (16, 32, 64, 128)
+    for bad, needle in [
+        ("pred_depth", "KEY=VALUE"),
+        ("=3", "KEY=VALUE"),
+        ("pred_depth=", "KEY=VALUE"),
+        ("pred_depth=1.5", "takes int"),
+        ("cnn_channels=a,b", "comma-separated integers"),
+        ("action_dim=4", "set by the dataset"),
+        ("nope=1", "valid: encoder"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            parse_arch_override(bad)
