@@ -269,13 +269,14 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     from lewm_core.model import LeWM, parameter_counts
 
     _check_range("--action-dim", args.action_dim, 1, 1024)
+    arch = dict(args.arch or [])
     try:
-        cfg = ModelConfig.preset(args.preset, action_dim=args.action_dim, **dict(args.arch or []))
+        cfg = ModelConfig.preset(args.preset, action_dim=args.action_dim, **arch)
     except ValueError as e:
         raise UserError(f"cannot build the {args.preset} model with --arch ({e})") from None
     with torch.device("meta"):  # shapes only: nothing is allocated
         counts = parameter_counts(LeWM(cfg))
-    info = {"preset": args.preset, "action_dim": args.action_dim, **dict(args.arch or []), **counts}
+    info = {"preset": args.preset, "action_dim": args.action_dim, **arch, **counts}
     if args.json:
         emit_json(info)
     else:

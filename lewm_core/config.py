@@ -234,8 +234,7 @@ class ModelConfig:
                 )
 
 
-# Fields a run must not change with `lewm train --arch`: the data set them (resolution, action
-# size) or they are not sizes of the network.
+# Fields `lewm train --arch` must not change: the dataset sets them (resolution, action size).
 _ARCH_FROM_DATA: tuple[str, ...] = ("image_size", "action_dim")
 
 
@@ -260,8 +259,6 @@ def parse_arch_override(text: str) -> tuple[str, Any]:
     try:
         if isinstance(default, tuple):
             return key, tuple(int(v) for v in raw.split(","))
-        if isinstance(default, bool):
-            raise ValueError
         return key, type(default)(raw)
     except ValueError:
         kind = "comma-separated integers" if isinstance(default, tuple) else type(default).__name__
