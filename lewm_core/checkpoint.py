@@ -139,13 +139,26 @@ def planning_defaults(meta: dict) -> tuple[str, int]:
             "(or remove the 'planning' entry)"
         )
     history = meta.get("model", {}).get("history", 1)
-    context = planning.get("context", 1)
+    context = check_context(
+        planning.get("context", 1),
+        history,
+        "config.json names the planning context",
+        " (or remove 'context' from the 'planning' entry)",
+    )
+    return sampling, context
+
+
+def check_context(context: object, history: int, source: str, fix: str = "") -> int:
+    """Return `context` (observed frames a plan starts from) when it is a whole number from 1
+    to the model's `history`; else raise a UserError that starts with `source` (where the value
+    came from: a flag, a config entry) and ends with `fix`. The one check of a planning context
+    for `lewm eval`, `lewm ship` and a shipped config.json."""
     if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= history:
         raise UserError(
-            f"config.json names the planning context {context!r}; use a whole number from 1 to "
-            f"the model's history ({history}) (or remove 'context' from the 'planning' entry)"
+            f"{source} {context!r}; use a whole number between 1 and the model's history "
+            f"({history}){fix}"
         )
-    return sampling, context
+    return context
 
 
 def save_model(

@@ -285,7 +285,7 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from lewm_core.checkpoint import load_model
+    from lewm_core.checkpoint import check_context, load_model
     from lewm_core.evaluate import evaluate
     from lewm_core.planning import CEMConfig
 
@@ -301,7 +301,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         _check_range(flag, value, lo, hi)
     loaded = load_model(args.checkpoint)
     context = loaded.context if args.context is None else args.context
-    _check_range("--context", context, 1, loaded.model.cfg.history)
+    if args.context is not None:
+        check_context(context, loaded.model.cfg.history, "--context got")
     cem = CEMConfig(
         samples=args.samples,
         iterations=args.iterations,

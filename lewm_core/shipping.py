@@ -21,6 +21,7 @@ from lewm_core.atomic import atomic_path, write_bytes, write_json
 from lewm_core.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
+    check_context,
     load_model,
     planning_defaults,
     read_config,
@@ -196,11 +197,8 @@ def ship(
     loaded = load_model(run_dir)  # validates the run before anything is written
     config = read_config(run_dir)
     history = loaded.model.cfg.history
-    if context is not None and not 1 <= context <= history:
-        raise UserError(
-            f"the planning context must be between 1 and the model's history ({history}) "
-            f"frames (got {context})"
-        )
+    if context is not None:
+        check_context(context, history, "lewm ship got the planning context")
     shipped = out_dir / MODEL_FILE
     same_weights = shipped.exists() and filecmp.cmp(run_dir / MODEL_FILE, shipped, shallow=False)
     kept = {}  # shipping the same weights again (say, with new evals) keeps their defaults

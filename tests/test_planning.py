@@ -324,6 +324,9 @@ def test_shipped_sampling_and_context_are_the_defaults_of_eval(
         assert (result["sampling"], result["cem"]["context"]) == expected
         evals.append(tmp_path / f"eval{len(evals)}.json")
         evals[-1].write_text(json.dumps(result) + "\n")
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out), *small, "--context", str(history + 1)]) == 2
+    assert f"--context got {history + 1}; use a whole number between 1" in capsys.readouterr().err
     assert main([*ship, *(a for e in evals for a in ("--eval", str(e)))]) == 0
     card = (out / "MODEL_CARD.md").read_text()
     assert "| independent | 2 | 16x2 |" in card and "| block | 1 | 16x2 |" in card
@@ -331,7 +334,7 @@ def test_shipped_sampling_and_context_are_the_defaults_of_eval(
     config = json.loads((out / "config.json").read_text())
     for key, bad, message in (
         ("sampling", "gaussian", "'gaussian'.*block, independent"),
-        ("context", history + 1, f"context {history + 1}.*1 to the model's history"),
+        ("context", history + 1, f"context {history + 1}.*between 1 and the model's history"),
     ):
         broken = {**config, "planning": {**config["planning"], key: bad}}
         (out / "config.json").write_text(json.dumps(broken))
