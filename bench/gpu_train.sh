@@ -26,7 +26,7 @@ mkdir -p "$WORK" "$OUT_DIR"
 CORES=$(nproc)
 DATA="$WORK/$ENV.h5"
 [ -f "$DATA" ] || $PY -m lewm_core collect --env "$ENV" --episodes "$EPISODES" \
-  --steps "$STEPS_PER_EP" --resolution 64 --seed 2 --workers "$(( CORES > 2 ? CORES - 1 : 1 ))" \
+  --steps "$STEPS_PER_EP" --resolution "$RESOLUTION" --seed 2 --workers "$(( CORES > 2 ? CORES - 1 : 1 ))" \
   --out "$DATA" --quiet
 echo "collected at $(( $(date +%s) - START )) s"
 RUN="$WORK/$ENV-gpu"

@@ -1,11 +1,12 @@
 # The recipe of each shipped model's data and training, sourced by bench/train_assets.sh and
 # bench/gpu_train.sh so that both collect episodes of the same length.
-#   recipe ENV   sets EPISODES, STEPS (raw steps per episode), TRAIN_STEPS, SEED (data seed),
-#                CKPT (checkpoint every CKPT steps) and CONTEXTS (the planning contexts
-#                train_assets.sh evaluates, unless CONTEXTS is set already); unknown ENV: an
-#                error naming the choices.
+#   recipe ENV   sets EPISODES, STEPS (raw steps per episode), RESOLUTION (image side, px),
+#                TRAIN_STEPS, SEED (data seed), CKPT (checkpoint every CKPT steps) and
+#                CONTEXTS (the planning contexts train_assets.sh evaluates, unless CONTEXTS is
+#                set already); unknown ENV: an error naming the choices.
 recipe() {
   CKPT=500
+  RESOLUTION=64  # every shipped model; 96 and 128 px were tried (REPRODUCTION.md)
   local contexts=1
   case "$1" in
     tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;

@@ -20,7 +20,7 @@ DATA="data/$ENV.h5"
 RUN="runs/$ENV-lab"
 mkdir -p data runs
 [ -f "$DATA" ] || $LEWM collect --env "$ENV" --episodes "$EPISODES" --steps "$STEPS" \
-  --resolution 64 --seed "$SEED" --workers 2 --out "$DATA" --quiet
+  --resolution "$RESOLUTION" --seed "$SEED" --workers 2 --out "$DATA" --quiet
 if [ -f "$RUN/trainer_state.safetensors" ]; then
   $LEWM train --out "$RUN" --resume --max-steps "$TRAIN_STEPS" --quiet --json
 else
