@@ -38,7 +38,7 @@ from lewm_core.checkpoint import load_model
 from lewm_core.data import open_dataset
 from lewm_core.envs import make
 from lewm_core.envs.cube import CUBE_Z
-from lewm_core.evaluate import render_state, tasks_from_dataset
+from lewm_core.evaluate import reaches_goal, render_state, tasks_from_dataset
 from lewm_core.planning import CEMConfig, Planner
 
 LIFTED_M = 0.01  # Cube: the cube counts as lifted when its centre is this far above resting
@@ -55,18 +55,6 @@ def task_kind(env_name: str, env, start_state: np.ndarray, goal_state: np.ndarra
         lifted = base.cube_pos_of(start_state)[2] > CUBE_Z + LIFTED_M
         return "carry" if lifted else "pick"
     return "move"
-
-
-def execute(env, task, actions: np.ndarray) -> bool:
-    """Run raw actions (T, A) from the task's start state; True if the goal holds at any step.
-    The env is left in the last state."""
-    base = env.unwrapped
-    base.set_state(task.start_state)
-    reached = False
-    for a in actions:
-        env.step(np.asarray(a, dtype=np.float32))
-        reached = reached or bool(base.is_success(task.goal_state))
-    return reached
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             expert_cost, _ = planner.cost(z_start, z_goal, expert[None], past)
             plan = planner.plan(z_start, z_goal, generator, keep_history=False, context_blocks=past)
             # The data's actions reach the goal by construction (a check of the row and replay).
-            expert_reached = execute(env, task, raw[row - first :])
-            reached = execute(env, task, plan.actions)
+            expert_reached = reaches_goal(env, task, raw[row - first :], stop_at_goal=False)
+            reached = reaches_goal(env, task, plan.actions, stop_at_goal=False)
             errors = env.unwrapped.goal_errors(task.goal_state)
             rows.append(
                 {

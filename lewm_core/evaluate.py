@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,17 +124,30 @@ def render_state(env, state: np.ndarray) -> np.ndarray:
     return env.unwrapped.render().copy()
 
 
-def random_policy_success(env, task: EvalTask, budget: int, rng: np.random.Generator) -> bool:
-    """Does a uniformly random policy reach the goal within `budget` steps?"""
+def reaches_goal(
+    env, task: EvalTask, actions: Iterable[np.ndarray], stop_at_goal: bool = True
+) -> bool:
+    """Set the task's start state and step `env` through raw `actions` (each (A,)); True when
+    the goal's success test holds at the start or after any step. With `stop_at_goal` the
+    actions after the first success are neither run nor, from a generator, drawn; without it
+    the env ends in the state after the last action."""
     base = env.unwrapped
     base.set_state(task.start_state)
-    if base.is_success(task.goal_state):
+    reached = bool(base.is_success(task.goal_state))
+    if reached and stop_at_goal:
         return True
-    for _ in range(budget):
-        env.step(rng.uniform(-1, 1, base.action_space.shape).astype(np.float32))
-        if base.is_success(task.goal_state):
+    for action in actions:
+        env.step(np.asarray(action, dtype=np.float32))
+        reached = reached or bool(base.is_success(task.goal_state))
+        if reached and stop_at_goal:
             return True
-    return False
+    return reached
+
+
+def random_policy_success(env, task: EvalTask, budget: int, rng: np.random.Generator) -> bool:
+    """Does a uniformly random policy reach the goal within `budget` steps?"""
+    shape = env.unwrapped.action_space.shape
+    return reaches_goal(env, task, (rng.uniform(-1, 1, shape) for _ in range(budget)))
 
 
 def side_by_side_video(

@@ -141,6 +141,30 @@ def test_wilson_interval_known_values():
     assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(50, 50)[1] == 1.0
 
 
+def test_reaches_goal_counts_the_start_and_stops_where_told():
+    """The success test holds at the start, after some action, or never; with
+    `stop_at_goal` the later actions are not drawn, without it the env ends after the last."""
+    from lewm_core.envs import make
+    from lewm_core.evaluate import EvalTask, random_policy_success, reaches_goal
+
+    env = make("tworoom", resolution=32)
+    env.reset(seed=0)
+    start = np.array([40.0, 150.0])
+    right = [np.array([1.0, 0.0])] * 10  # 5 px per step
+    task = EvalTask(start, start + [30.0, 0.0], np.zeros((32, 32, 3), np.uint8))
+    assert reaches_goal(env, EvalTask(start, start, task.goal_frame), [])
+    assert not reaches_goal(env, task, [])
+    assert not reaches_goal(env, task, right[:2])  # 10 px short of 30: 20 px away
+    drawn = []
+    lazy = (drawn.append(a) or a for a in right)
+    assert reaches_goal(env, task, lazy)
+    assert len(drawn) == 3, "stops at the first step within 16 px (15 px moved, 15 px left)"
+    assert reaches_goal(env, task, right, stop_at_goal=False)
+    np.testing.assert_allclose(env.unwrapped.get_state(), start + [50.0, 0.0])
+    rng = np.random.default_rng(0)
+    assert not random_policy_success(env, EvalTask(start, [180.0, 30.0], task.goal_frame), 5, rng)
+
+
 def test_eval_cli_on_trained_model_is_repeatable(trained_run, tworoom_h5, tmp_path):
     args = [
         sys.executable,
