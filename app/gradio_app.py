@@ -265,7 +265,7 @@ def plan_to_goal(
 
     from lewm_core.envs import make
     from lewm_core.evaluate import side_by_side_video, tasks_from_policy
-    from lewm_core.planning import CEMConfig, Planner, run_mpc
+    from lewm_core.planning import Planner, run_mpc
 
     task, path = check_task(task)
     seed = check_int("seed", seed, 0, MAX_SEED)
@@ -274,12 +274,8 @@ def plan_to_goal(
     budget = check_int("step budget", budget, 1, MAX_BUDGET)
     set_torch_threads()
     loaded = MODELS.get(path)
-    cem = CEMConfig(
-        samples=samples,
-        iterations=iterations,
-        elites=min(ELITES, samples),
-        sampling=loaded.sampling,
-        context=loaded.context,
+    cem = loaded.planning.cem_config(
+        samples=samples, iterations=iterations, elites=min(ELITES, samples)
     )
     env = make(loaded.env_name, resolution=loaded.config.image_size)
     try:
@@ -326,6 +322,8 @@ def plan_to_goal(
             "horizon": cem.horizon,
             "sampling": cem.sampling,
             "context": cem.context,
+            "objective": cem.objective,
+            "receding_horizon": cem.receding_horizon,
         },
     }
     verdict = (

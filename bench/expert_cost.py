@@ -39,7 +39,7 @@ from lewm_core.data import open_dataset
 from lewm_core.envs import make
 from lewm_core.envs.cube import CUBE_Z
 from lewm_core.evaluate import reaches_goal, render_state, tasks_from_dataset
-from lewm_core.planning import CEMConfig, Planner
+from lewm_core.planning import Planner
 
 LIFTED_M = 0.01  # Cube: the cube counts as lifted when its centre is this far above resting
 
@@ -75,16 +75,14 @@ def main(argv: list[str] | None = None) -> int:
 
     loaded = load_model(args.checkpoint)
     frameskip = loaded.config.frameskip
-    cem = CEMConfig(
-        samples=args.samples,
-        iterations=args.iterations,
-        sampling=args.sampling or loaded.sampling,
+    cem = loaded.planning.cem_config(  # the model's objective
+        samples=args.samples, iterations=args.iterations, sampling=args.sampling
     )
     offset = cem.horizon * frameskip
     env = make(loaded.env_name, resolution=loaded.config.image_size)
     planner = Planner(loaded.model, loaded.action_stats, cem, dtype=args.dtype)
     tasks = tasks_from_dataset(args.data, env, args.episodes, args.seed, goal_offset=offset)
-    k_max = args.context or loaded.context
+    k_max = args.context or loaded.planning.context
     generator = torch.Generator().manual_seed(args.seed)
     rows = []
     with open_dataset(args.data) as f:

@@ -29,6 +29,7 @@ import time
 import numpy as np
 import torch
 
+from lewm_core.config import OBJECTIVES, SAMPLINGS
 from lewm_core.data import ActionStats, ClipDataset
 from lewm_core.envs import make
 from lewm_core.evaluate import tasks_from_dataset, wilson_interval
@@ -39,8 +40,8 @@ class SimulatorPlanner(CEMPlanner):
     """A CEM planner whose "latent" is the simulator state and whose rollout is the simulator.
 
     `encode_observation` returns the state the env is in, shape (1, S), and `encode_goal` the
-    goal state, shape (S,); `cost` replays each candidate's raw actions from the start state
-    and returns (N,) costs against the goal state.
+    goal state, shape (S,); `step_costs` replays each candidate's raw actions from the start
+    state and returns its costs against the goal state after each block, (N, H).
     """
 
     def __init__(self, env, stats: ActionStats, cfg: CEMConfig, frameskip: int) -> None:
@@ -56,19 +57,20 @@ class SimulatorPlanner(CEMPlanner):
     def encode_goal(self, goal_frame: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(goal_state, np.float64))
 
-    def cost(self, z_start, z_goal, blocks, context_blocks=None):
+    def step_costs(self, z_start, z_goal, blocks, context_blocks=None):
         env, start = self.env, z_start.numpy().astype(np.float64)
         goal = z_goal.numpy().astype(np.float64)
         n, h = blocks.shape[:2]
-        raw = self.stats.denormalize(blocks.reshape(n, -1, self.action_dim).numpy())
+        raw = self.stats.denormalize(blocks.reshape(n, h, -1, self.action_dim).numpy())
         raw = np.clip(raw, -1.0, 1.0).astype(np.float64)
-        costs = np.empty(n)
+        costs = np.empty((n, h))
         for i in range(n):
             env.set_state(start)
-            for a in raw[i]:
-                env._step_sim(a)
-            errors = env.goal_errors(goal)
-            costs[i] = sum((errors[q] / tol) ** 2 for q, tol in self.tolerances.items())
+            for j, block in enumerate(raw[i]):
+                for a in block:
+                    env._step_sim(a)
+                errors = env.goal_errors(goal)
+                costs[i, j] = sum((errors[q] / tol) ** 2 for q, tol in self.tolerances.items())
         env.set_state(start)  # as found: run_mpc steps the env from here
         return torch.as_tensor(costs, dtype=torch.float32), torch.zeros(n, h, 1)
 
@@ -86,14 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=300)
     p.add_argument("--iterations", type=int, default=30)
-    p.add_argument("--sampling", default="block", choices=("block", "independent"))
+    p.add_argument("--sampling", default="block", choices=SAMPLINGS)
+    p.add_argument("--objective", default="last", choices=OBJECTIVES)
     p.add_argument("--frameskip", type=int, default=5)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     env = make(args.env, resolution=64)
     env.reset(seed=args.seed)
     tasks = tasks_from_dataset(args.data, env, args.episodes, args.seed)
-    cem = CEMConfig(samples=args.samples, iterations=args.iterations, sampling=args.sampling)
+    cem = CEMConfig(
+        samples=args.samples,
+        iterations=args.iterations,
+        sampling=args.sampling,
+        objective=args.objective,
+    )
     planner = SimulatorPlanner(env, action_stats_of(args.data), cem, args.frameskip)
     results, t0 = [], time.perf_counter()
     for i, task in enumerate(tasks):
@@ -114,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "success_rate": n_ok / len(results),
         "success_ci95": list(wilson_interval(n_ok, len(results))),
         "sampling": args.sampling,
+        "objective": args.objective,
         "cem": {"samples": args.samples, "iterations": args.iterations},
         "seed": args.seed,
         "plan_s_median": float(np.median([s for r in results for s in r.plan_seconds] or [0])),

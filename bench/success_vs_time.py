@@ -15,7 +15,7 @@ import json
 
 from lewm_core.checkpoint import load_model
 from lewm_core.evaluate import evaluate
-from lewm_core.planning import SAMPLINGS, CEMConfig
+from lewm_core.planning import SAMPLINGS
 
 
 def main() -> None:
@@ -29,11 +29,11 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     loaded = load_model(args.model)
-    args.sampling = args.sampling or loaded.sampling
+    args.sampling = args.sampling or loaded.planning.sampling
     rows = {}
     for budget in args.budgets.split(","):
         samples, iterations = (int(x) for x in budget.split("x"))
-        cem = CEMConfig(
+        cem = loaded.planning.cem_config(  # the model's context, objective, receding horizon
             samples=samples,
             iterations=iterations,
             elites=min(30, samples // 10),

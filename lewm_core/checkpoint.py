@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from lewm_core.atomic import write_bytes, write_json
-from lewm_core.config import SAMPLINGS, ModelConfig
+from lewm_core.config import OBJECTIVES, SAMPLINGS, ModelConfig
 from lewm_core.data import ActionStats
 from lewm_core.errors import UserError
 from lewm_core.model import LeWM
@@ -113,52 +113,83 @@ class LoadedModel:
         return self.meta.get("data", {}).get("env", "")
 
     @property
-    def sampling(self) -> str:
-        """The CEM sampling this model plans with by default: `planning.sampling` in its
-        config.json (written by `lewm ship --sampling`), else "block"."""
-        return planning_defaults(self.meta)[0]
-
-    @property
-    def context(self) -> int:
-        """The observed frames each plan starts from by default: `planning.context` in its
-        config.json (written by `lewm ship --context`), else 1 (the current frame)."""
-        return planning_defaults(self.meta)[1]
+    def planning(self) -> PlanningDefaults:
+        """How this model plans unless told otherwise: the `planning` entry of its config.json
+        (written by `lewm ship`), else the published planner from one frame."""
+        return planning_defaults(self.meta)
 
 
-def planning_defaults(meta: dict) -> tuple[str, int]:
-    """The default CEM sampling and context a config.json records
-    (`{"planning": {"sampling": ..., "context": ...}}`); ("block", 1) where it records none.
-    The context is at most the model's history (`meta["model"]["history"]`)."""
+@dataclass(frozen=True)
+class PlanningDefaults:
+    """A model's default CEM settings, as recorded by `lewm ship` (`lewm eval`, the lab and
+    the demo start on them): the action sampling, the observed frames a plan starts from, the
+    objective (`CEMConfig.objective`) and the blocks executed before replanning."""
+
+    sampling: str = "block"
+    context: int = 1
+    objective: str = "last"
+    receding_horizon: int = 5
+
+    def cem_config(self, **overrides):
+        """A `CEMConfig` with these defaults, where `overrides` (any CEMConfig field; None
+        keeps the default) do not say otherwise; the receding horizon is capped at the
+        horizon."""
+        from lewm_core.planning import CEMConfig
+
+        given = {k: v for k, v in overrides.items() if v is not None}
+        cfg = CEMConfig(**{**self.__dict__, **given})
+        cfg.receding_horizon = min(cfg.receding_horizon, cfg.horizon)
+        return cfg
+
+
+def planning_defaults(meta: dict) -> PlanningDefaults:
+    """The default CEM settings a config.json records (`{"planning": {"sampling": ...,
+    "context": ..., "objective": ..., "receding_horizon": ...}}`, each optional), checked:
+    the context is at most the model's history (`meta["model"]["history"]`), the receding
+    horizon at most the CEM horizon (5 blocks)."""
     planning = meta.get("planning", {})
     if not isinstance(planning, dict):
         raise UserError("config.json's 'planning' entry is not an object; remove it or fix it")
-    sampling = planning.get("sampling", "block")
-    if sampling not in SAMPLINGS:
+    fix = " (or remove the 'planning' entry)"
+    default = PlanningDefaults()
+    unknown = sorted(set(planning) - set(PlanningDefaults.__dataclass_fields__))
+    if unknown:
+        known = ", ".join(PlanningDefaults.__dataclass_fields__)
         raise UserError(
-            f"config.json names the CEM sampling {sampling!r}; use one of {', '.join(SAMPLINGS)} "
-            "(or remove the 'planning' entry)"
+            f"config.json's 'planning' entry has unknown keys {unknown}; remove them (known: "
+            f"{known})"
         )
+    for key, choices in (("sampling", SAMPLINGS), ("objective", OBJECTIVES)):
+        if planning.get(key, getattr(default, key)) not in choices:
+            raise UserError(
+                f"config.json names the CEM {key} {planning[key]!r}; use one of "
+                f"{', '.join(choices)}{fix}"
+            )
     history = meta.get("model", {}).get("history", 1)
-    context = check_context(
-        planning.get("context", 1),
-        history,
-        "config.json names the planning context",
-        " (or remove 'context' from the 'planning' entry)",
+    context = planning.get("context", default.context)
+    check_context(context, history, "config.json names the planning context", fix)
+    receding = planning.get("receding_horizon", default.receding_horizon)
+    check_whole(
+        receding, 1, default.receding_horizon, "config.json names the receding horizon", fix
     )
-    return sampling, context
+    return PlanningDefaults(**{**default.__dict__, **planning})
+
+
+def check_whole(value: object, lo: int, hi: int, source: str, fix: str = "") -> int:
+    """Return `value` when it is a whole number from `lo` to `hi`; else raise a UserError that
+    starts with `source` (where the value came from: a flag, a config entry) and ends with
+    `fix`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise UserError(f"{source} {value!r}; use a whole number between {lo} and {hi}{fix}")
+    return value
 
 
 def check_context(context: object, history: int, source: str, fix: str = "") -> int:
     """Return `context` (observed frames a plan starts from) when it is a whole number from 1
-    to the model's `history`; else raise a UserError that starts with `source` (where the value
-    came from: a flag, a config entry) and ends with `fix`. The one check of a planning context
-    for `lewm eval`, `lewm ship` and a shipped config.json."""
-    if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= history:
-        raise UserError(
-            f"{source} {context!r}; use a whole number between 1 and the model's history "
-            f"({history}){fix}"
-        )
-    return context
+    to the model's `history`; else raise a UserError naming `source` and `fix` (see
+    `check_whole`). The one check of a planning context for `lewm eval`, `lewm ship` and a
+    shipped config.json."""
+    return check_whole(context, 1, history, source, f" (the model's history){fix}")
 
 
 def save_model(

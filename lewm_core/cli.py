@@ -287,7 +287,6 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from lewm_core.checkpoint import check_context, load_model
     from lewm_core.evaluate import evaluate
-    from lewm_core.planning import CEMConfig
 
     for flag, value, lo, hi in (
         ("--episodes", args.episodes, 1, 100_000),
@@ -300,17 +299,20 @@ def cmd_eval(args: argparse.Namespace) -> None:
     ):
         _check_range(flag, value, lo, hi)
     loaded = load_model(args.checkpoint)
-    context = loaded.context if args.context is None else args.context
+    d = loaded.planning
     if args.context is not None:
-        check_context(context, loaded.model.cfg.history, "--context got")
-    cem = CEMConfig(
+        check_context(args.context, loaded.model.cfg.history, "--context got")
+    if args.receding_horizon is not None:
+        _check_range("--receding-horizon", args.receding_horizon, 1, args.horizon)
+    cem = d.cem_config(
         samples=args.samples,
         iterations=args.iterations,
         elites=args.elites,
         horizon=args.horizon,
-        sampling=args.sampling or loaded.sampling,
-        receding_horizon=min(args.receding_horizon, args.horizon),
-        context=context,
+        sampling=args.sampling,
+        receding_horizon=args.receding_horizon,
+        context=args.context,
+        objective=args.objective,
     )
     video_dir = args.video_dir or str(loaded.path / "videos")
     summary = evaluate(
@@ -368,29 +370,32 @@ def _last_json_line(path: str, command: str) -> dict:
 def cmd_ship(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from lewm_core.shipping import ship
+    from lewm_core.shipping import eval_label, ship
 
     evals = {}
     for path in args.eval or []:
         e = _last_json_line(path, "lewm eval")
-        name, context = e.get("sampling", Path(path).stem), e.get("cem", {}).get("context", 1)
-        evals[name if context == 1 else f"{name}, context {context}"] = e
+        evals[eval_label(e, Path(path).stem)] = e
     probe = _last_json_line(args.probe, "lewm probe") if args.probe else None
     surprise = _last_json_line(args.surprise, "lewm surprise") if args.surprise else None
     out = ship(
         args.run,
         args.out,
         evals,
-        sampling=args.sampling,
+        planning={
+            "sampling": args.sampling,
+            "context": args.context,
+            "objective": args.objective,
+            "receding_horizon": args.receding_horizon,
+        },
         probe=probe,
         surprise=surprise,
-        context=args.context,
     )
     print(f"shipped {args.run} to {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lewm_core.config import PRESETS, SAMPLINGS
+    from lewm_core.config import OBJECTIVES, PRESETS, SAMPLINGS
 
     p = _Parser(prog="lewm", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -482,7 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--iterations", type=int, default=30)
     e.add_argument("--elites", type=int, default=30)
     e.add_argument("--horizon", type=int, default=5)
-    e.add_argument("--receding-horizon", type=int, default=5)
+    e.add_argument(
+        "--receding-horizon",
+        type=int,
+        help="blocks of each plan executed before the next plan, at most --horizon (published: "
+        "all 5; default: the model's, see `lewm ship --receding-horizon`; else 5)",
+    )
     e.add_argument(
         "--context",
         type=int,
@@ -494,6 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sampling",
         choices=SAMPLINGS,
         help="CEM action sampling (default: the model's, see `lewm ship --sampling`; else block)",
+    )
+    e.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        help="a candidate's cost: its last predicted latent's squared distance to the goal's "
+        "(last, as published) or the smallest over the horizon (min); default: the model's, see "
+        "`lewm ship --objective`; else last",
     )
     e.add_argument(
         "--dtype",
@@ -527,6 +544,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="record this planning context (observed frames, 1 to the model's history) as the "
         "model's default (choose it on other episodes than the ones you report)",
+    )
+    s.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        help="record this CEM objective as the model's default (choose it on other episodes)",
+    )
+    s.add_argument(
+        "--receding-horizon",
+        type=int,
+        help="record the blocks executed per plan (1 to 5) as the model's default (choose it on "
+        "other episodes)",
     )
     s.add_argument("--probe", type=_path, help="`lewm probe --json` output file on this run")
     s.add_argument("--surprise", type=_path, help="`lewm surprise --json` output file on this run")

@@ -21,6 +21,11 @@ ENCODERS: tuple[str, ...] = ("vit", "cnn")
 # and config.json checks name them without importing torch.
 SAMPLINGS: tuple[str, ...] = ("block", "independent")
 
+# CEM objective (lewm_core.planning): "last" scores the last predicted latent against the goal's
+# (as published); "min" the predicted latent closest to it over the horizon's block boundaries,
+# since the success test counts the goal reached at any step.
+OBJECTIVES: tuple[str, ...] = ("last", "min")
+
 # Upper bounds of the sizes (far above every preset): a config.json that asks for more is damaged
 # or hostile, and refusing it is cheap, whereas building it (even on the meta device: a million
 # predictor blocks are a million Python objects) is not.

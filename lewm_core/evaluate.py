@@ -251,6 +251,8 @@ def evaluate(
             "elites": planner.cfg.elites,
             "context": planner.cfg.context,
             "horizon": planner.cfg.horizon,
+            "objective": planner.cfg.objective,
+            "receding_horizon": planner.cfg.receding_horizon,
         },
         "seed": seed,
         "source": "dataset" if data is not None else "policy",

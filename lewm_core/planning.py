@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from lewm_core.config import SAMPLINGS
+from lewm_core.config import OBJECTIVES, SAMPLINGS
 from lewm_core.data import ActionStats
 from lewm_core.errors import UserError
 from lewm_core.model import LeWM
@@ -83,10 +83,19 @@ class CEMConfig:
     # model's history: the current frame and those 1, 2 blocks before it, with the blocks actually
     # executed between them, so the predictor sees motion (Reacher's velocities) at the start.
     context: int = 1
+    # What a candidate costs: "last", the squared L2 between its last predicted latent and the
+    # goal latent (as published), or "min", the smallest of those distances over its H predicted
+    # latents (one per block), so that a plan passing through the goal early is not rated by
+    # where it drifts afterwards: the success test counts the goal reached at any step.
+    objective: str = "last"
 
     def validate(self) -> None:
         if self.sampling not in SAMPLINGS:
             raise UserError(f"unknown sampling '{self.sampling}'; choose {' or '.join(SAMPLINGS)}")
+        if self.objective not in OBJECTIVES:
+            raise UserError(
+                f"unknown CEM objective '{self.objective}'; choose {' or '.join(OBJECTIVES)}"
+            )
         if not 1 <= self.elites <= self.samples:
             raise UserError(f"elites must be in [1, samples={self.samples}], got {self.elites}")
         for name in ("samples", "iterations", "horizon", "receding_horizon", "context"):
@@ -123,9 +132,10 @@ class CEMPlanner:
     """The Cross-Entropy Method over action blocks, whatever scores the candidates.
 
     A subclass says what a "latent" is and how candidates are scored: `encode_observation`
-    and `encode_goal` give the start and goal latents `run_mpc` plans between, and `cost` rolls
-    a batch of normalised action blocks (N, H, F*A) out from a start latent and returns their
-    costs (N,) and predicted latents (N, H, D). `Planner` does it through a world model;
+    and `encode_goal` give the start and goal latents `run_mpc` plans between, and `step_costs`
+    rolls a batch of normalised action blocks (N, H, F*A) out from a start latent and returns
+    the cost after each block (N, H) and the predicted latents (N, H, D); `cost` reduces them
+    by the configured objective. `Planner` does it through a world model;
     `bench/oracle_plan.py` through the simulator itself, with the same `plan()`.
     """
 
@@ -157,17 +167,31 @@ class CEMPlanner:
         """The latent (D,) of the goal, given as its image (H, W, 3) and its simulator state."""
         raise NotImplementedError
 
+    def step_costs(
+        self,
+        z_start: torch.Tensor,
+        z_goal: torch.Tensor,
+        blocks: torch.Tensor,
+        context_blocks: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Costs after each block (N, H) and predicted latents (N, H, D) of normalised action
+        blocks (N, H, F*A), rolled out from `z_start` (D,) or a context (k, D) whose k - 1
+        executed blocks are `context_blocks` (k - 1, F*A)."""
+        raise NotImplementedError
+
     def cost(
         self,
         z_start: torch.Tensor,
         z_goal: torch.Tensor,
         blocks: torch.Tensor,
         context_blocks: torch.Tensor | None = None,
-    ):
-        """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A),
-        rolled out from `z_start` (D,) or a context (k, D) whose k - 1 executed blocks are
-        `context_blocks` (k - 1, F*A)."""
-        raise NotImplementedError
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Costs (N,) by `cfg.objective` (the last block's cost, or the smallest over the
+        horizon) and predicted latents (N, H, D); arguments as in `step_costs`."""
+        per_block, pred = self.step_costs(z_start, z_goal, blocks, context_blocks)
+        if self.cfg.objective == "min":
+            return per_block.min(1).values, pred
+        return per_block[:, -1], pred
 
     @torch.inference_mode()
     def plan(
@@ -283,15 +307,16 @@ class Planner(CEMPlanner):
         return self.encode(goal_frame[None])[0]
 
     @torch.inference_mode()
-    def cost(
+    def step_costs(
         self,
         z_start: torch.Tensor,
         z_goal: torch.Tensor,
         blocks: torch.Tensor,
         context_blocks: torch.Tensor | None = None,
-    ):
-        """Costs (N,) and predicted latents (N, H, D) of normalised action blocks (N, H, F*A);
-        see `CEMPlanner.cost` for the context."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared L2 distances (N, H) from each predicted latent to `z_goal` (D,), and the
+        predicted latents (N, H, D), of normalised action blocks (N, H, F*A); see
+        `CEMPlanner.step_costs` for the context."""
         z = z_start.reshape(1, -1, z_start.shape[-1]).to(self.dtype)
         if context_blocks is not None and len(context_blocks):
             past = context_blocks.to(blocks).reshape(1, -1, blocks.shape[-1])
@@ -325,7 +350,7 @@ class Planner(CEMPlanner):
         if pred is None:
             pred = self.model.rollout(z, blocks, mode=self.rollout_mode)
         pred = pred.float()
-        return ((pred[:, -1] - z_goal.reshape(1, -1).float()) ** 2).sum(-1), pred
+        return ((pred - z_goal.reshape(1, 1, -1).float()) ** 2).sum(-1), pred
 
 
 @dataclass

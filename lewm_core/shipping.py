@@ -21,7 +21,9 @@ from lewm_core.atomic import atomic_path, write_bytes, write_json
 from lewm_core.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
+    PlanningDefaults,
     check_context,
+    check_whole,
     load_model,
     planning_defaults,
     read_config,
@@ -31,6 +33,12 @@ from lewm_core.errors import UserError
 from lewm_core.model import parameter_counts
 
 EVAL_FILE = "eval.json"
+
+# How the model card says what a candidate's cost is, per CEM objective.
+OBJECTIVE_WORDS = {
+    "last": "its last predicted latent's distance to the goal (as published)",
+    "min": "its predicted latent closest to the goal over the horizon",
+}
 PROBE_FILE = "probe.json"
 SURPRISE_FILE = "surprise.json"
 PERTURBATION_NAMES = {"teleport": "teleported", "color": "colour change"}
@@ -132,15 +140,16 @@ def model_card(
     lines += ["", "## Planning (CEM + MPC, goal 25 steps ahead, budget 50 steps)", ""]
     if evals:
         lines += [
-            "| sampling | context | CEM | episodes | success | 95% CI | random policy "
-            "| plan ms (median) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| sampling | context | objective | execute | CEM | episodes | success | 95% CI "
+            "| random policy | plan ms (median) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, e in evals.items():
             cem = e.get("cem", {})
             lo, hi = e["success_ci95"]
             lines.append(
                 f"| {e.get('sampling', name)} | {cem.get('context', 1)} | "
+                f"{cem.get('objective', 'last')} | {cem.get('receding_horizon', 5)} | "
                 f"{cem.get('samples')}x{cem.get('iterations')} | "
                 f"{e['episodes']} | {e['success_rate']:.0%} | {lo:.0%}-{hi:.0%} | "
                 f"{e['random_success_rate']:.0%} | {e['plan_ms_median']:.0f} |"
@@ -148,15 +157,18 @@ def model_card(
         lines += [
             "",
             "Each row: `lewm eval --checkpoint <this folder> --data <dataset> "
-            "--episodes 50 --seed 0 --sampling <sampling> --context <context>`.",
+            "--episodes 50 --seed 0 --sampling <sampling> --context <context> "
+            "--objective <objective> --receding-horizon <execute>`.",
         ]
     else:
         lines.append("Not evaluated yet.")
-    sampling, context = planning_defaults(config)
+    d = planning_defaults(config)
     lines += [
         "",
-        f"Default CEM sampling (`lewm eval`, the lab, the demo): **{sampling}**; each plan "
-        f"starts from the last **{context}** observed frame{'s' if context > 1 else ''}.",
+        f"Default CEM sampling (`lewm eval`, the lab, the demo): **{d.sampling}**; each plan "
+        f"starts from the last **{d.context}** observed frame{'s' if d.context > 1 else ''}, "
+        f"scores a candidate by **{OBJECTIVE_WORDS[d.objective]}** and executes "
+        f"**{d.receding_horizon}** of its blocks before the next plan.",
     ]
     if decoder:
         m, t = decoder.get("metrics", {}), decoder.get("train", {})
@@ -174,38 +186,54 @@ def model_card(
     return "\n".join(lines) + "\n"
 
 
+def eval_label(result: dict, fallback: str) -> str:
+    """A short name for a `lewm eval --json` result by its planner settings, e.g. "block" or
+    "block, context 3, min objective, execute 2" (published values left out); `fallback`
+    where it names no sampling."""
+    cem = result.get("cem", {})
+    parts = [result.get("sampling", fallback)]
+    if cem.get("context", 1) != 1:
+        parts.append(f"context {cem['context']}")
+    if cem.get("objective", "last") != "last":
+        parts.append(f"{cem['objective']} objective")
+    if cem.get("receding_horizon", 5) != cem.get("horizon", 5):
+        parts.append(f"execute {cem['receding_horizon']}")
+    return ", ".join(parts)
+
+
 def ship(
     run_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     evals: dict[str, dict] | None = None,
-    sampling: str | None = None,
+    planning: dict | None = None,
     probe: dict | None = None,
     surprise: dict | None = None,
-    context: int | None = None,
 ) -> Path:
     """Copy a run's config and weights to `out_dir` and write its model card; return out_dir.
 
     A decoder trained on the run comes along; one left in `out_dir` beside other weights is
     removed (it decodes another encoder's latents), and so are evaluation, probe and surprise
     results.
-    `sampling` and `context`, when given, are recorded in the shipped config.json as the CEM
-    sampling and the observed context (frames) the model plans with by default; shipping the
-    same weights again without them keeps the ones recorded before.
+    `planning`: the default CEM settings to record in the shipped config.json (any of the
+    `PlanningDefaults` fields: sampling, context, objective, receding_horizon), which
+    `lewm eval`, the lab and the demo start on; shipping the same weights again keeps the ones
+    recorded before unless given anew.
     `probe` / `surprise`: results of `lewm probe --json` /
     `lewm surprise --json` on these weights, kept beside them and summarised in the card."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     loaded = load_model(run_dir)  # validates the run before anything is written
     config = read_config(run_dir)
-    history = loaded.model.cfg.history
-    if context is not None:
-        check_context(context, history, "lewm ship got the planning context")
+    chosen = {k: v for k, v in (planning or {}).items() if v is not None}
+    if "context" in chosen:
+        check_context(chosen["context"], loaded.model.cfg.history, "lewm ship got the context")
+    if "receding_horizon" in chosen:
+        most = PlanningDefaults.receding_horizon
+        check_whole(chosen["receding_horizon"], 1, most, "lewm ship got the receding horizon")
     shipped = out_dir / MODEL_FILE
     same_weights = shipped.exists() and filecmp.cmp(run_dir / MODEL_FILE, shipped, shallow=False)
     kept = {}  # shipping the same weights again (say, with new evals) keeps their defaults
     if same_weights and (out_dir / CONFIG_FILE).is_file():
         kept = read_config(out_dir).get("planning") or {}
-    chosen = {"sampling": sampling, "context": context}
-    chosen = {k: v for k, v in chosen.items() if v is not None}
     if chosen or kept:
         config["planning"] = {**config.get("planning", {}), **kept, **chosen}
         planning_defaults(config)  # validates before anything is written

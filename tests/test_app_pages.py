@@ -165,18 +165,20 @@ def test_plan_page_plans(lab: dict) -> None:
     assert not at.exception and not at.error and not at.warning
 
 
-def test_plan_page_starts_on_the_models_sampling(lab: dict) -> None:
-    """A model shipped with `--sampling independent` opens the page on independent sampling."""
+def test_plan_page_starts_on_the_models_planning_defaults(lab: dict) -> None:
+    """A model shipped with `--sampling independent --objective min --receding-horizon 2`
+    opens the page on those settings."""
     run = lab["runs_dir"] / "tiny-independent"
     shutil.copytree(lab["run"], run)
     config = json.loads((run / "config.json").read_text())
-    (run / "config.json").write_text(
-        json.dumps({**config, "planning": {"sampling": "independent"}})
-    )
+    planning = {"sampling": "independent", "objective": "min", "receding_horizon": 2}
+    (run / "config.json").write_text(json.dumps({**config, "planning": planning}))
     at = open_page("views/plan.py")
     assert at.selectbox(key="plan_model_w").value == "run:tiny-independent"
     assert not at.exception and not at.error
     assert at.selectbox(key="plan_sampling:run:tiny-independent").value == "independent"
+    assert at.selectbox(key="plan_objective:run:tiny-independent").value == "min"
+    assert at.number_input(key="plan_receding:run:tiny-independent").value == 2
 
 
 def test_plan_page_reads_url(lab: dict) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from lewm_core.checkpoint import PlanningDefaults
 from lewm_core.config import ModelConfig
 from lewm_core.data import ActionStats
 from lewm_core.errors import UserError
@@ -94,6 +95,32 @@ def test_cost_rolls_out_from_the_observed_context():
     torch.testing.assert_close(costs, ((want[:, -1] - z_goal) ** 2).sum(-1))
     one_frame, _ = planner.cost(z_ctx[-1], z_goal, blocks)
     assert not torch.allclose(costs, one_frame)  # the history changes the predictions
+
+
+def test_min_objective_scores_the_closest_predicted_latent():
+    """objective "min": a candidate costs its smallest distance to the goal over the horizon;
+    CEM with it finds a goal reached after 2 of 5 blocks, where what follows is free."""
+    model = _random_action_model(3)
+    gen = torch.Generator().manual_seed(0)
+    z0, z_goal = torch.randn(192, generator=gen), torch.randn(192, generator=gen)
+    blocks = torch.randn(8, 5, 10, generator=gen)
+    last = Planner(model, STATS, CEMConfig(), dtype="float32")
+    closest = Planner(model, STATS, CEMConfig(objective="min"), dtype="float32")
+    per_block, pred = last.step_costs(z0, z_goal, blocks)
+    torch.testing.assert_close(per_block, ((pred - z_goal) ** 2).sum(-1))
+    torch.testing.assert_close(last.cost(z0, z_goal, blocks)[0], per_block[:, -1])
+    torch.testing.assert_close(closest.cost(z0, z_goal, blocks)[0], per_block.min(1).values)
+    assert (per_block.min(1).values < per_block[:, -1]).any()
+    held = (torch.rand(1, 2, 1, 2, generator=gen) * 2 - 1).expand(1, 2, 5, 2).reshape(1, 2, 10)
+    with torch.inference_mode():
+        z_early = model.rollout(z0.view(1, 1, -1), held)[0, -1]  # the latent after 2 blocks
+    cem = CEMConfig(samples=128, elites=16, iterations=12, objective="min")
+    planner = Planner(model, STATS, cem, dtype="float32")
+    random_costs, _ = planner.cost(z0, z_early, torch.rand(256, 5, 10, generator=gen) * 2 - 1)
+    result = planner.plan(z0, z_early, generator=gen)
+    assert result.cost < 0.2 * float(random_costs.median())
+    with pytest.raises(UserError, match="unknown CEM objective 'mean'; choose last or min"):
+        CEMConfig(objective="mean").validate()
 
 
 def test_run_mpc_plans_from_the_last_observed_blocks():
@@ -309,21 +336,28 @@ def test_shipped_sampling_and_context_are_the_defaults_of_eval(
     from lewm_core.cli import main
 
     loaded = load_model(trained_run["path"])
-    assert (loaded.sampling, loaded.context) == ("block", 1)  # nothing recorded
+    assert loaded.planning == PlanningDefaults("block", 1, "last", 5)  # nothing recorded
     history = loaded.model.cfg.history
     assert history >= 2
     out = tmp_path / "m"
     ship = ["ship", "--run", trained_run["path"], "--out", str(out), "--sampling", "independent"]
     capsys.readouterr()
-    assert main([*ship, "--context", str(history + 1)]) == 2
-    assert f"between 1 and the model's history ({history})" in capsys.readouterr().err
+    for flag, bad, message in (
+        ("--context", history + 1, f"between 1 and {history} (the model's history)"),
+        ("--receding-horizon", 6, "receding horizon 6; use a whole number between 1 and 5"),
+    ):
+        assert main([*ship, flag, str(bad)]) == 2
+        assert message in capsys.readouterr().err
     assert not out.exists(), "a refused ship writes nothing"
-    assert main([*ship, "--context", "2"]) == 0
+    chosen = ["--context", "2", "--objective", "min", "--receding-horizon", "2"]
+    assert main([*ship, *chosen]) == 0
     loaded = load_model(out)
-    assert (loaded.sampling, loaded.context) == ("independent", 2)
+    assert loaded.planning == PlanningDefaults("independent", 2, "min", 2)
     assert (
         "Default CEM sampling (`lewm eval`, the lab, the demo): **independent**; each plan "
-        "starts from the last **2** observed frames" in (out / "MODEL_CARD.md").read_text()
+        "starts from the last **2** observed frames, scores a candidate by **its predicted "
+        "latent closest to the goal over the horizon** and executes **2** of its blocks"
+        in (out / "MODEL_CARD.md").read_text()
     )
     small = [
         "--data",
@@ -338,14 +372,17 @@ def test_shipped_sampling_and_context_are_the_defaults_of_eval(
         "2",
     ]
     evals = []
+    published = ["--sampling", "block", "--context", "1", "--objective", "last"]
     for flags, expected in (
-        ([], ("independent", 2)),
-        (["--sampling", "block", "--context", "1"], ("block", 1)),
+        ([], ("independent", 2, "min", 2)),
+        ([*published, "--receding-horizon", "5"], ("block", 1, "last", 5)),
     ):
         capsys.readouterr()
         assert main(["eval", "--checkpoint", str(out), *small, *flags, "--quiet", "--json"]) == 0
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        assert (result["sampling"], result["cem"]["context"]) == expected
+        cem = result["cem"]
+        got = (result["sampling"], cem["context"], cem["objective"], cem["receding_horizon"])
+        assert got == expected
         evals.append(tmp_path / f"eval{len(evals)}.json")
         evals[-1].write_text(json.dumps(result) + "\n")
     capsys.readouterr()
@@ -353,12 +390,18 @@ def test_shipped_sampling_and_context_are_the_defaults_of_eval(
     assert f"--context got {history + 1}; use a whole number between 1" in capsys.readouterr().err
     assert main([*ship, *(a for e in evals for a in ("--eval", str(e)))]) == 0
     card = (out / "MODEL_CARD.md").read_text()
-    assert "| independent | 2 | 16x2 |" in card and "| block | 1 | 16x2 |" in card
-    assert load_model(out).context == 2, "shipping again without --context keeps the default"
+    assert (
+        "| independent | 2 | min | 2 | 16x2 |" in card and "| block | 1 | last | 5 | 16x2 |" in card
+    )
+    kept = load_model(out).planning
+    assert kept == PlanningDefaults("independent", 2, "min", 2), "shipping again keeps them"
     config = json.loads((out / "config.json").read_text())
     for key, bad, message in (
         ("sampling", "gaussian", "'gaussian'.*block, independent"),
-        ("context", history + 1, f"context {history + 1}.*between 1 and the model's history"),
+        ("context", history + 1, f"context {history + 1}.*between 1 and {history} \\(the model"),
+        ("objective", "mean", "'mean'.*last, min"),
+        ("receding_horizon", 0, "receding horizon 0.*between 1 and 5"),
+        ("horizon", 3, r"unknown keys \['horizon'\]"),
     ):
         broken = {**config, "planning": {**config["planning"], key: bad}}
         (out / "config.json").write_text(json.dumps(broken))

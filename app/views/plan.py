@@ -25,7 +25,7 @@ from lewm_core.evaluate import (
     tasks_from_dataset,
     tasks_from_policy,
 )
-from lewm_core.planning import SAMPLINGS, CEMConfig, Planner, run_mpc
+from lewm_core.planning import OBJECTIVES, SAMPLINGS, CEMConfig, Planner, run_mpc
 
 CEM_PRESETS = {
     "fast": ("Fast (300 samples x 10 iterations)", dict(samples=300, iterations=10)),
@@ -116,32 +116,50 @@ def _task(key: tuple, env, env_name: str, source: str, seed: int, loaded, datase
 
 
 def _cem_settings(preset: str, model_key: str, loaded: LoadedModel) -> CEMConfig:
-    """The CEM settings from the widgets; sampling and context start at the model's defaults,
-    and each model keeps its own choice (those widgets are keyed by model)."""
-    default_sampling, history = loaded.sampling, loaded.model.cfg.history
+    """The CEM settings from the widgets; sampling, context, objective and the blocks
+    executed start at the model's defaults, and each model keeps its own choice (those widgets
+    are keyed by model)."""
+    d, history = loaded.planning, loaded.model.cfg.history
     with st.expander("CEM settings", expanded=preset == "custom"):
-        c = st.columns(7)
+        c = st.columns(8)
         samples = c[0].number_input("Samples", 1, 5000, 300, key="plan_samples")
         iterations = c[1].number_input("Iterations", 1, 200, 10, key="plan_iters")
         elites = c[2].number_input("Elites", 1, 5000, 30, key="plan_elites")
         horizon = c[3].number_input("Horizon (blocks)", 1, 20, 5, key="plan_horizon")
-        receding = c[4].number_input("Execute (blocks)", 1, 20, 5, key="plan_receding")
+        receding = c[4].number_input(
+            "Execute (blocks)",
+            1,
+            20,
+            d.receding_horizon,
+            key=f"plan_receding:{model_key}",
+            help="Blocks of each plan executed before the next plan: all 5 as in the paper, "
+            f"fewer to replan more often. This model's default: {d.receding_horizon}.",
+        )
         sampling = c[5].selectbox(
             "Sampling",
             SAMPLINGS,
-            index=SAMPLINGS.index(default_sampling),
+            index=SAMPLINGS.index(d.sampling),
             key=f"plan_sampling:{model_key}",
-            help=f"This model plans with {default_sampling} sampling by default.",
+            help=f"This model plans with {d.sampling} sampling by default.",
         )
         context = c[6].number_input(
             "Context (frames)",
             1,
             history,
-            loaded.context,
+            d.context,
             key=f"plan_context:{model_key}",
             help="Observed frames each plan starts from, one block apart, with the actions "
             "executed between them: 1 is the current frame only, as in the paper; more lets "
-            f"the predictor see the motion. This model's default: {loaded.context}.",
+            f"the predictor see the motion. This model's default: {d.context}.",
+        )
+        objective = c[7].selectbox(
+            "Objective",
+            OBJECTIVES,
+            index=OBJECTIVES.index(d.objective),
+            key=f"plan_objective:{model_key}",
+            help="A candidate's cost: the distance of its last predicted latent to the goal "
+            "(last, as in the paper) or of its closest one over the horizon (min). "
+            f"This model's default: {d.objective}.",
         )
         if preset != "custom":
             st.caption("Samples and iterations come from the preset; choose Custom to set them.")
@@ -153,6 +171,7 @@ def _cem_settings(preset: str, model_key: str, loaded: LoadedModel) -> CEMConfig
         receding_horizon=int(receding),
         sampling=sampling,
         context=int(context),
+        objective=objective,
     )
     if CEM_PRESETS[preset][1] is not None:
         values.update(CEM_PRESETS[preset][1])
@@ -337,7 +356,8 @@ with right:
         f"({loaded.config.encoder} encoder, {res} px, latent {loaded.config.latent_dim}).  \n"
         f"CEM: {cem.samples} samples x {cem.iterations} iterations, top {cem.elites}, "
         f"horizon {cem.horizon} blocks, execute {cem.receding_horizon}, {cem.sampling} sampling, "
-        f"context {cem.context} frame{'s' if cem.context > 1 else ''}; budget {budget} steps."
+        f"context {cem.context} frame{'s' if cem.context > 1 else ''}, {cem.objective} "
+        f"objective; budget {budget} steps."
     )
     clicked = st.button("Plan", key="plan_go", type="primary", icon=":material/route:")
 if clicked:
