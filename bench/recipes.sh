@@ -2,18 +2,21 @@
 # bench/gpu_train.sh so that both collect episodes of the same length.
 #   recipe ENV   sets EPISODES, STEPS (raw steps per episode), RESOLUTION (image side, px),
 #                TRAIN_STEPS, SEED (data seed), CKPT (checkpoint every CKPT steps) and
-#                CONTEXTS (the planning contexts train_assets.sh evaluates, unless CONTEXTS is
-#                set already); unknown ENV: an error naming the choices.
+#                CONTEXTS and PLANNERS (the planning contexts and CEM objective:receding
+#                horizon pairs train_assets.sh evaluates, unless set already); unknown ENV: an
+#                error naming the choices.
 recipe() {
   CKPT=500
   RESOLUTION=64  # every shipped model; 96 and 128 px were tried (REPRODUCTION.md)
-  local contexts=1
+  local contexts=1 planners="last:5"
   case "$1" in
     tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;
     pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=15000; SEED=1; CKPT=1500 ;;
-    reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; contexts="1 3" ;;
+    reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; contexts="1 3"
+             planners="last:5 min:2" ;;
     cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
     *) echo "error: unknown env '$1'; choose tworoom, pusht, reacher or cube" >&2; return 2 ;;
   esac
   CONTEXTS=${CONTEXTS:-$contexts}
+  PLANNERS=${PLANNERS:-$planners}
 }

@@ -6,6 +6,8 @@
 #   bash bench/train_assets.sh tworoom|pusht|reacher|cube
 # SAMPLINGS="block" limits the evaluation to one CEM sampling scheme; CONTEXTS (the recipe's:
 # "1 3" for Reacher, "1" for the others) the planning contexts (observed frames) tried;
+# PLANNERS (the recipe's) the CEM objective:blocks-executed-per-plan pairs tried ("last:5" is
+# the published planner);
 # SELECT_SEEDS (default "1 2") are the eval seeds whose episodes choose the model's default
 # sampling and context.
 # Wall times on this 2-core machine are in each model card.
@@ -27,26 +29,31 @@ else
   $LEWM train --data "$DATA" --preset lab --out "$RUN" --max-steps "$TRAIN_STEPS" \
     --checkpoint-every "$CKPT" --quiet --json
 fi
-# Report: seed-0 episodes with both samplings (and each planning context of the recipe).
-# Selection of the model's default: other episodes (eval seeds 1 and 2, 100 in all); the higher
-# success wins, a tie keeps the earlier (block, context 1).
-declare -A SELECTED
+# Report: seed-0 episodes with both samplings (and each planning context and objective:receding
+# horizon pair of the recipe). Selection of the model's default: other episodes (eval seeds 1
+# and 2, 100 in all); the higher success wins, a tie keeps the earlier (block, context 1, last:5).
+declare -A SELECTED SAMP CTX OBJ RH
 CHOICES=()
 for SAMPLING in ${SAMPLINGS:-block independent}; do
   for CONTEXT in $CONTEXTS; do
-    NAME="$SAMPLING"; [ "$CONTEXT" = 1 ] || NAME="$SAMPLING-context$CONTEXT"
-    CHOICES+=("$NAME")
-    $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed 0 --sampling "$SAMPLING" \
-      --context "$CONTEXT" --videos 3 --video-dir "$RUN/videos-$NAME" --quiet --json \
-      > "$RUN/eval-$NAME.json"
-    tail -n 1 "$RUN/eval-$NAME.json"
-    SELECTED[$NAME]=0
-    for SEED in ${SELECT_SEEDS:-1 2}; do
-      $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed "$SEED" \
-        --sampling "$SAMPLING" --context "$CONTEXT" --quiet --json > "$RUN/select-$NAME-seed$SEED.json"
-      WINS=$(tail -n 1 "$RUN/select-$NAME-seed$SEED.json" | .venv/bin/python -c \
-        'import json, sys; d = json.loads(sys.stdin.read()); print(round(d["success_rate"] * d["episodes"]))')
-      SELECTED[$NAME]=$(( ${SELECTED[$NAME]} + WINS ))
+    for PLANNER in $PLANNERS; do
+      NAME="$SAMPLING"; [ "$CONTEXT" = 1 ] || NAME="$NAME-context$CONTEXT"
+      [ "$PLANNER" = last:5 ] || NAME="$NAME-${PLANNER%%:*}-execute${PLANNER##*:}"
+      CHOICES+=("$NAME")
+      SAMP[$NAME]=$SAMPLING; CTX[$NAME]=$CONTEXT; OBJ[$NAME]=${PLANNER%%:*}; RH[$NAME]=${PLANNER##*:}
+      FLAGS=(--sampling "$SAMPLING" --context "$CONTEXT" --objective "${OBJ[$NAME]}"
+        --receding-horizon "${RH[$NAME]}")
+      $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed 0 "${FLAGS[@]}" \
+        --videos 3 --video-dir "$RUN/videos-$NAME" --quiet --json > "$RUN/eval-$NAME.json"
+      tail -n 1 "$RUN/eval-$NAME.json"
+      SELECTED[$NAME]=0
+      for SEED in ${SELECT_SEEDS:-1 2}; do
+        $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed "$SEED" "${FLAGS[@]}" \
+          --quiet --json > "$RUN/select-$NAME-seed$SEED.json"
+        WINS=$(tail -n 1 "$RUN/select-$NAME-seed$SEED.json" | .venv/bin/python -c \
+          'import json, sys; d = json.loads(sys.stdin.read()); print(round(d["success_rate"] * d["episodes"]))')
+        SELECTED[$NAME]=$(( ${SELECTED[$NAME]} + WINS ))
+      done
     done
   done
 done
@@ -54,16 +61,13 @@ BEST=${CHOICES[0]}
 for NAME in "${CHOICES[@]}"; do
   if [ "${SELECTED[$NAME]}" -gt "${SELECTED[$BEST]}" ]; then BEST=$NAME; fi
 done
-BEST_SAMPLING=${BEST%%-context*}
-BEST_CONTEXT=1; [ "$BEST" = "$BEST_SAMPLING" ] || BEST_CONTEXT=${BEST##*-context}
-echo "selection episodes succeeded: $(declare -p SELECTED); default: $BEST_SAMPLING sampling," \
-  "context $BEST_CONTEXT"
+echo "selection episodes succeeded: $(declare -p SELECTED); default: $BEST"
 [ -f "$RUN/decoder.safetensors" ] || $LEWM decoder-train --checkpoint "$RUN" --steps 1500 --quiet --json
 # What the latents hold (probes) and surprise at perturbations, summarised in the model card.
 $LEWM probe --checkpoint "$RUN" --quiet --json > "$RUN/probe.out"
 $LEWM surprise --checkpoint "$RUN" --episodes 20 --seed 0 --quiet --json > "$RUN/surprise.out"
 EVALS=()
 for NAME in "${CHOICES[@]}"; do EVALS+=(--eval "$RUN/eval-$NAME.json"); done
-$LEWM ship --run "$RUN" --out "assets/models/$ENV" "${EVALS[@]}" --sampling "$BEST_SAMPLING" \
-  --context "$BEST_CONTEXT" \
+$LEWM ship --run "$RUN" --out "assets/models/$ENV" "${EVALS[@]}" --sampling "${SAMP[$BEST]}" \
+  --context "${CTX[$BEST]}" --objective "${OBJ[$BEST]}" --receding-horizon "${RH[$BEST]}" \
   --probe "$RUN/probe.out" --surprise "$RUN/surprise.out"
