@@ -141,8 +141,8 @@ def model_card(
     if evals:
         lines += [
             "| sampling | context | objective | execute | CEM | episodes | success | 95% CI "
-            "| random policy | plan ms (median) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| random policy | plan ms (median) | precision |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, e in evals.items():
             cem = e.get("cem", {})
@@ -152,13 +152,15 @@ def model_card(
                 f"{cem.get('objective', 'last')} | {cem.get('receding_horizon', 5)} | "
                 f"{cem.get('samples')}x{cem.get('iterations')} | "
                 f"{e['episodes']} | {e['success_rate']:.0%} | {lo:.0%}-{hi:.0%} | "
-                f"{e['random_success_rate']:.0%} | {e['plan_ms_median']:.0f} |"
+                f"{e['random_success_rate']:.0%} | {e['plan_ms_median']:.0f} | "
+                f"{e.get('dtype', '-')}{', compiled' if e.get('compiled') else ''} |"
             )
         lines += [
             "",
             "Each row: `lewm eval --checkpoint <this folder> --data <dataset> "
             "--episodes 50 --seed 0 --sampling <sampling> --context <context> "
-            "--objective <objective> --receding-horizon <execute>`.",
+            "--objective <objective> --receding-horizon <execute>`. Plan times are those of "
+            "the machine each evaluation ran on.",
         ]
     else:
         lines.append("Not evaluated yet.")
