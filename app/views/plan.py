@@ -294,7 +294,10 @@ the new frame and replans, until the task's success test passes or the step budg
 - **CEM**: *Fast* (300 x 10) answers in seconds on a CPU; *Paper* (300 x 30) is the published
   setting. *Sampling*: `block` holds one action per block (moves far), `independent` samples
   every raw action (as published); each model starts on the one recorded with it, chosen on
-  other episodes than those its model card reports.
+  other episodes than those its model card reports. *Objective*: `last` scores a candidate by
+  its final predicted embedding (as published), `min` by the one closest to the goal over the
+  horizon, since the goal counts as reached at any step; with `min`, executing 2 blocks before
+  replanning took Reacher from 71% to 95% of its goals.
 - **Plot**: the cost of the best candidate and the spread of the elites at each iteration of the
   first plan; a search that converges narrows the box and lowers the cost.
 - Success, steps, times and costs are computed by `lewm_core.planning.run_mpc`.
