@@ -50,7 +50,10 @@ def test_plan_endpoint(client) -> None:
     assert 0 <= details["steps"] <= 20 and details["budget"] == 20
     assert details["cem"]["samples"] == TINY_CEM[0] and details["cem"]["iterations"] == 2
     shipped = json.loads((ROOT / "assets/models/tworoom/config.json").read_text())
-    assert details["cem"]["sampling"] == shipped.get("planning", {}).get("sampling", "block")
+    planning = shipped.get("planning", {})
+    assert details["cem"]["sampling"] == planning.get("sampling", "block")
+    assert details["cem"]["objective"] == planning.get("objective", "last")
+    assert details["cem"]["receding_horizon"] == planning.get("receding_horizon", 5)
     assert details["plans"] == len(details["plan_ms"]) >= 1
     assert details["plan_ms_median"] > 0
     assert ("Success" in summary) == details["success"]
