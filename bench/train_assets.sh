@@ -6,8 +6,8 @@
 #   bash bench/train_assets.sh tworoom|pusht|reacher|cube
 # SAMPLINGS="block" limits the evaluation to one CEM sampling scheme; CONTEXTS (the recipe's:
 # "1 3" for Reacher, "1" for the others) the planning contexts (observed frames) tried;
-# PLANNERS (the recipe's) the CEM objective:blocks-executed-per-plan pairs tried ("last:5" is
-# the published planner);
+# PLANNERS (the recipe's: "last:5 min:2") the CEM objective:blocks-executed-per-plan pairs
+# tried ("last:5" is the published planner);
 # SELECT_SEEDS (default "1 2") are the eval seeds whose episodes choose the model's default
 # sampling and context.
 # Wall times on this 2-core machine are in each model card.
