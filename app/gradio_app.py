@@ -67,11 +67,10 @@ SCALE = 4  # 64 px frames are shown 4x larger, crisp pixels
 
 CEM_NOTE = (
     f"Fast interactive CEM: **{FAST_SAMPLES} samples x {FAST_ITERATIONS} iterations** (top "
-    f"{ELITES}, horizon 5 blocks of 5 steps, each model's default sampling, context, objective "
-    f"and blocks executed per plan). The paper uses {PAPER_SAMPLES} x {PAPER_ITERATIONS}; on "
-    "Two-Room, with the published cost and replanning, the fast setting costs 4 points of "
-    "success (74% vs 78% over 50 episodes, `REPRODUCTION.md`) for about a third of the "
-    "planning time."
+    f"{ELITES}, horizon 5 blocks of 5 steps, each model's own planning defaults). The "
+    f"paper uses {PAPER_SAMPLES} x {PAPER_ITERATIONS}; on Two-Room the fast setting costs 4 "
+    "points of success (74% vs 78%, published planner, `REPRODUCTION.md`) for about a third of "
+    "the planning time."
 )
 
 
