@@ -19,8 +19,9 @@ the model's cost below that of a known solution and the cost led it elsewhere: t
 wrong sequence above a right one (whether another right sequence would score lower still is not
 measured). When the data's actions cost less and CEM misses, the search stopped short of a
 better sequence of the model's own cost (the search's fault). Tasks are grouped by what they
-ask: "met" (the goal holds at the start), and otherwise, for Cube, "carry" (the cube is already
-lifted at the start) or "pick" (it rests on the floor); "move" for the other envs.
+ask, the env's `goal_kind`: "met" (the goal holds at the start), and otherwise, for Cube, "carry"
+(the cube is already lifted at the start) or "pick" (it rests on the floor), for Push-T "agent"
+(the T already lies within tolerance of its goal pose) or "push"; "move" for the other envs.
 The last stdout line with --json is one JSON object: {"groups": {kind: {...}}, "tasks": [...]}.
 """
 
@@ -37,24 +38,8 @@ import torch
 from lewm_core.checkpoint import load_model
 from lewm_core.data import open_dataset
 from lewm_core.envs import make
-from lewm_core.envs.cube import CUBE_Z
 from lewm_core.evaluate import reaches_goal, render_state, tasks_from_dataset
 from lewm_core.planning import Planner
-
-LIFTED_M = 0.01  # Cube: the cube counts as lifted when its centre is this far above resting
-
-
-def task_kind(env_name: str, env, start_state: np.ndarray, goal_state: np.ndarray) -> str:
-    """ "met" if the goal holds at the start; else for Cube "carry" (the cube is off the floor at
-    the start, in the gripper) or "pick" (it rests on the floor), and "move" for other envs."""
-    base = env.unwrapped
-    base.set_state(start_state)
-    if base.is_success(goal_state):
-        return "met"
-    if env_name == "cube":
-        lifted = base.cube_pos_of(start_state)[2] > CUBE_Z + LIFTED_M
-        return "carry" if lifted else "pick"
-    return "move"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             ep_start = int(ep_offset[np.searchsorted(ep_offset, row, "right") - 1])
             k = min(k_max, 1 + (row - ep_start) // frameskip)  # fewer at an episode's start
             first = row - (k - 1) * frameskip
-            kind = task_kind(loaded.env_name, env, task.start_state, task.goal_state)
+            kind = env.unwrapped.goal_kind(task.start_state, task.goal_state)
             # The last k observations one block apart (newest = the start); the data's actions
             # from the oldest: the k - 1 blocks between them, then the horizon from the start.
             frames = [

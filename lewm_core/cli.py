@@ -345,6 +345,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
             f"failed episodes ended at (median) {ended}; "
             f"{errors['failed_within_2x']:.0%} of them within twice every tolerance"
         )
+    by_kind = ", ".join(
+        f"{kind} {k['successes']}/{k['episodes']} (random policy {k['random_successes']})"
+        for kind, k in summary["goal_kinds"].items()
+    )
+    print(f"success by goal kind: {by_kind}")
     if args.json:
         emit_json(summary)
 

@@ -213,8 +213,9 @@ def evaluate(
     )
     rng = np.random.default_rng([seed, 3])
     results: list[EpisodeResult] = []
-    random_ok = []
+    random_ok, kinds = [], []
     for i, task in enumerate(tqdm(tasks, desc="eval", unit="ep", disable=not progress)):
+        kinds.append(env.unwrapped.goal_kind(task.start_state, task.goal_state))
         gen = torch.Generator(device=planner.device).manual_seed(seed * 100_003 + i)
         env.reset(seed=seed + i)
         res = run_mpc(env, planner, task.start_state, task.goal_state, task.goal_frame, budget, gen)
@@ -257,11 +258,32 @@ def evaluate(
         "seed": seed,
         "source": "dataset" if data is not None else "policy",
         "goal_errors": goal_error_summary(results, env.unwrapped.success_tolerances),
+        "goal_kinds": goal_kind_summary(
+            kinds, [r.success for r in results], random_ok, env.unwrapped.goal_kinds
+        ),
         "episode_results": [
-            {"success": r.success, "steps": r.steps, "final_errors": r.final_errors}
-            for r in results
+            {"success": r.success, "steps": r.steps, "kind": kind, "final_errors": r.final_errors}
+            for r, kind in zip(results, kinds, strict=True)
         ],
     }
+
+
+def goal_kind_summary(
+    kinds: list[str], successes: list[bool], random_successes: list[bool], order: tuple[str, ...]
+) -> dict[str, dict[str, int]]:
+    """Success per kind of task (the env's `goal_kind`, in the env's `goal_kinds` order, kinds
+    with no task left out): {kind: {"episodes", "successes", "random_successes"}}. Push-T's
+    "push" tasks, where the T must be moved, are the ones the paper's expert goals ask for."""
+    out: dict[str, dict[str, int]] = {}
+    for kind in order:
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        if idx:
+            out[kind] = {
+                "episodes": len(idx),
+                "successes": sum(bool(successes[i]) for i in idx),
+                "random_successes": sum(bool(random_successes[i]) for i in idx),
+            }
+    return out
 
 
 def goal_error_summary(results: list[EpisodeResult], tolerances: dict[str, float]) -> dict:

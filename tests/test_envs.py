@@ -160,6 +160,48 @@ def test_goal_errors_are_what_is_success_tests(env):
     assert outcomes == {True, False}
 
 
+def test_goal_kind_met_at_the_goal_and_named(env):
+    """Every task has a kind of the env's `goal_kinds`: "met" exactly when the success test
+    holds at the start; `goal_kind` leaves the env in the start state."""
+    base = env.unwrapped
+    env.reset(seed=3)
+    start = base.get_state()
+    assert base.goal_kind(start, start) == "met" and base.goal_kinds[0] == "met"
+    rng = np.random.default_rng(1)
+    kinds = set()
+    for trial in range(6):
+        base.set_state(start)
+        for _ in range(10 * trial):
+            env.step(rng.uniform(-1, 1, env.action_space.shape))
+        if trial == 5:
+            base.teleport(rng)
+        goal = base.get_state()
+        kind = base.goal_kind(start, goal)
+        assert kind in base.goal_kinds
+        assert np.array_equal(base.get_state(), start)
+        assert (kind == "met") == base.is_success(goal)
+        kinds.add(kind)
+    assert len(kinds) >= 2
+
+
+def test_pusht_goal_kinds_tell_agent_moves_from_pushes():
+    """Push-T: a goal that differs only in the agent's place is "agent"; one whose T lies
+    further than the success tolerance (20 px or pi/9) from the start's is "push"."""
+    base = make("pusht", 64).unwrapped
+    base.reset(seed=0)
+    start = np.array([150.0, 240.0, 0, 0, 256.0, 256.0, 0.0, 0, 0, 0])
+    agent_moved = start.copy()
+    agent_moved[0:2] = (400.0, 100.0)
+    assert base.goal_kind(start, agent_moved) == "agent"
+    nudged = agent_moved.copy()
+    nudged[4], nudged[6] = 256.0 + 15.0, 0.3  # within 20 px and pi/9: still "agent"
+    assert base.goal_kind(start, nudged) == "agent"
+    for index, value in ((4, 256.0 + 25.0), (6, 0.4)):  # moved 25 px, or turned 0.4 rad
+        pushed = agent_moved.copy()
+        pushed[index] = value
+        assert base.goal_kind(start, pushed) == "push"
+
+
 def test_teleport_and_set_color(env):
     env.reset(seed=11)
     s0, f0 = env.get_state(), env.render().copy()
@@ -395,6 +437,11 @@ def test_cube_round_trip_while_holding(cube):
         cube.step(policy.act())
     assert cube.state["cube_pos"][2] > 0.03 and cube.state["gripper_opening"][0] > 0.3
     saved = cube.get_state()
+    cube.reset(seed=1)
+    resting = cube.get_state()  # the cube on the floor somewhere else
+    assert cube.goal_kind(saved, resting) == "carry"  # held at the start
+    assert cube.goal_kind(resting, saved) == "pick"  # on the floor at the start
+    cube.set_state(saved)
     actions = [policy.act() for _ in range(6)]
     frames = [cube.step(a)[0] for a in actions]
     after = cube.get_state()

@@ -233,6 +233,16 @@ def test_eval_cli_on_trained_model_is_repeatable(trained_run, tworoom_h5, tmp_pa
     failed = [ep["final_errors"]["agent_dist"] for ep in episodes if not ep["success"]]
     if failed:
         assert errors["failed_final_median"]["agent_dist"] == pytest.approx(np.median(failed))
+    kinds = outs[0]["goal_kinds"]  # Two-Room's kinds; the counts are the episodes'
+    assert set(kinds) <= {"met", "move"} and outs[0]["goal_kinds"] == outs[1]["goal_kinds"]
+    for kind, counts in kinds.items():
+        mine = [ep for ep in episodes if ep["kind"] == kind]
+        assert counts["episodes"] == len(mine) > 0
+        assert counts["successes"] == sum(ep["success"] for ep in mine)
+        assert 0 <= counts["random_successes"] <= counts["episodes"]
+    assert sum(k["episodes"] for k in kinds.values()) == 4
+    if "met" in kinds:  # a goal that holds at the start is met at step 0
+        assert all(ep["success"] and ep["steps"] == 0 for ep in episodes if ep["kind"] == "met")
     videos = list((tmp_path / "v").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
 

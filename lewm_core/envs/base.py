@@ -12,7 +12,8 @@ Besides the gymnasium API each environment offers what data collection, planning
 - ``get_state() / set_state(s)``: the full simulator state as a 1-D float64 array of length
   ``state_dim``; restoring it reproduces the frame and the future exactly.
 - ``is_success(goal_state)``: the paper's success test against a goal simulator state; its
-  errors, named, from ``goal_errors(goal_state)``, and their tolerances in ``success_tolerances``.
+  errors, named, from ``goal_errors(goal_state)``, and their tolerances in ``success_tolerances``;
+  ``goal_kind(start, goal)``: what a task asks (one of ``goal_kinds``, e.g. Push-T's "push").
 - ``teleport(rng)``: jump the controllable parts to a random valid configuration.
 - ``set_color(part, rgb)``: recolour a named part (``color_parts``) until the next reset.
 - ``Policy``: the scripted data-collection policy of an environment (see ``make_policy``).
@@ -86,6 +87,8 @@ class LewmEnv(gymnasium.Env):
     success_tolerances: ClassVar[dict[str, float]] = {}
     color_parts: ClassVar[tuple[str, ...]] = ()
     default_colors: ClassVar[dict[str, tuple[int, int, int]]] = {}
+    # what a start -> goal task asks, in reporting order (see goal_kind)
+    goal_kinds: ClassVar[tuple[str, ...]] = ("met", "move")
 
     def __init__(self, resolution: int = 64, render_mode: str | None = "rgb_array") -> None:
         super().__init__()
@@ -157,6 +160,20 @@ class LewmEnv(gymnasium.Env):
         every error of ``goal_errors`` below its tolerance in ``success_tolerances``."""
         errors = self.goal_errors(goal_state)
         return all(errors[name] < tol for name, tol in self.success_tolerances.items())
+
+    def goal_kind(self, start_state: np.ndarray, goal_state: np.ndarray) -> str:
+        """What reaching ``goal_state`` from ``start_state`` asks, one of ``goal_kinds``: "met"
+        if the success test already holds at the start, else the env's kind of the move
+        (``_move_kind``; "move" unless an env tells its tasks apart). Leaves the env in
+        ``start_state``."""
+        self.set_state(start_state)
+        if self.is_success(goal_state):
+            return "met"
+        return self._move_kind(np.asarray(start_state, np.float64), goal_state)
+
+    def _move_kind(self, start_state: np.ndarray, goal_state: np.ndarray) -> str:
+        """The kind of a task whose goal does not hold at the start (a name in ``goal_kinds``)."""
+        return "move"
 
     def teleport(self, rng: np.random.Generator) -> None:
         """Move the controllable parts to a random valid place instantly (zero velocities)."""

@@ -69,6 +69,7 @@ WORKSPACE = np.array([[0.25, -0.35, 0.02], [0.6, 0.35, 0.35]])
 ARM_SAMPLING = np.array([[0.25, -0.35, 0.20], [0.6, 0.35, 0.35]])
 CUBE_SAMPLING = np.array([[0.3, -0.3], [0.55, 0.3]])
 CUBE_Z = 0.02  # cube half size: resting on the floor
+LIFTED_M = 0.01  # the cube counts as lifted (held) when its centre is this far above resting
 TELEPORT_MIN_DIST = 0.1
 # Fixed camera (free MuJoCo camera): from the front, looking down 70 degrees at the middle of the
 # cube area; the whole cube/target area x [0.3, 0.55], y [-0.3, 0.3] and the gripper are in view.
@@ -169,6 +170,8 @@ class CubeEnv(MujocoEnv):
     }
     angle_quantities: ClassVar[tuple[str, ...]] = ("ee_yaw",)
     success_tolerances: ClassVar[dict[str, float]] = {"cube_dist": SUCCESS_DIST}
+    # "carry": the cube is off the floor (in the gripper) at the start; "pick": it rests there
+    goal_kinds: ClassVar[tuple[str, ...]] = ("met", "carry", "pick")
     color_parts: ClassVar[tuple[str, ...]] = ("cube", "arm", "gripper")
     default_colors: ClassVar[dict[str, tuple[int, int, int]]] = {
         "cube": CUBE_RGB,
@@ -374,6 +377,9 @@ class CubeEnv(MujocoEnv):
                 np.linalg.norm(self.data.qpos[q : q + 3] - self.cube_pos_of(goal_state))
             )
         }
+
+    def _move_kind(self, start_state: np.ndarray, goal_state: np.ndarray) -> str:
+        return "carry" if self.cube_pos_of(start_state)[2] > CUBE_Z + LIFTED_M else "pick"
 
     def is_success(self, goal_state: np.ndarray) -> bool:
         """The cube centre within 0.04 m of the goal state's cube centre (OGBench's rule,
