@@ -269,7 +269,7 @@ def evaluate(
 
 
 def goal_kind_summary(
-    kinds: list[str], successes: list[bool], random_successes: list[bool], order: tuple[str, ...]
+    kinds: list[str], successes: list[bool], random_successes: list[bool], order: Iterable[str]
 ) -> dict[str, dict[str, int]]:
     """Success per kind of task (the env's `goal_kind`, in the env's `goal_kinds` order, kinds
     with no task left out): {kind: {"episodes", "successes", "random_successes"}}. Push-T's

@@ -140,6 +140,8 @@ def test_plan_page_plans(lab: dict) -> None:
     at = open_page("views/plan.py")
     assert not at.error
     assert at.selectbox(key="plan_model_w").value == "run:tiny-run"
+    kinds = [c.value for c in at.caption if "This goal is of kind" in c.value]
+    assert len(kinds) == 1 and ("**met**" in kinds[0] or "**move**" in kinds[0])  # Two-Room's
     _tiny_cem(at)
     assert not at.exception and not at.error
     assert not [m for m in at.metric if m.label == "Steps"]  # nothing planned yet

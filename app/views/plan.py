@@ -110,9 +110,14 @@ def _task(key: tuple, env, env_name: str, source: str, seed: int, loaded, datase
             )[0]
         else:
             task = tasks_from_policy(env_name, env, 1, seed)[0]
-        held = {"key": key, "task": task, "start_frame": render_state(env, task.start_state)}
+        held = {
+            "key": key,
+            "task": task,
+            "start_frame": render_state(env, task.start_state),
+            "kind": env.unwrapped.goal_kind(task.start_state, task.goal_state),
+        }
         st.session_state[TASK] = held
-    return held["task"], held["start_frame"]
+    return held["task"], held["start_frame"], held["kind"]
 
 
 def _cem_settings(preset: str, model_key: str, loaded: LoadedModel) -> CEMConfig:
@@ -344,7 +349,7 @@ try:
     res = int(loaded.config.image_size)
     env = _env(entry.env, res)
     task_key = (key, source, seed, res)
-    task, start_frame = _task(task_key, env, entry.env, source, seed, loaded, dataset)
+    task, start_frame, kind = _task(task_key, env, entry.env, source, seed, loaded, dataset)
 except UserError as e:
     ui.show_error(e)
     st.stop()
@@ -353,6 +358,10 @@ settings = (key, source, seed, budget, tuple(sorted(vars(cem).items())))
 left, right = st.columns([3, 2], gap="medium")
 with left:
     ui.side_by_side({"start": start_frame, "goal (25 steps later)": task.goal_frame})
+    st.caption(
+        f"This goal is of kind **{kind}**: {env.unwrapped.goal_kinds[kind]} "
+        "(`lewm eval` reports success per kind)."
+    )
 with right:
     st.markdown(
         f"**{models.env_title(entry.env)}**, model `{entry.path.name}` "

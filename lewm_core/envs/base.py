@@ -87,8 +87,11 @@ class LewmEnv(gymnasium.Env):
     success_tolerances: ClassVar[dict[str, float]] = {}
     color_parts: ClassVar[tuple[str, ...]] = ()
     default_colors: ClassVar[dict[str, tuple[int, int, int]]] = {}
-    # what a start -> goal task asks, in reporting order (see goal_kind)
-    goal_kinds: ClassVar[tuple[str, ...]] = ("met", "move")
+    # what a start -> goal task asks (see goal_kind), in reporting order: kind -> what it means
+    goal_kinds: ClassVar[dict[str, str]] = {
+        "met": "the goal already holds at the start",
+        "move": "the goal must be reached",
+    }
 
     def __init__(self, resolution: int = 64, render_mode: str | None = "rgb_array") -> None:
         super().__init__()

@@ -170,8 +170,11 @@ class CubeEnv(MujocoEnv):
     }
     angle_quantities: ClassVar[tuple[str, ...]] = ("ee_yaw",)
     success_tolerances: ClassVar[dict[str, float]] = {"cube_dist": SUCCESS_DIST}
-    # "carry": the cube is off the floor (in the gripper) at the start; "pick": it rests there
-    goal_kinds: ClassVar[tuple[str, ...]] = ("met", "carry", "pick")
+    goal_kinds: ClassVar[dict[str, str]] = {
+        "met": "the goal already holds at the start",
+        "carry": "the cube is in the gripper at the start and must be carried to the goal",
+        "pick": "the cube rests on the floor and must be picked up or pushed to the goal",
+    }
     color_parts: ClassVar[tuple[str, ...]] = ("cube", "arm", "gripper")
     default_colors: ClassVar[dict[str, tuple[int, int, int]]] = {
         "cube": CUBE_RGB,

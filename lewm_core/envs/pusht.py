@@ -159,9 +159,11 @@ class PushTEnv(LewmEnv):
         "agent": AGENT_RGB,
         "block": BLOCK_RGB,
     }
-    # "agent": the T already lies within the success test's tolerances of its goal pose, so
-    # moving the agent alone can meet the goal; "push": the T must be pushed there.
-    goal_kinds: ClassVar[tuple[str, ...]] = ("met", "agent", "push")
+    goal_kinds: ClassVar[dict[str, str]] = {
+        "met": "the goal already holds at the start",
+        "agent": "the T already lies within tolerance of its goal pose: moving the agent will do",
+        "push": "the T must be pushed to its goal pose",
+    }
 
     def __init__(
         self, resolution: int = 64, render_mode: str | None = "rgb_array", damping: float = 0.0
