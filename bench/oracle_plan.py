@@ -32,7 +32,7 @@ import torch
 from lewm_core.config import OBJECTIVES, SAMPLINGS
 from lewm_core.data import ActionStats, ClipDataset
 from lewm_core.envs import make
-from lewm_core.evaluate import tasks_from_dataset, wilson_interval
+from lewm_core.evaluate import goal_kind_summary, tasks_from_dataset, wilson_interval
 from lewm_core.planning import CEMConfig, CEMPlanner, run_mpc
 
 
@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         objective=args.objective,
     )
     planner = SimulatorPlanner(env, action_stats_of(args.data), cem, args.frameskip)
-    results, t0 = [], time.perf_counter()
+    results, kinds, t0 = [], [], time.perf_counter()
     for i, task in enumerate(tasks):
+        kinds.append(env.unwrapped.goal_kind(task.start_state, task.goal_state))
         gen = torch.Generator().manual_seed(args.seed * 100_003 + i)  # as `evaluate` seeds it
         env.reset(seed=args.seed + i)
         res = run_mpc(env, planner, task.start_state, task.goal_state, task.goal_frame, 50, gen)
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         "plan_s_median": float(np.median([s for r in results for s in r.plan_seconds] or [0])),
         "wall_s": round(time.perf_counter() - t0, 1),
         "episode_success": [r.success for r in results],
+        "goal_kinds": goal_kind_summary(
+            kinds, [r.success for r in results], env.unwrapped.goal_kinds
+        ),
     }
     print(json.dumps(summary) if args.json else json.dumps(summary, indent=2))
     return 0

@@ -259,7 +259,7 @@ def evaluate(
         "source": "dataset" if data is not None else "policy",
         "goal_errors": goal_error_summary(results, env.unwrapped.success_tolerances),
         "goal_kinds": goal_kind_summary(
-            kinds, [r.success for r in results], random_ok, env.unwrapped.goal_kinds
+            kinds, [r.success for r in results], env.unwrapped.goal_kinds, random_ok
         ),
         "episode_results": [
             {"success": r.success, "steps": r.steps, "kind": kind, "final_errors": r.final_errors}
@@ -269,20 +269,21 @@ def evaluate(
 
 
 def goal_kind_summary(
-    kinds: list[str], successes: list[bool], random_successes: list[bool], order: Iterable[str]
+    kinds: list[str],
+    successes: list[bool],
+    order: Iterable[str],
+    random_successes: list[bool] | None = None,
 ) -> dict[str, dict[str, int]]:
     """Success per kind of task (the env's `goal_kind`, in the env's `goal_kinds` order, kinds
-    with no task left out): {kind: {"episodes", "successes", "random_successes"}}. Push-T's
+    with no task left out): {kind: {"episodes", "successes"[, "random_successes"]}}. Push-T's
     "push" tasks, where the T must be moved, are the ones the paper's expert goals ask for."""
     out: dict[str, dict[str, int]] = {}
     for kind in order:
         idx = [i for i, k in enumerate(kinds) if k == kind]
         if idx:
-            out[kind] = {
-                "episodes": len(idx),
-                "successes": sum(bool(successes[i]) for i in idx),
-                "random_successes": sum(bool(random_successes[i]) for i in idx),
-            }
+            out[kind] = {"episodes": len(idx), "successes": sum(bool(successes[i]) for i in idx)}
+            if random_successes is not None:
+                out[kind]["random_successes"] = sum(bool(random_successes[i]) for i in idx)
     return out
 
 

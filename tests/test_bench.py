@@ -54,6 +54,9 @@ def test_bench_oracle_plan_reaches_two_room_goals(tworoom_h5):
     )  # fmt: skip
     assert out["planner"] == "simulator" and out["episodes"] == 5
     assert out["success_rate"] >= 0.8, out
+    kinds = out["goal_kinds"]  # every episode counted once, under Two-Room's kinds
+    assert set(kinds) <= {"met", "move"} and sum(k["episodes"] for k in kinds.values()) == 5
+    assert sum(k["successes"] for k in kinds.values()) == sum(out["episode_success"])
 
 
 def test_bench_expert_cost_replays_the_data_to_its_goals(trained_run, tworoom_h5):
