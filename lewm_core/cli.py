@@ -180,8 +180,8 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume:
         # from the checkpoint itself (config.json may be missing or one checkpoint older), with
         # --out as given: a moved or copied run folder resumes where it is
-        if args.arch:
-            raise UserError("--arch cannot change a run being resumed; drop --arch")
+        if args.arch or args.init_from:
+            raise UserError("--arch and --init-from cannot change a run being resumed; drop them")
         cfg = resume_config(args.out)
         for k in ("epochs", "max_steps", "threads", "loader_workers", "compile"):
             if getattr(args, k) is not None:
@@ -208,6 +208,7 @@ def _train(args: argparse.Namespace) -> None:
             loader_workers=args.loader_workers,
             compile=args.compile,
             model_overrides=dict(args.arch or []),
+            init_from=args.init_from,
         )
     trainer = Trainer(cfg, resume=args.resume)
     main = trainer.dist.is_main  # rank 0 prints; the others stay quiet
@@ -464,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="torch.compile the model for training (GPU; first steps are slow while it compiles)",
+    )
+    t.add_argument(
+        "--init-from",
+        type=_path,
+        metavar="MODEL_FOLDER",
+        help="fine-tune: start from this model's weights (a run or shipped folder of the same "
+        "architecture) with a fresh optimiser and schedule; recorded in config.json",
     )
     t.add_argument("--resume", action="store_true")
     t.add_argument("--quiet", action="store_true")

@@ -39,6 +39,7 @@ from lewm_core.atomic import atomic_path, remove_stale_temporaries, write_json
 from lewm_core.checkpoint import (
     check_weights_match,
     expected_shapes,
+    load_tensors,
     save_model,
     save_tensors,
     tensor_shapes,
@@ -96,6 +97,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (meant for GPUs; off by default)
     loader_workers: int | None = None  # DataLoader processes; None = 4 on CUDA, 0 (in-line) on CPU
     model_overrides: dict = field(default_factory=dict)
+    # fine-tuning: start from this model folder's weights (same architecture), fresh optimiser
+    init_from: str | None = None
 
     @classmethod
     def from_preset(cls, name: str, data: str, out: str, **overrides) -> TrainConfig:
@@ -128,6 +131,8 @@ class TrainConfig:
             raise TypeError("data and out must be paths")
         if not isinstance(self.model_overrides, dict):
             raise TypeError("model_overrides must be a dict")
+        if self.init_from is not None and not isinstance(self.init_from, str | os.PathLike):
+            raise TypeError("init_from must be a path")
         return [
             (self.epochs >= 1, "--epochs must be at least 1"),
             (0 <= self.seed < 2**32, "--seed must be between 0 and 4294967295"),
@@ -294,6 +299,8 @@ class Trainer:
                 f"{cfg.batch_size}; collect more episodes or lower --batch-size"
             )
         self.model = LeWM(mcfg).to(self.device)
+        if cfg.init_from is not None and not resume:
+            self._init_weights(Path(cfg.init_from), mcfg)
         if world > 1:  # BatchNorm statistics over the global batch, as in one process
             ddp.convert_batchnorm(self.model)
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
@@ -502,6 +509,14 @@ class Trainer:
             return
         with open(self.out / METRICS_FILE, "a") as f:
             f.write(json.dumps(row) + "\n")
+
+    def _init_weights(self, folder: Path, mcfg: ModelConfig) -> None:
+        """Copy the weights of the model in `folder` into the new model (fine-tuning); UserError
+        if `folder` holds no model or one of another architecture than this run's."""
+        weights = folder / "model.safetensors"
+        found = tensor_shapes(weights)  # header only: a mismatch is refused before loading
+        check_weights_match(weights, found, expected_shapes(mcfg), "run's model (--init-from)")
+        self.model.load_state_dict(load_tensors(weights))
 
     def _rank_seed(self) -> int:
         """Seed of this rank's torch RNG (dropout) in a multi-process run."""

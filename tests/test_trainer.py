@@ -108,6 +108,30 @@ def test_resume_is_exact(tworoom_h5, tmp_path):
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
 
 
+def test_init_from_starts_at_the_given_weights(trained_run, tworoom_h5, tmp_path):
+    """--init-from: the new run starts exactly at the trained model's weights (its validation
+    loss, not an untrained model's), trains on from there, records where it came from; a model
+    of another architecture is refused before anything is trained."""
+    tuned = Trainer(_tiny(tworoom_h5, tmp_path / "ft", max_steps=2, init_from=trained_run["path"]))
+    source = load_model(trained_run["path"]).model.state_dict()
+    for k, v in tuned.model.state_dict().items():
+        assert torch.equal(v, source[k]), k
+    start = tuned.evaluate()
+    assert start["pred_over_copy"] < 0.5 * trained_run["untrained"]["pred_over_copy"]
+    tuned.run()
+    assert (
+        json.loads((tmp_path / "ft" / "config.json").read_text())["train"]["init_from"]
+        == (trained_run["path"])
+    )
+    other = _tiny(tworoom_h5, tmp_path / "bad", max_steps=2, init_from=trained_run["path"])
+    other.model_overrides = {"pred_depth": 2}
+    with pytest.raises(UserError, match="does not match .*--init-from"):
+        Trainer(other)
+    missing = _tiny(tworoom_h5, tmp_path / "none", max_steps=2, init_from=str(tmp_path / "nope"))
+    with pytest.raises(UserError, match="does not exist"):
+        Trainer(missing)
+
+
 def test_nan_stops_and_keeps_last_good_checkpoint(tworoom_h5, tmp_path):
     trainer = Trainer(_tiny(tworoom_h5, tmp_path / "nan", max_steps=50))
     for _ in range(5):
