@@ -261,7 +261,7 @@ def plan_to_goal(
 
     Returns (rollout | goal mp4 path, or None if no video encoder; image strip of the rollout
     with the goal on the right; summary markdown; details: task, seed, success, steps, budget,
-    plans, plan_ms, plan_ms_median, wall_s, final_cost, cem).
+    plans, plan_ms, plan_ms_median, wall_s, final_cost, goal_kind (`env.goal_kind`), cem).
     """
     import torch
 
@@ -283,6 +283,8 @@ def plan_to_goal(
     try:
         env.reset(seed=seed)  # as `evaluate()`: tasks, then episode i = 0
         goal_task = tasks_from_policy(loaded.env_name, env, 1, seed)[0]
+        kind = env.unwrapped.goal_kind(goal_task.start_state, goal_task.goal_state)
+        kind_text = env.unwrapped.goal_kinds[kind]
         planner = Planner(loaded.model, loaded.action_stats, cem)
         gen = torch.Generator(device=planner.device).manual_seed(seed * 100_003)
         env.reset(seed=seed)
@@ -317,6 +319,7 @@ def plan_to_goal(
         "plan_ms_median": median,
         "wall_s": wall,
         "final_cost": res.final_cost,
+        "goal_kind": kind,
         "cem": {
             "samples": cem.samples,
             "iterations": cem.iterations,
@@ -340,7 +343,8 @@ def plan_to_goal(
     )
     summary = (
         f"{verdict}  \n{env_title(task)}, seed {seed}: {timing}; the episode took {wall:.2f} s "
-        f"(CEM {cem.samples} samples x {cem.iterations} iterations)."
+        f"(CEM {cem.samples} samples x {cem.iterations} iterations). Goal kind **{kind}**: "
+        f"{kind_text}."
     )
     return video, image_strip(res.frames, goal_task.goal_frame), summary, jsonable(details)
 

@@ -58,6 +58,10 @@ def test_plan_endpoint(client) -> None:
     assert details["plan_ms_median"] > 0
     assert ("Success" in summary) == details["success"]
     assert "32 samples x 2 iterations" in summary
+    assert details["goal_kind"] in ("met", "move") and f"Goal kind **{details['goal_kind']}**" in (
+        summary
+    )
+    assert (details["goal_kind"] == "met") <= (details["success"] and details["steps"] == 0)
 
 
 def test_surprise_endpoint(client) -> None:
