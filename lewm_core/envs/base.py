@@ -28,6 +28,9 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+# The goal kind every env shares (see LewmEnv.goal_kind); each env adds its kinds of move.
+GOAL_MET: dict[str, str] = {"met": "the goal already holds at the start"}
+
 MIN_RESOLUTION = 32
 MAX_RESOLUTION = 224
 
@@ -88,10 +91,7 @@ class LewmEnv(gymnasium.Env):
     color_parts: ClassVar[tuple[str, ...]] = ()
     default_colors: ClassVar[dict[str, tuple[int, int, int]]] = {}
     # what a start -> goal task asks (see goal_kind), in reporting order: kind -> what it means
-    goal_kinds: ClassVar[dict[str, str]] = {
-        "met": "the goal already holds at the start",
-        "move": "the goal must be reached",
-    }
+    goal_kinds: ClassVar[dict[str, str]] = {**GOAL_MET, "move": "the goal must be reached"}
 
     def __init__(self, resolution: int = 64, render_mode: str | None = "rgb_array") -> None:
         super().__init__()
@@ -175,7 +175,8 @@ class LewmEnv(gymnasium.Env):
         return self._move_kind(np.asarray(start_state, np.float64), goal_state)
 
     def _move_kind(self, start_state: np.ndarray, goal_state: np.ndarray) -> str:
-        """The kind of a task whose goal does not hold at the start (a name in ``goal_kinds``)."""
+        """The kind of a task whose goal does not hold at the start (a name in ``goal_kinds``);
+        called with the env in ``start_state``."""
         return "move"
 
     def teleport(self, rng: np.random.Generator) -> None:

@@ -57,7 +57,7 @@ from typing import Any, ClassVar  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .base import Policy, wrap_angle  # noqa: E402
+from .base import GOAL_MET, Policy, wrap_angle  # noqa: E402
 from .mujoco_render import MujocoEnv, OffscreenRenderer, prepare_model  # noqa: E402
 
 SUCCESS_DIST = 0.04
@@ -171,7 +171,7 @@ class CubeEnv(MujocoEnv):
     angle_quantities: ClassVar[tuple[str, ...]] = ("ee_yaw",)
     success_tolerances: ClassVar[dict[str, float]] = {"cube_dist": SUCCESS_DIST}
     goal_kinds: ClassVar[dict[str, str]] = {
-        "met": "the goal already holds at the start",
+        **GOAL_MET,
         "carry": "the cube is in the gripper at the start and must be carried to the goal",
         "pick": "the cube rests on the floor and must be picked up or pushed to the goal",
     }

@@ -41,7 +41,7 @@ import numpy as np
 import pymunk
 from pymunk._chipmunk_cffi import lib as _cp  # shape-id counter (no public API for it)
 
-from .base import LewmEnv, Policy, wrap_angle
+from .base import GOAL_MET, LewmEnv, Policy, wrap_angle
 
 WORLD = 512.0
 AGENT_RADIUS = 15.0
@@ -160,7 +160,7 @@ class PushTEnv(LewmEnv):
         "block": BLOCK_RGB,
     }
     goal_kinds: ClassVar[dict[str, str]] = {
-        "met": "the goal already holds at the start",
+        **GOAL_MET,
         "agent": "the T already lies within tolerance of its goal pose: moving the agent will do",
         "push": "the T must be pushed to its goal pose",
     }
@@ -301,10 +301,11 @@ class PushTEnv(LewmEnv):
         }
 
     def _move_kind(self, start_state: np.ndarray, goal_state: np.ndarray) -> str:
-        g = np.asarray(goal_state, dtype=np.float64)
-        block_dist = math.hypot(*(start_state[4:6] - g[4:6]))
-        turn = abs(float(wrap_angle(start_state[6] - g[6])))
-        return "agent" if block_dist < SUCCESS_POS and turn < SUCCESS_ANGLE else "push"
+        # "agent" when the success test would hold with the agent where the goal wants it (the
+        # goal's agent placed at the start's): the T is already within its tolerances
+        agent_there = np.array(goal_state, dtype=np.float64)
+        agent_there[0:2] = start_state[0:2]
+        return "agent" if self.is_success(agent_there) else "push"
 
     # ----------------------------------------------------------------- drawing
     def _render_frame(self) -> np.ndarray:
