@@ -180,8 +180,10 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume:
         # from the checkpoint itself (config.json may be missing or one checkpoint older), with
         # --out as given: a moved or copied run folder resumes where it is
-        if args.arch or args.init_from:
-            raise UserError("--arch and --init-from cannot change a run being resumed; drop them")
+        if args.arch or args.init_from or args.rollout_steps or args.rollout_context:
+            raise UserError(
+                "--arch, --init-from and --rollout-* cannot change a run being resumed; drop them"
+            )
         cfg = resume_config(args.out)
         for k in ("epochs", "max_steps", "threads", "loader_workers", "compile"):
             if getattr(args, k) is not None:
@@ -209,6 +211,8 @@ def _train(args: argparse.Namespace) -> None:
             compile=args.compile,
             model_overrides=dict(args.arch or []),
             init_from=args.init_from,
+            rollout_steps=args.rollout_steps,
+            rollout_context=args.rollout_context,
         )
     trainer = Trainer(cfg, resume=args.resume)
     main = trainer.dist.is_main  # rank 0 prints; the others stay quiet
@@ -472,6 +476,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL_FOLDER",
         help="fine-tune: start from this model's weights (a run or shipped folder of the same "
         "architecture) with a fresh optimiser and schedule; recorded in config.json",
+    )
+    t.add_argument(
+        "--rollout-steps",
+        type=int,
+        metavar="K",
+        help="add a rollout loss (not in the paper): predict K latents autoregressively from "
+        "the clip's first frames, as planning does (default 0: teacher forcing alone)",
+    )
+    t.add_argument(
+        "--rollout-context",
+        type=int,
+        metavar="C",
+        help="true frames the rollout loss starts from (default 1, planning's default context)",
     )
     t.add_argument("--resume", action="store_true")
     t.add_argument("--quiet", action="store_true")

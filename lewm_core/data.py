@@ -1,10 +1,11 @@
 """Reading LeWM datasets: the HDF5 file written by `lewm_core.collect`, as training clips.
 
-A clip is `history + 1` frames spaced `frameskip` raw steps apart inside one episode, with one
-action *block* per frame: the `frameskip` raw actions that follow that frame, z-scored per action
-dimension with the training split's statistics and concatenated:
-    pixels  uint8   (history + 1, H, W, 3)
-    actions float32 (history + 1, frameskip * action_dim)
+A clip is T frames spaced `frameskip` raw steps apart inside one episode (T = history + 1 unless
+`clip_frames` asks for more, as the trainer's rollout loss does), with one action *block* per
+frame: the `frameskip` raw actions that follow that frame, z-scored per action dimension with the
+training split's statistics and concatenated:
+    pixels  uint8   (T, H, W, 3)
+    actions float32 (T, frameskip * action_dim)
 The split is by episode (no clip of a validation episode is ever trained on). Frames are read
 lazily from the file unless `preload=True` (then the whole pixel array is read into RAM once).
 """
@@ -184,10 +185,15 @@ class ClipDataset(torch.utils.data.Dataset):
         action_stats: ActionStats | None = None,
         preload: bool = False,
         pixels: np.ndarray | None = None,
+        clip_frames: int | None = None,
     ):
         """`preload`: read the file's pixels (N, H, W, 3) uint8 into RAM. `pixels`: the pixels of
         this same file already in RAM (another split's `.pixels`), shared instead of read again,
-        so a preloaded train and val split hold one copy between them."""
+        so a preloaded train and val split hold one copy between them. `clip_frames`: frames per
+        clip (default history + 1)."""
+        clip_frames = history + 1 if clip_frames is None else clip_frames
+        if clip_frames < 1:
+            raise UserError(f"clip_frames must be at least 1, got {clip_frames}")
         if split not in ("train", "val", "all"):
             raise UserError(f"unknown split '{split}'; choose train, val or all")
         self.path = str(path)
@@ -203,7 +209,7 @@ class ClipDataset(torch.utils.data.Dataset):
             train_eps, val_eps = split_episodes(len(offsets), val_fraction, split_seed)
             self.episodes = {"train": train_eps, "val": val_eps}.get(split, np.arange(len(offsets)))
             self.ep_offset, self.ep_len = offsets, lengths
-            span = history * frameskip + frameskip  # raw steps a clip needs (+ last block)
+            span = clip_frames * frameskip  # raw steps a clip needs (its frames + last block)
             starts = []
             for e in self.episodes:
                 n_starts = int(lengths[e]) - span + 1
@@ -237,7 +243,7 @@ class ClipDataset(torch.utils.data.Dataset):
         finally:
             f.close()
         self._file: h5py.File | None = None
-        self.offsets = np.arange(history + 1) * frameskip
+        self.offsets = np.arange(clip_frames) * frameskip
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -262,7 +268,7 @@ class ClipDataset(torch.utils.data.Dataset):
             ) from None
 
     def clip_rows(self, i: int) -> np.ndarray:
-        """Dataset rows of the frames of clip `i`: (history + 1,)."""
+        """Dataset rows of the frames of clip `i`: (T,)."""
         return self.starts[i] + self.offsets
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:

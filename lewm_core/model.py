@@ -513,15 +513,30 @@ class LeWM(nn.Module):
             out.append(nxt)
         return torch.stack(out, dim=1)
 
-    def forward(self, pixels: Tensor, actions: Tensor) -> dict[str, Tensor]:
-        """Teacher-forced pass over a clip.
+    def forward(
+        self, pixels: Tensor, actions: Tensor, rollout_steps: int = 0, rollout_context: int = 1
+    ) -> dict[str, Tensor]:
+        """Teacher-forced pass over a clip, and optionally an autoregressive rollout.
 
-        pixels (B, T, H, W, 3) uint8, actions (B, T, frameskip * action_dim) with T - 1 <= history.
-        Returns emb (B, T, D) and pred (B, T - 1, D); pred[:, t] predicts emb[:, t + 1].
+        pixels (B, T, H, W, 3) uint8, actions (B, T, frameskip * action_dim). Returns emb
+        (B, T, D) and pred (B, T' - 1, D) with T' = min(T, history + 1): pred[:, t] predicts
+        emb[:, t + 1] from the true latents up to t (teacher forcing, the published loss).
+        rollout_steps K > 0 also returns rollout (B, K, D): emb[:, c : c + K] predicted from
+        the first c = rollout_context true latents alone, each prediction fed back as the next
+        step's input, as planning does (needs T >= c + K).
         """
         emb = self.encode(pixels)
-        pred = self.predict(emb[:, :-1], actions[:, :-1])
-        return {"emb": emb, "pred": pred}
+        t = min(emb.shape[1], self.cfg.history + 1)
+        out = {"emb": emb, "pred": self.predict(emb[:, : t - 1], actions[:, : t - 1])}
+        if rollout_steps > 0:
+            c, k = rollout_context, rollout_steps
+            if c < 1 or c + k > emb.shape[1]:
+                raise ValueError(
+                    f"a rollout of {k} steps from {c} frames needs clips of at least {c + k} "
+                    f"frames, got {emb.shape[1]}"
+                )
+            out["rollout"] = self.rollout(emb[:, :c], actions[:, : c - 1 + k])
+        return out
 
 
 # --------------------------------------------------------------------------- helpers

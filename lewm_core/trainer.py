@@ -99,6 +99,10 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)
     # fine-tuning: start from this model folder's weights (same architecture), fresh optimiser
     init_from: str | None = None
+    # rollout loss (not in the paper): also predict rollout_steps latents autoregressively from
+    # the first rollout_context frames of a longer clip, as planning does; 0 = off (published)
+    rollout_steps: int = 0
+    rollout_context: int = 1
 
     @classmethod
     def from_preset(cls, name: str, data: str, out: str, **overrides) -> TrainConfig:
@@ -124,6 +128,7 @@ class TrainConfig:
     def _checks(self) -> list[tuple[bool, str]]:
         ints = ("epochs", "batch_size", "seed", "checkpoint_every", "log_every", "val_batches")
         ints += ("sigreg_projections", "sigreg_knots", "bn_recalib_batches")
+        ints += ("rollout_steps", "rollout_context")
         for name in ints:
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
                 raise TypeError(f"{name} must be an integer, got {getattr(self, name)!r}")
@@ -158,7 +163,15 @@ class TrainConfig:
                 "--loader-workers must be between 0 and 64",
             ),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
+            (0 <= self.rollout_steps <= 32, "--rollout-steps must be between 0 (off) and 32"),
+            (1 <= self.rollout_context <= 32, "--rollout-context must be between 1 and 32"),
         ]
+
+    def clip_frames(self, history: int) -> int:
+        """Frames per training clip: history + 1, or more when the rollout loss needs them."""
+        if self.rollout_steps == 0:
+            return history + 1
+        return max(history + 1, self.rollout_context + self.rollout_steps)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -283,6 +296,7 @@ class Trainer:
             val_fraction=cfg.val_fraction,
             split_seed=cfg.seed,
             preload=preload,
+            clip_frames=cfg.clip_frames(mcfg.history),
         )
         self.train_set = ClipDataset(cfg.data, "train", **split)
         self._preloaded = preload
@@ -406,6 +420,10 @@ class Trainer:
     ) -> dict[str, torch.Tensor]:
         """Loss, prediction loss, SIGReg and embeddings (B, T, D) of one batch.
 
+        With the rollout loss on (`rollout_steps` K > 0) also `rollout_loss`, the mean squared
+        error of the K latents predicted autoregressively from the clip's first frames, added
+        to the loss with weight 1; SIGReg then covers every frame of the longer clip.
+
         collective=True (training steps; every rank must call it): the forward runs through DDP
         and SIGReg is that of the global batch (all ranks' embeddings gathered). Then `loss` is
         this rank's objective (local prediction loss + lambda * global SIGReg): DDP's mean over
@@ -415,9 +433,11 @@ class Trainer:
         pixels = batch["pixels"].to(self.device, non_blocking=True)
         actions = batch["actions"].to(self.device, non_blocking=True)
         with self._autocast():
-            out = (self._net if collective else self.model)(pixels, actions)
+            out = (self._net if collective else self.model)(
+                pixels, actions, self.cfg.rollout_steps, self.cfg.rollout_context
+            )
         emb, pred = out["emb"].float(), out["pred"].float()
-        pred_loss = F.mse_loss(pred, emb[:, 1:])
+        pred_loss = F.mse_loss(pred, emb[:, 1 : pred.shape[1] + 1])
         if self.cfg.sigreg_weight > 0 or not self.model.training:
             reg = (ddp.global_sigreg if collective else sigreg)(
                 emb.transpose(0, 1),
@@ -428,7 +448,13 @@ class Trainer:
         else:
             reg = torch.zeros((), device=emb.device)
         loss = pred_loss + self.cfg.sigreg_weight * reg
-        return {"loss": loss, "pred_loss": pred_loss, "sigreg": reg, "emb": emb}
+        terms = {"pred_loss": pred_loss, "sigreg": reg, "emb": emb}
+        if "rollout" in out:
+            c = self.cfg.rollout_context
+            roll = out["rollout"].float()
+            terms["rollout_loss"] = F.mse_loss(roll, emb[:, c : c + roll.shape[1]])
+            loss = loss + terms["rollout_loss"]
+        return {"loss": loss, **terms}
 
     def step(self, batch: dict[str, torch.Tensor] | None = None) -> dict:
         """One optimiser step; returns its metrics. Raises TrainingDiverged on NaN/Inf.
@@ -449,14 +475,21 @@ class Trainer:
         terms = self.loss_terms(batch, collective=True)
         loss = terms["loss"]
         pred_loss = terms["pred_loss"].detach()
+        rollout_loss = terms.get("rollout_loss", torch.zeros_like(pred_loss)).detach()
         if self.dist.world_size > 1:
-            # Global prediction loss (equal shards: the mean of the ranks' means) and the vote
+            # Global prediction losses (equal shards: the mean of the ranks' means) and the vote
             # to stop (any rank asked): one all-reduce, after which every rank agrees.
-            shared = torch.stack([pred_loss, pred_loss.new_tensor(float(self._stop.is_set()))])
+            stop = pred_loss.new_tensor(float(self._stop.is_set()))
+            shared = torch.stack([pred_loss, rollout_loss, stop])
             ddp.all_reduce_sum_(shared)
-            pred_loss = shared[0] / self.dist.world_size
-            self._stop_agreed = self._stop_agreed or bool(shared[1] > 0)
-            loss_value = pred_loss + self.cfg.sigreg_weight * terms["sigreg"].detach()
+            pred_loss, rollout_loss = (
+                shared[0] / self.dist.world_size,
+                shared[1] / self.dist.world_size,
+            )
+            self._stop_agreed = self._stop_agreed or bool(shared[2] > 0)
+            loss_value = (
+                pred_loss + rollout_loss + self.cfg.sigreg_weight * terms["sigreg"].detach()
+            )
         else:
             loss_value = loss.detach()
         if not torch.isfinite(loss_value):
@@ -482,6 +515,8 @@ class Trainer:
             "grad_norm": float(grad_norm),
             "samples_per_s": self.cfg.batch_size / dt,
         }
+        if "rollout_loss" in terms:
+            metrics["rollout_loss"] = float(rollout_loss)
         self.last_metrics = metrics
         if self.step_count % self.cfg.log_every == 0 or self.step_count == 1:
             self._log(metrics)
@@ -554,11 +589,13 @@ class Trainer:
         for idx in batches:
             t = self.loss_terms(self.val_set.batch(idx))
             emb = t["emb"]
-            copy = F.mse_loss(emb[:, :-1], emb[:, 1:])
+            n = self.model.cfg.history + 1  # the frames the prediction loss covers
+            copy = F.mse_loss(emb[:, : n - 1], emb[:, 1:n])
             for k, v in (
                 ("val_pred_loss", t["pred_loss"]),
                 ("val_sigreg", t["sigreg"]),
                 ("val_copy_loss", copy),
+                *([("val_rollout_loss", t["rollout_loss"])] if "rollout_loss" in t else []),
             ):
                 sums[k] = sums.get(k, 0.0) + float(v)
             embs.append(emb.reshape(-1, emb.shape[-1]))

@@ -217,6 +217,36 @@ def test_rollout_matches_step_by_step_predict(t0):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("context", [1, 3])
+def test_forward_rollout_feeds_its_own_predictions_back(context):
+    """forward(rollout_steps=K): teacher forcing on the first history + 1 frames of a longer
+    clip, and the K latents after the first `context` predicted from those frames alone, as
+    `rollout` (planning) predicts them; a clip too short for the rollout is refused."""
+    model = make().eval()
+    randomise_adaln(model)
+    cfg = model.cfg
+    k = 4
+    frames = max(cfg.history + 1, context + k)
+    pixels = torch.randint(
+        0, 256, (2, frames, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8
+    )
+    act = actions(2, frames, cfg)
+    with torch.no_grad():
+        out = model(pixels, act, rollout_steps=k, rollout_context=context)
+        emb = model.encode(pixels)
+        teacher = model.predict(emb[:, : cfg.history], act[:, : cfg.history])
+        expected = manual_rollout(model, emb[:, :context], act[:, : context - 1 + k], k)
+    assert out["pred"].shape == (2, cfg.history, cfg.latent_dim)
+    torch.testing.assert_close(out["pred"], teacher)
+    assert out["rollout"].shape == (2, k, cfg.latent_dim)
+    torch.testing.assert_close(out["rollout"], expected, rtol=1e-4, atol=1e-5)
+    # after the first step the rollout differs from teacher forcing: its inputs are predictions
+    if context + 1 <= cfg.history:
+        assert not torch.allclose(out["rollout"][:, 1], teacher[:, context])
+    with pytest.raises(ValueError, match="needs clips of at least"):
+        model(pixels, act, rollout_steps=frames, rollout_context=context)
+
+
 @pytest.mark.parametrize("preset", ["lab", "paper"])
 @pytest.mark.parametrize("t0", [1, 3])
 def test_fast_rollout_equals_naive(preset, t0):

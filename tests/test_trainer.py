@@ -132,6 +132,43 @@ def test_init_from_starts_at_the_given_weights(trained_run, tworoom_h5, tmp_path
         Trainer(missing)
 
 
+def test_rollout_loss_scores_the_models_own_rollout(trained_run, tworoom_h5, tmp_path):
+    """--rollout-steps K: clips of max(history + 1, C + K) frames; the rollout loss is the
+    error of the model's own K-step rollout from the first C frames (by hand here), reported
+    in the step and validation metrics; 0 leaves the published loss and clips unchanged."""
+    cfg = _tiny(tworoom_h5, tmp_path / "roll", max_steps=2, init_from=trained_run["path"])
+    cfg.rollout_steps, cfg.rollout_context = 5, 1
+    trainer = Trainer(cfg)
+    history = trainer.model.cfg.history
+    assert trainer.train_set.batch([0])["pixels"].shape[1] == 6 > history + 1
+    batch = trainer.val_set.batch([0, 1, 2, 3])
+    trainer.model.eval()
+    with torch.no_grad():
+        terms = trainer.loss_terms(batch)
+        emb = trainer.model.encode(batch["pixels"])
+        roll = trainer.model.rollout(emb[:, :1], batch["actions"][:, :5])
+        teacher = trainer.model.predict(emb[:, :history], batch["actions"][:, :history])
+    by_hand = torch.nn.functional.mse_loss(roll, emb[:, 1:6])
+    assert float(terms["rollout_loss"]) == pytest.approx(float(by_hand), rel=1e-4)
+    assert float(terms["pred_loss"]) == pytest.approx(
+        float(torch.nn.functional.mse_loss(teacher, emb[:, 1 : history + 1])), rel=1e-4
+    )
+    # a trained model's own 5-block rollout drifts: worse than its one-step predictions
+    assert float(terms["rollout_loss"]) > float(terms["pred_loss"])
+    expected = float(
+        terms["pred_loss"] + terms["rollout_loss"] + cfg.sigreg_weight * terms["sigreg"]
+    )
+    assert float(terms["loss"]) == pytest.approx(expected, rel=1e-5)
+    trainer.run()
+    rows = [json.loads(r) for r in (tmp_path / "roll" / METRICS_FILE).read_text().splitlines()]
+    assert "rollout_loss" in rows[0] and any("val_rollout_loss" in r for r in rows)
+    plain = Trainer(_tiny(tworoom_h5, tmp_path / "plain", max_steps=1))
+    assert plain.train_set.batch([0])["pixels"].shape[1] == history + 1
+    assert "rollout_loss" not in plain.loss_terms(plain.val_set.batch([0, 1]))
+    with pytest.raises(UserError, match="--rollout-steps"):
+        Trainer(_tiny(tworoom_h5, tmp_path / "bad", rollout_steps=-1))
+
+
 def test_nan_stops_and_keeps_last_good_checkpoint(tworoom_h5, tmp_path):
     trainer = Trainer(_tiny(tworoom_h5, tmp_path / "nan", max_steps=50))
     for _ in range(5):
