@@ -22,7 +22,7 @@ from tqdm import tqdm
 from lewm_core.checkpoint import LoadedModel
 from lewm_core.data import open_dataset, split_episodes
 from lewm_core.errors import UserError
-from lewm_core.planning import CEMConfig, EpisodeResult, Planner, run_mpc
+from lewm_core.planning import CEMConfig, CEMPlanner, EpisodeResult, Planner, run_mpc
 
 
 @dataclass
@@ -182,11 +182,14 @@ def evaluate(
     progress: bool = True,
     dtype: str = "auto",
     compile_rollout: bool = False,
+    planner: CEMPlanner | None = None,
 ) -> dict:
     """Run the protocol; return the summary dict (success rate, interval, random floor, times).
 
     `dtype` and `compile_rollout` are the `Planner`'s; with compilation the first plan's time
-    includes it (the median plan time does not).
+    includes it (the median plan time does not). `planner`: plan with this one instead of a
+    `Planner` over `loaded` (e.g. an `EnsemblePlanner`; `cem`, `dtype` and `compile_rollout`
+    are then its own); `loaded` still names the env, the image size and the held-out split.
     """
     from lewm_core.envs import make
 
@@ -208,9 +211,10 @@ def evaluate(
         )
     else:
         tasks = tasks_from_policy(env_name, env, episodes, seed, goal_offset)
-    planner = Planner(
-        loaded.model, loaded.action_stats, cem, dtype=dtype, compile_rollout=compile_rollout
-    )
+    if planner is None:
+        planner = Planner(
+            loaded.model, loaded.action_stats, cem, dtype=dtype, compile_rollout=compile_rollout
+        )
     rng = np.random.default_rng([seed, 3])
     results: list[EpisodeResult] = []
     random_ok, kinds = [], []

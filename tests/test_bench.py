@@ -75,6 +75,30 @@ def test_bench_expert_cost_replays_the_data_to_its_goals(trained_run, tworoom_h5
 
 
 @pytest.mark.slow
+def test_bench_rollout_error_trained_model_beats_copying(trained_run, tworoom_h5):
+    """The trained model's own rollout, scored against the encoded frames, beats copying the
+    start latent at every block (a broken rollout or misaligned actions would not)."""
+    out = run_script(
+        "bench/rollout_error.py", "--data", tworoom_h5, "--checkpoints", trained_run["path"],
+        "--steps", "3", "--clips", "64", "--json",
+    )  # fmt: skip
+    (row,) = out["checkpoints"]
+    assert out["steps"] == 3 and len(row["ratio"]) == 3 and row["clips"] > 0
+    assert all(0.0 < r < 0.8 for r in row["ratio"]), row
+
+
+def test_bench_ensemble_plan_runs_the_eval_protocol(trained_run, tworoom_h5):
+    """`evaluate()` with an EnsemblePlanner of two models: the same protocol and JSON."""
+    out = run_script(
+        "bench/ensemble_plan.py", "--checkpoints", trained_run["path"], trained_run["path"],
+        "--data", tworoom_h5, "--episodes", "3", "--samples", "32", "--iterations", "3",
+        "--json",
+    )  # fmt: skip
+    assert out["episodes"] == 3 and len(out["checkpoints"]) == 2 and out["plans"] >= 1
+    assert sum(g["episodes"] for g in out["goal_kinds"].values()) == 3
+    assert 0.0 <= out["success_rate"] <= 1.0 and out["plan_ms_median"] > 0
+
+
 def test_bench_plan_lab_smoke():
     out = run_script("bench/plan.py", "--preset", "lab", "--repeats", "1", "--json")
     assert out["fast_s"] > 0 and out["naive_s"] > 0 and out["flops_fast"] < out["flops_naive"]
