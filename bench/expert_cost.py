@@ -22,6 +22,12 @@ better sequence of the model's own cost (the search's fault). Tasks are grouped 
 ask, the env's `goal_kind`: "met" (the goal holds at the start), and otherwise, for Cube, "carry"
 (the cube is already lifted at the start) or "pick" (it rests on the floor), for Push-T "agent"
 (the T already lies within tolerance of its goal pose) or "push"; "move" for the other envs.
+
+Where does the model err? Both action sequences are executed from the start state and the
+frames at each block boundary encoded; each task records the squared error of the model's
+predicted latents against them, summed over the 5 blocks, for the data's actions and for CEM's
+plan, and that of copying the start latent along the data's actions; each kind prints their
+means. A model that CEM exploits errs far more on its plans than on the data's actions.
 The last stdout line with --json is one JSON object: {"groups": {kind: {...}}, "tasks": [...]}.
 """
 
@@ -40,6 +46,24 @@ from lewm_core.data import open_dataset
 from lewm_core.envs import make
 from lewm_core.evaluate import reaches_goal, render_state, tasks_from_dataset
 from lewm_core.planning import Planner
+
+
+def _recording(env, actions, frameskip: int, frames: list):
+    """Yield `actions`, appending the env's frame at each block boundary before the next
+    block's first action (the frame after the last action is the caller's to add)."""
+    for i, action in enumerate(actions):
+        if i and i % frameskip == 0:
+            frames.append(env.unwrapped.render().copy())
+        yield action
+
+
+def _executed_latents(env, task, actions: np.ndarray, frameskip: int, planner: Planner):
+    """(reached, latents (blocks, D) of the frames at the block boundaries) of `actions`
+    (blocks * frameskip, A) executed from the task's start state."""
+    frames: list[np.ndarray] = []
+    reached = reaches_goal(env, task, _recording(env, actions, frameskip, frames), False)
+    frames.append(env.unwrapped.render().copy())
+    return reached, planner.encode(np.stack(frames))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,11 +113,15 @@ def main(argv: list[str] | None = None) -> int:
             blocks = blocks.reshape(k - 1 + cem.horizon, -1)
             past, expert = (blocks[: k - 1] if k > 1 else None), blocks[k - 1 :]
             z_goal = planner.encode_goal(task.goal_frame, task.goal_state)
-            expert_cost, _ = planner.cost(z_start, z_goal, expert[None], past)
+            expert_cost, expert_pred = planner.cost(z_start, z_goal, expert[None], past)
             plan = planner.plan(z_start, z_goal, generator, keep_history=False, context_blocks=past)
+            plan_blocks = torch.as_tensor(plan.blocks, dtype=torch.float32)[None]
+            _, plan_pred = planner.cost(z_start, z_goal, plan_blocks, past)
             # The data's actions reach the goal by construction (a check of the row and replay).
-            expert_reached = reaches_goal(env, task, raw[row - first :], stop_at_goal=False)
-            reached = reaches_goal(env, task, plan.actions, stop_at_goal=False)
+            expert_reached, z_expert = _executed_latents(
+                env, task, raw[row - first :], frameskip, planner
+            )
+            reached, z_plan = _executed_latents(env, task, plan.actions, frameskip, planner)
             errors = env.unwrapped.goal_errors(task.goal_state)
             rows.append(
                 {
@@ -103,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                     "cem_cost": plan.cost,
                     "expert_reached": expert_reached,
                     "cem_reached": reached,
+                    "expert_rollout_error": float(((expert_pred[0] - z_expert) ** 2).sum()),
+                    "cem_rollout_error": float(((plan_pred[0] - z_plan) ** 2).sum()),
+                    "copy_error": float(((z_start[-1] - z_expert) ** 2).sum()),
                     "final_errors": {name: float(v) for name, v in errors.items()},
                 }
             )
@@ -128,13 +159,19 @@ def main(argv: list[str] | None = None) -> int:
             "model_prefers_cem": int((c < e).sum()),
             "model_prefers_cem_and_missed": int(((c < e) & ~reached).sum()),
             "expert_cheaper_and_missed": int(((e <= c) & ~reached).sum()),
+            "expert_rollout_error_mean": float(np.mean([r["expert_rollout_error"] for r in rs])),
+            "cem_rollout_error_mean": float(np.mean([r["cem_rollout_error"] for r in rs])),
+            "copy_error_mean": float(np.mean([r["copy_error"] for r in rs])),
         }
         s = summary[kind]
         print(
             f"{kind:5s} n={s['tasks']:2d} CEM plan reached {s['cem_reached']:2d}; median cost "
             f"expert {s['expert_cost_median']:.2f} vs CEM {s['cem_cost_median']:.2f}; missed "
             f"with CEM's plan rated cheaper {s['model_prefers_cem_and_missed']}, with the "
-            f"expert's rated cheaper {s['expert_cheaper_and_missed']}"
+            f"expert's rated cheaper {s['expert_cheaper_and_missed']}; the model's rollout error "
+            f"(mean, 5 blocks) on the data's actions {s['expert_rollout_error_mean']:.1f}, on "
+            f"CEM's plans {s['cem_rollout_error_mean']:.1f} (copying the start: "
+            f"{s['copy_error_mean']:.1f})"
         )
     if args.json:
         print(json.dumps({"groups": summary, "tasks": rows}))

@@ -72,6 +72,11 @@ def test_bench_expert_cost_replays_the_data_to_its_goals(trained_run, tworoom_h5
         assert task["expert_reached"], task
         assert 1 <= task["context"] <= 2  # one frame only at an episode's first block
         assert 0.0 <= task["expert_cost"] < float("inf") and 0.0 <= task["cem_cost"] < float("inf")
+        assert task["cem_rollout_error"] >= 0.0
+    # the frames at the block boundaries line up with the predictions: the trained model's
+    # rollout of the data's actions errs far less than copying the start latent would
+    errors = sum(t["expert_rollout_error"] for t in out["tasks"])
+    assert errors < 0.5 * sum(t["copy_error"] for t in out["tasks"]), out["tasks"]
 
 
 @pytest.mark.slow
