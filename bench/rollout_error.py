@@ -15,7 +15,7 @@ latents are scaled differently compare). ratio < 1: the rollout beats standing s
 ratio per kind of clip, by the env's `goal_kind` of the clip's first and last states (on
 Push-T "push" where the T moves out of the success tolerances, "agent" where only the agent
 does), and the mean copy error of each kind (how far its latents travel). The validation split
-is each model's own (its training seed and fraction; 0.1 and seed 0 for every shipped model),
+is each model's own (`LoadedModel.split`; 0.1 and seed 0 for every shipped model),
 clips drawn with a fixed seed. The last stdout line with --json is one JSON object: {"steps": K,
 "checkpoints": [{"checkpoint", "ratio": [K], "clips", "kinds": {kind: {"clips", "ratio": [K],
 "copy": [K]}}}]}.
@@ -43,14 +43,14 @@ def rollout_ratio(
     overall and per kind of clip (the env's goal kind from its first to its last state)."""
     loaded = load_model(checkpoint)
     model, cfg = loaded.model, loaded.model.cfg
-    train = loaded.meta.get("train", {})
+    val_fraction, split_seed = loaded.split
     val = ClipDataset(
         data,
         "val",
         history=cfg.history,
         frameskip=cfg.frameskip,
-        val_fraction=float(train.get("val_fraction", 0.1)),
-        split_seed=int(train.get("seed", 0)),
+        val_fraction=val_fraction,
+        split_seed=split_seed,
         action_stats=loaded.action_stats,
         clip_frames=1 + steps,
     )

@@ -119,17 +119,9 @@ def train_decoder(
     t0 = time.perf_counter()
     loaded = load_model(run_dir)
     path = resolve_data_path(loaded, data_path)
-    dmeta = loaded.meta.get("data", {})
     with open_dataset(path) as f:
         check_dataset_matches(loaded, f, path)
-        train_rows, val_rows = sample_split_rows(
-            f,
-            frames,
-            val_frames,
-            seed,
-            float(dmeta.get("val_fraction", 0.1)),
-            int(dmeta.get("split_seed", 0)),
-        )
+        train_rows, val_rows = sample_split_rows(f, frames, val_frames, seed, *loaded.split)
         rows = np.concatenate([train_rows, val_rows])
         pixels = read_rows(f["pixels"], rows)
     n_train = len(train_rows)

@@ -113,6 +113,13 @@ class LoadedModel:
         return self.meta.get("data", {}).get("env", "")
 
     @property
+    def split(self) -> tuple[float, int]:
+        """(val_fraction, split_seed) of the episode split this model was trained with
+        (`split_episodes`): its held-out episodes are the val ones."""
+        data = self.meta.get("data", {})
+        return float(data.get("val_fraction", 0.1)), int(data.get("split_seed", 0))
+
+    @property
     def planning(self) -> PlanningDefaults:
         """How this model plans unless told otherwise: the `planning` entry of its config.json
         (written by `lewm ship`), else the published planner from one frame."""

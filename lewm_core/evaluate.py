@@ -199,16 +199,7 @@ def evaluate(
     env = make(env_name, resolution=loaded.config.image_size)
     env.reset(seed=seed)
     if data is not None:
-        split = loaded.meta.get("data", {})
-        tasks = tasks_from_dataset(
-            data,
-            env,
-            episodes,
-            seed,
-            goal_offset,
-            split.get("val_fraction", 0.1),
-            split.get("split_seed", 0),
-        )
+        tasks = tasks_from_dataset(data, env, episodes, seed, goal_offset, *loaded.split)
     else:
         tasks = tasks_from_policy(env_name, env, episodes, seed, goal_offset)
     if planner is None:

@@ -299,18 +299,10 @@ def probe(
         raise UserError("--alpha must be a finite number >= 0")
     say = progress or (lambda _msg: None)
     path = resolve_data_path(loaded, data)
-    dmeta = loaded.meta.get("data", {})
     with open_dataset(path) as f:
         check_dataset_matches(loaded, f, path)
         quantities, angles = dataset_quantities(f)
-        train_rows, test_rows = sample_split_rows(
-            f,
-            max_train,
-            max_test,
-            seed,
-            float(dmeta.get("val_fraction", 0.1)),
-            int(dmeta.get("split_seed", 0)),
-        )
+        train_rows, test_rows = sample_split_rows(f, max_train, max_test, seed, *loaded.split)
         say(f"reading {len(train_rows)} train + {len(test_rows)} test frames")
         rows = np.concatenate([train_rows, test_rows])
         pixels = read_rows(f["pixels"], rows)

@@ -77,14 +77,11 @@ def straightness(
     say = progress or (lambda _msg: None)
     path = resolve_data_path(loaded, data)
     fs = loaded.config.frameskip
-    dmeta = loaded.meta.get("data", {})
     with open_dataset(path) as f:
         check_dataset_matches(loaded, f, path)
         off, ln = f["ep_offset"][:], f["ep_len"][:]
         if split == "val":
-            _, eps = split_episodes(
-                len(off), float(dmeta.get("val_fraction", 0.1)), int(dmeta.get("split_seed", 0))
-            )
+            _, eps = split_episodes(len(off), *loaded.split)
             if len(eps) == 0:
                 eps = np.arange(len(off))
         else:

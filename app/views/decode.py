@@ -287,10 +287,7 @@ if W_LEN not in st.session_state:
 ui.clamp_state(W_LEN, 2, fit)
 n_frames = int(c3.number_input(f"Model frames (2 to {fit})", 2, fit, key=W_LEN))
 ui.write_url({"episode": episode, "start": start})
-dmeta = loaded.meta.get("data", {})
-_, val_eps = split_episodes(
-    n_eps, float(dmeta.get("val_fraction", 0.1)), int(dmeta.get("split_seed", 0))
-)
+_, val_eps = split_episodes(n_eps, *loaded.split)
 held_out = episode in set(val_eps.tolist())
 st.caption(
     f"Episode {episode} has {length} raw steps; it is a "

@@ -99,14 +99,9 @@ def _task(key: tuple, env, env_name: str, source: str, seed: int, loaded, datase
     held = st.session_state.get(TASK)
     if held is None or held["key"] != key:
         if source == "dataset":
-            split = loaded.meta.get("data", {})
+            val_fraction, split_seed = loaded.split
             task = tasks_from_dataset(
-                dataset,
-                env,
-                1,
-                seed,
-                val_fraction=split.get("val_fraction", 0.1),
-                split_seed=split.get("split_seed", 0),
+                dataset, env, 1, seed, val_fraction=val_fraction, split_seed=split_seed
             )[0]
         else:
             task = tasks_from_policy(env_name, env, 1, seed)[0]
