@@ -152,6 +152,58 @@ def cmd_collect(args: argparse.Namespace) -> None:
         print(f"wrote {out}: {args.episodes} episodes, {summary['steps']} steps in {wall:.1f} s")
 
 
+def cmd_collect_planned(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from lewm_core.checkpoint import load_model
+    from lewm_core.collect import check_output_path
+    from lewm_core.planner_data import collect_planner_episodes
+
+    for flag, value, lo, hi in (
+        ("--episodes", args.episodes, 1, 100_000),
+        ("--budget", args.budget, 2, 10_000),
+        ("--goal-offset", args.goal_offset, 1, 100_000),
+    ):
+        _check_range(flag, value, lo, hi)
+    check_output_path(args.out, args.overwrite)
+    loaded = load_model(args.checkpoint)
+    t0 = time.perf_counter()
+    with (
+        _sigint_flag() as interrupted,
+        tqdm(total=args.episodes, unit="ep", desc="planner episodes", disable=args.quiet) as bar,
+    ):
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+            if interrupted:  # stop between two episodes; the temporary file is removed
+                raise KeyboardInterrupt
+
+        summary = collect_planner_episodes(
+            loaded,
+            args.data,
+            args.out,
+            args.episodes,
+            seed=args.seed,
+            budget=args.budget,
+            goal_offset=args.goal_offset,
+            goal_kinds=args.goal_kind,
+            cem=loaded.planning.cem_config(),
+            dtype=args.dtype,
+            compile_rollout=args.compile,
+            overwrite=args.overwrite,
+            progress=progress,
+        )
+    summary["wall_s"] = round(time.perf_counter() - t0, 2)
+    if args.json:
+        emit_json(summary)
+    else:
+        print(
+            f"wrote {summary['out']}: {summary['episodes']} planner episodes, "
+            f"{summary['steps']} steps in {summary['wall_s']:.1f} s; "
+            f"{summary['reached_goal']:.0%} reached their goal"
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     """Train in this process, or as one rank of `torchrun --nproc_per_node N -m lewm_core train`."""
     from lewm_core import distributed
@@ -180,9 +232,11 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume:
         # from the checkpoint itself (config.json may be missing or one checkpoint older), with
         # --out as given: a moved or copied run folder resumes where it is
-        if args.arch or args.init_from or args.rollout_steps or args.rollout_context:
+        fixed = (args.arch, args.init_from, args.rollout_steps, args.rollout_context)
+        if any(fixed) or args.extra_data or args.extra_repeat:
             raise UserError(
-                "--arch, --init-from and --rollout-* cannot change a run being resumed; drop them"
+                "--arch, --init-from, --rollout-* and --extra-* cannot change a run being "
+                "resumed; drop them"
             )
         cfg = resume_config(args.out)
         for k in ("epochs", "max_steps", "threads", "loader_workers", "compile"):
@@ -213,6 +267,8 @@ def _train(args: argparse.Namespace) -> None:
             init_from=args.init_from,
             rollout_steps=args.rollout_steps,
             rollout_context=args.rollout_context,
+            extra_data=list(args.extra_data or []),
+            extra_repeat=args.extra_repeat,
         )
     trainer = Trainer(cfg, resume=args.resume)
     main = trainer.dist.is_main  # rank 0 prints; the others stay quiet
@@ -423,6 +479,34 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_collect)
 
+    cp = sub.add_parser(
+        "collect-planned",
+        help="a dataset of the model's own planner episodes (train on them with --extra-data)",
+    )
+    cp.add_argument("--checkpoint", required=True, type=_path, help="model folder")
+    cp.add_argument(
+        "--data",
+        required=True,
+        type=_path,
+        help="the model's dataset: tasks come from its training episodes only",
+    )
+    cp.add_argument("--episodes", type=int, default=100)
+    cp.add_argument("--seed", type=_seed, default=0)
+    cp.add_argument("--budget", type=int, default=50, help="raw steps per episode")
+    cp.add_argument("--goal-offset", type=int, default=25, help="goal = state this many steps on")
+    cp.add_argument(
+        "--goal-kind",
+        action="append",
+        help="only tasks of this kind (e.g. push for Push-T; repeatable; default: all)",
+    )
+    cp.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
+    cp.add_argument("--compile", action="store_true", help="torch.compile the rollout")
+    cp.add_argument("--out", required=True, type=_path)
+    cp.add_argument("--overwrite", action="store_true")
+    cp.add_argument("--quiet", action="store_true")
+    cp.add_argument("--json", action="store_true")
+    cp.set_defaults(func=cmd_collect_planned)
+
     t = sub.add_parser("train", help="train a world model (or --resume one)")
     t.add_argument("--data", type=_path)
     t.add_argument("--out", required=True, type=_path)
@@ -489,6 +573,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="C",
         help="true frames the rollout loss starts from (default 1, planning's default context)",
+    )
+    t.add_argument(
+        "--extra-data",
+        type=_path,
+        action="append",
+        metavar="H5",
+        help="a training-only dataset of the same env, e.g. the planner's own episodes from "
+        "`lewm collect-planned` (repeatable; all its clips are trained on, none held out)",
+    )
+    t.add_argument(
+        "--extra-repeat",
+        type=int,
+        metavar="N",
+        help="draw each --extra-data clip N times as often as a --data clip (default 1)",
     )
     t.add_argument("--resume", action="store_true")
     t.add_argument("--quiet", action="store_true")

@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,6 +169,85 @@ def validate_spec(spec: CollectSpec, workers: int = 1) -> None:
         raise UserError(f"--workers must be between 1 and {max_workers} (got {workers})")
 
 
+def dataset_layout(env_name: str, resolution: int) -> dict:
+    """What a dataset of env `env_name` records per step: {state_quantities ({name: [start,
+    size]}), state_columns, state_dim, action_dim, sim_dim, angle_quantities}."""
+    from lewm_core.envs import make
+
+    probe = make(env_name, resolution=resolution)
+    _, info = probe.reset(seed=0)
+    base = probe.unwrapped
+    quantities, start = {}, 0
+    columns = []
+    for name, value in info["state"].items():
+        size = int(np.size(value))
+        quantities[name] = [start, size]
+        columns += [name] if size == 1 else [f"{name}[{i}]" for i in range(size)]
+        start += size
+    layout = dict(
+        state_quantities=quantities,
+        state_columns=columns,
+        state_dim=start,
+        action_dim=int(base.action_space.shape[0]),
+        sim_dim=int(np.size(base.get_state())),
+        angle_quantities=list(getattr(base, "angle_quantities", ())),
+    )
+    probe.close()
+    return layout
+
+
+def write_episodes(
+    out: Path,
+    env_name: str,
+    resolution: int,
+    episodes: Iterable[dict[str, np.ndarray]],
+    num_episodes: int,
+    steps: int,
+    attrs: dict,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write `num_episodes` episodes of `steps` rows each (dicts as `run_episode` returns) to
+    the HDF5 file `out`, atomically, with the format's attributes plus `attrs`; return `out`."""
+    layout = dataset_layout(env_name, resolution)
+    n, r = num_episodes * steps, resolution
+    remove_stale_temporaries(out.parent, out.name)  # left by a collection killed outright
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        chunk = (max(1, min(16, steps)), r, r, 3)
+        d_pix = f.create_dataset("pixels", (n, r, r, 3), np.uint8, chunks=chunk, compression="lzf")
+        d_act = f.create_dataset("action", (n, layout["action_dim"]), np.float32)
+        d_state = f.create_dataset("state", (n, layout["state_dim"]), np.float32)
+        d_sim = f.create_dataset("sim_state", (n, layout["sim_dim"]), np.float64)
+        f.create_dataset("ep_offset", data=np.arange(num_episodes, dtype=np.int64) * steps)
+        f.create_dataset("ep_len", data=np.full(num_episodes, steps, np.int64))
+        f.attrs.update(
+            format=FORMAT,
+            env=env_name,
+            resolution=r,
+            episodes=num_episodes,
+            steps=steps,
+            action_dim=layout["action_dim"],
+            lewm_version=__version__,
+            state_quantities=json.dumps(layout["state_quantities"]),
+            state_columns=json.dumps(layout["state_columns"]),
+            angle_quantities=json.dumps(layout["angle_quantities"]),
+            **attrs,
+        )
+        k = -1
+        for k, ep in enumerate(episodes):
+            if k >= num_episodes or len(ep["action"]) != steps:
+                raise ValueError(f"episode {k} does not fit: {num_episodes} x {steps} rows")
+            sl = slice(k * steps, (k + 1) * steps)
+            d_pix[sl] = ep["pixels"]
+            d_act[sl] = ep["action"]
+            d_state[sl] = ep["state"]
+            d_sim[sl] = ep["sim_state"]
+            if progress is not None:
+                progress(k + 1, num_episodes)
+        if k + 1 != num_episodes:
+            raise ValueError(f"{k + 1} episodes written, {num_episodes} announced")
+    return out
+
+
 def collect(
     spec: CollectSpec,
     out: str | os.PathLike,
@@ -183,66 +262,19 @@ def collect(
     """
     validate_spec(spec, workers)
     out = check_output_path(out, overwrite)
-    remove_stale_temporaries(out.parent, out.name)  # left by a collection killed outright
-    from lewm_core.envs import make
+    jobs = [(spec.env, spec.resolution, spec.steps, spec.seed, k) for k in range(spec.episodes)]
+    attrs = dict(seed=spec.seed, policy=f"lewm_core.envs.make_policy('{spec.env}')")
 
-    probe = make(spec.env, resolution=spec.resolution)
-    _, info = probe.reset(seed=0)
-    base = probe.unwrapped
-    quantities, start = {}, 0
-    columns = []
-    for name, value in info["state"].items():
-        size = int(np.size(value))
-        quantities[name] = [start, size]
-        columns += [name] if size == 1 else [f"{name}[{i}]" for i in range(size)]
-        start += size
-    action_dim = int(base.action_space.shape[0])
-    sim_dim = int(np.size(base.get_state()))
-    angle_quantities = list(getattr(base, "angle_quantities", ()))
-    probe.close()
-
-    n = spec.episodes * spec.steps
-    r = spec.resolution
-    jobs = [(spec.env, r, spec.steps, spec.seed, k) for k in range(spec.episodes)]
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        chunk = (max(1, min(16, spec.steps)), r, r, 3)
-        d_pix = f.create_dataset("pixels", (n, r, r, 3), np.uint8, chunks=chunk, compression="lzf")
-        d_act = f.create_dataset("action", (n, action_dim), np.float32)
-        d_state = f.create_dataset("state", (n, start), np.float32)
-        d_sim = f.create_dataset("sim_state", (n, sim_dim), np.float64)
-        f.create_dataset("ep_offset", data=np.arange(spec.episodes, dtype=np.int64) * spec.steps)
-        f.create_dataset("ep_len", data=np.full(spec.episodes, spec.steps, np.int64))
-        f.attrs.update(
-            format=FORMAT,
-            env=spec.env,
-            resolution=r,
-            seed=spec.seed,
-            episodes=spec.episodes,
-            steps=spec.steps,
-            action_dim=action_dim,
-            policy=f"lewm_core.envs.make_policy('{spec.env}')",
-            lewm_version=__version__,
-            state_quantities=json.dumps(quantities),
-            state_columns=json.dumps(columns),
-            angle_quantities=json.dumps(angle_quantities),
-        )
-
-        def write(k: int, ep: dict[str, np.ndarray]) -> None:
-            sl = slice(k * spec.steps, (k + 1) * spec.steps)
-            d_pix[sl] = ep["pixels"]
-            d_act[sl] = ep["action"]
-            d_state[sl] = ep["state"]
-            d_sim[sl] = ep["sim_state"]
-            if progress is not None:
-                progress(k + 1, spec.episodes)
-
+    def episodes() -> Iterator[dict[str, np.ndarray]]:
         if workers == 1:
-            for k, job in enumerate(jobs):
-                write(k, _worker_episode(job))
-        else:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
-                chunksize = max(1, min(8, spec.episodes // (4 * workers)))
-                for k, ep in enumerate(pool.imap(_worker_episode, jobs, chunksize=chunksize)):
-                    write(k, ep)
-    return out
+            for job in jobs:
+                yield _worker_episode(job)
+            return
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
+            chunksize = max(1, min(8, spec.episodes // (4 * workers)))
+            yield from pool.imap(_worker_episode, jobs, chunksize=chunksize)
+
+    return write_episodes(
+        out, spec.env, spec.resolution, episodes(), spec.episodes, spec.steps, attrs, progress
+    )

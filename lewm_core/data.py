@@ -295,3 +295,56 @@ class ClipDataset(torch.utils.data.Dataset):
         state = self.__dict__.copy()
         state["_file"] = None
         return state
+
+
+class ClipMix(torch.utils.data.Dataset):
+    """The training clips of one dataset followed by every clip of extra datasets, the extras
+    counted `repeat` times each (drawn `repeat` times as often as a clip of the first).
+
+    Index i < len(first) is the first dataset's clip i; the rest cycle through the extras in
+    order. `batch(indices)` returns what `ClipDataset.batch` does: pixels (B, T, H, W, 3) uint8,
+    actions (B, T, frameskip * A), in the order of `indices`. Every part must have the same
+    clip shape and share the first part's action statistics.
+    """
+
+    def __init__(self, first: ClipDataset, extras: list[ClipDataset], repeat: int = 1):
+        if repeat < 1:
+            raise UserError(f"the extra data's repeat must be at least 1, got {repeat}")
+        self.parts = [first, *extras]
+        self.repeat = repeat
+        self.action_stats = first.action_stats
+        sizes = np.array([len(p) for p in extras], np.int64)
+        self._extra_ends = np.cumsum(sizes)
+        self._n_first, self._n_extra = len(first), int(sizes.sum())
+
+    def __len__(self) -> int:
+        return self._n_first + self.repeat * self._n_extra
+
+    def locate(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(part, clip index within that part) of each index: two (B,) int arrays."""
+        indices = np.asarray(indices, np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"clip index out of range 0..{len(self) - 1}")
+        part = np.zeros(len(indices), np.int64)
+        local = indices.copy()
+        extra = indices >= self._n_first
+        if extra.any():
+            j = (indices[extra] - self._n_first) % self._n_extra
+            k = np.searchsorted(self._extra_ends, j, side="right")
+            part[extra] = k + 1
+            local[extra] = j - np.concatenate([[0], self._extra_ends])[k]
+        return part, local
+
+    def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        part, local = self.locate(indices)
+        pixels, actions = [None] * len(part), [None] * len(part)
+        for p in np.unique(part):
+            where = np.flatnonzero(part == p)
+            b = self.parts[p].batch(local[where])
+            for n, i in enumerate(where):
+                pixels[i], actions[i] = b["pixels"][n], b["actions"][n]
+        return {"pixels": torch.stack(pixels), "actions": torch.stack(actions)}
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        part, local = self.locate(np.array([i]))
+        return self.parts[int(part[0])][int(local[0])]

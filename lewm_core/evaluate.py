@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +58,14 @@ def tasks_from_dataset(
     goal_offset: int = 25,
     val_fraction: float = 0.1,
     split_seed: int = 0,
+    split: str = "val",
+    keep: Callable[[np.ndarray, np.ndarray], bool] | None = None,
 ) -> list[EvalTask]:
-    """Sample `episodes` (start, goal) pairs from the dataset's validation episodes."""
+    """Sample `episodes` (start, goal) pairs from the dataset's validation episodes (`split`
+    "train": from its training episodes instead). `keep(start, goal)`: draw only pairs it
+    accepts (UserError when 100 draws per wanted pair find too few)."""
+    if split not in ("train", "val"):
+        raise UserError(f"unknown split '{split}'; choose train or val")
     rng = np.random.default_rng([seed, 1])
     with open_dataset(path) as f:
         width, want = f["sim_state"].shape[1], env.unwrapped.state_dim
@@ -69,17 +75,26 @@ def tasks_from_dataset(
                 f"values, the model's env has {want}; use a dataset of the model's env"
             )
         off, ln = f["ep_offset"][:], f["ep_len"][:]
-        _, val = split_episodes(len(off), val_fraction, split_seed)
-        pool = [e for e in (val if len(val) else np.arange(len(off))) if ln[e] > goal_offset]
+        train, val = split_episodes(len(off), val_fraction, split_seed)
+        chosen = val if split == "val" else train
+        pool = [e for e in (chosen if len(chosen) else np.arange(len(off))) if ln[e] > goal_offset]
         if not pool:
             raise UserError(f"no episode of {path} is longer than {goal_offset} steps")
         sims = f["sim_state"]
-        tasks = []
-        for _ in range(episodes):
+        tasks, draws = [], 0
+        while len(tasks) < episodes:
+            draws += 1
+            if draws > 100 * episodes:
+                raise UserError(
+                    f"only {len(tasks)} of {draws - 1} (start, goal) pairs drawn from {path} "
+                    f"are of the kind asked for; ask for fewer episodes or another kind"
+                )
             e = pool[rng.integers(len(pool))]
             t = int(rng.integers(0, ln[e] - goal_offset))
             row = int(off[e]) + t
             start, goal = sims[row].astype(np.float64), sims[row + goal_offset].astype(np.float64)
+            if keep is not None and np.isfinite(start).all() and not keep(start, goal):
+                continue
             try:  # states from a file: the simulator must accept them (a damaged file: not)
                 if not (np.isfinite(start).all() and np.isfinite(goal).all()):
                     raise ValueError("not finite")

@@ -423,7 +423,9 @@ class EnsemblePlanner(CEMPlanner):
 @dataclass
 class EpisodeResult:
     """One MPC episode: success, steps taken, frames (T+1, H, W, 3), plan times (s), and the
-    env's `goal_errors` at the last step (how close a failed episode ended)."""
+    env's `goal_errors` at the last step (how close a failed episode ended). Per step t < T, as
+    a dataset records it (the observation *before* action t): `actions` (T, A) raw,
+    `states` (T, S) the env's named quantities concatenated, `sim_states` (T, Q)."""
 
     success: bool
     steps: int
@@ -431,6 +433,14 @@ class EpisodeResult:
     plan_seconds: list[float]
     final_cost: float
     final_errors: dict[str, float] = field(default_factory=dict)
+    actions: np.ndarray | None = None
+    states: np.ndarray | None = None
+    sim_states: np.ndarray | None = None
+
+
+def _state_row(base) -> np.ndarray:
+    """The env's named physical quantities, concatenated: (S,)."""
+    return np.concatenate([np.ravel(v) for v in base.state.values()])
 
 
 def run_mpc(
@@ -441,12 +451,15 @@ def run_mpc(
     goal_frame: np.ndarray,
     budget: int = 50,
     generator: torch.Generator | None = None,
+    stop_at_goal: bool = True,
 ) -> EpisodeResult:
     """Model-predictive control: plan, execute `receding_horizon` blocks, re-encode, replan.
 
     Success is the env's `is_success(goal_state)` at any step within `budget` raw steps.
     With `planner.cfg.context` k > 1, each plan starts from the last k observations one block
-    apart (fewer at the start of the episode) and the blocks executed between them.
+    apart (fewer at the start of the episode) and the blocks executed between them. Without
+    `stop_at_goal` the episode runs all `budget` steps (the planner keeps aiming at the goal
+    after reaching it), so that every episode has the same length.
     """
     base = env.unwrapped
     base.set_state(start_state)
@@ -458,7 +471,8 @@ def run_mpc(
     n_exec = planner.cfg.receding_horizon * planner.frameskip
     k_max, fs = planner.cfg.context, planner.frameskip
     block_frames, executed = [obs], []  # observations at block boundaries; raw blocks (F, A)
-    while not success and steps < budget:
+    actions, states, sims = [], [], []
+    while not (success and stop_at_goal) and steps < budget:
         k = min(k_max, len(block_frames))
         z = planner.encode_observation(base, np.stack(block_frames[-k:]))
         past = None
@@ -472,6 +486,9 @@ def run_mpc(
         plan_seconds.append(result.seconds)
         cost = result.cost
         for i, action in enumerate(result.actions[:n_exec]):
+            states.append(_state_row(base))
+            sims.append(base.get_state().copy())
+            actions.append(np.asarray(action, np.float32))
             obs, *_ = env.step(action)
             frames.append(obs)
             steps += 1
@@ -480,8 +497,20 @@ def run_mpc(
                 executed.append(result.actions[i + 1 - fs : i + 1])
             if base.is_success(goal_state):
                 success = True
-                break
+                if stop_at_goal:
+                    break
             if steps >= budget:
                 break
     errors = base.goal_errors(goal_state)
-    return EpisodeResult(success, steps, np.stack(frames), plan_seconds, cost, errors)
+    a_dim, q_dim, s_dim = base.action_space.shape[0], len(base.get_state()), len(_state_row(base))
+    return EpisodeResult(
+        success,
+        steps,
+        np.stack(frames),
+        plan_seconds,
+        cost,
+        errors,
+        np.asarray(actions, np.float32).reshape(steps, a_dim),
+        np.asarray(states, np.float32).reshape(steps, s_dim),
+        np.asarray(sims, np.float64).reshape(steps, q_dim),
+    )

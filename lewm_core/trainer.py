@@ -45,7 +45,7 @@ from lewm_core.checkpoint import (
     tensor_shapes,
 )
 from lewm_core.config import ModelConfig
-from lewm_core.data import ClipDataset, dataset_info
+from lewm_core.data import ClipDataset, ClipMix, dataset_info
 from lewm_core.errors import UserError
 from lewm_core.model import LeWM, recalibrate_batchnorm
 from lewm_core.sigreg import sigreg
@@ -103,6 +103,10 @@ class TrainConfig:
     # the first rollout_context frames of a longer clip, as planning does; 0 = off (published)
     rollout_steps: int = 0
     rollout_context: int = 1
+    # training-only extra datasets of the same env (e.g. `lewm collect-planned`): every clip of
+    # them joins the training split, drawn `extra_repeat` times as often as a clip of `data`
+    extra_data: list = field(default_factory=list)
+    extra_repeat: int = 1
 
     @classmethod
     def from_preset(cls, name: str, data: str, out: str, **overrides) -> TrainConfig:
@@ -128,7 +132,7 @@ class TrainConfig:
     def _checks(self) -> list[tuple[bool, str]]:
         ints = ("epochs", "batch_size", "seed", "checkpoint_every", "log_every", "val_batches")
         ints += ("sigreg_projections", "sigreg_knots", "bn_recalib_batches")
-        ints += ("rollout_steps", "rollout_context")
+        ints += ("rollout_steps", "rollout_context", "extra_repeat")
         for name in ints:
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
                 raise TypeError(f"{name} must be an integer, got {getattr(self, name)!r}")
@@ -138,6 +142,10 @@ class TrainConfig:
             raise TypeError("model_overrides must be a dict")
         if self.init_from is not None and not isinstance(self.init_from, str | os.PathLike):
             raise TypeError("init_from must be a path")
+        if not isinstance(self.extra_data, list | tuple) or not all(
+            isinstance(p, str | os.PathLike) for p in self.extra_data
+        ):
+            raise TypeError("extra_data must be a list of paths")
         return [
             (self.epochs >= 1, "--epochs must be at least 1"),
             (0 <= self.seed < 2**32, "--seed must be between 0 and 4294967295"),
@@ -165,6 +173,12 @@ class TrainConfig:
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
             (0 <= self.rollout_steps <= 32, "--rollout-steps must be between 0 (off) and 32"),
             (1 <= self.rollout_context <= 32, "--rollout-context must be between 1 and 32"),
+            (1 <= self.extra_repeat <= 1000, "--extra-repeat must be between 1 and 1000"),
+            (
+                all(Path(p).resolve() != Path(self.data).resolve() for p in self.extra_data),
+                "--extra-data names the --data file itself: its held-out episodes would be "
+                "trained on; give a different file (e.g. from `lewm collect-planned`)",
+            ),
         ]
 
     def clip_frames(self, history: int) -> int:
@@ -298,15 +312,20 @@ class Trainer:
             preload=preload,
             clip_frames=cfg.clip_frames(mcfg.history),
         )
-        self.train_set = ClipDataset(cfg.data, "train", **split)
+        first = ClipDataset(cfg.data, "train", **split)
         self._preloaded = preload
         self.val_set = ClipDataset(  # shares the preloaded pixels: one copy in RAM, read once
             cfg.data,
             "val",
-            action_stats=self.train_set.action_stats,
-            pixels=self.train_set.pixels,
+            action_stats=first.action_stats,
+            pixels=first.pixels,
             **split,
         )
+        self.train_set: ClipDataset | ClipMix = first
+        if cfg.extra_data:
+            self.train_set = ClipMix(
+                first, self._extra_sets(info, split, first.action_stats), cfg.extra_repeat
+            )
         if len(self.train_set) < cfg.batch_size:
             raise UserError(
                 f"the training split has {len(self.train_set)} clips, fewer than --batch-size "
@@ -362,6 +381,27 @@ class Trainer:
         if cfg.compile:
             self._net = torch.compile(self._net)
         ddp.barrier()
+
+    def _extra_sets(self, info: dict, split: dict, stats) -> list[ClipDataset]:
+        """Every clip of each `--extra-data` file, z-scored with the main data's statistics."""
+        sets = []
+        for path in self.cfg.extra_data:
+            extra = dataset_info(path)
+            for key in ("env", "resolution", "action_dim"):
+                if extra[key] != info[key]:
+                    raise UserError(
+                        f"--extra-data {path} has {key} {extra[key]}, --data {self.cfg.data} has "
+                        f"{info[key]}; extra data must come from the same env and resolution"
+                    )
+            preload = extra["pixels_gb"] <= self.cfg.preload_max_gb and self._preloaded
+            part = ClipDataset(path, "all", action_stats=stats, **{**split, "preload": preload})
+            if len(part) == 0:
+                raise UserError(
+                    f"--extra-data {path} has no episode long enough for a training clip; "
+                    "collect longer episodes (e.g. a larger --budget)"
+                )
+            sets.append(part)
+        return sets
 
     # ---- data order: a fixed permutation per epoch, so step s always sees the same batch ----
     def batch_indices(self, step: int) -> np.ndarray:
@@ -660,7 +700,7 @@ class Trainer:
             # The resume state first, then the model and its config: a kill in between leaves
             # a state newer than the model files, which `_load_state` completes on --resume.
             save_tensors(self.out / STATE_FILE, tensors, metadata=meta)
-            save_model(self.out, self.model, self.train_set.action_stats, self.run_meta())
+            save_model(self.out, self.model, self.val_set.action_stats, self.run_meta())
         if self.dist.world_size > 1:
             ddp.barrier()  # the files are complete before any rank goes on
             ddp.broadcast_buffers(self.model)  # rank 0's recalibrated BatchNorm statistics
@@ -670,7 +710,7 @@ class Trainer:
         self._saved_at = self.step_count
 
     def run_meta(self) -> dict:
-        ds = self.train_set
+        ds = self.val_set  # the --data file's (extra data only adds training clips)
         return {
             "lewm_version": __version__,
             "step": self.step_count,
@@ -731,7 +771,7 @@ class Trainer:
                 row = json.loads(r)
                 if row.get("step") == self.step_count and "val_pred_loss" in row:
                     self.last_eval = {k: v for k, v in row.items() if k not in ("step", "epoch")}
-            save_model(self.out, self.model, self.train_set.action_stats, self.run_meta())
+            save_model(self.out, self.model, self.val_set.action_stats, self.run_meta())
 
     def _model_files_step(self) -> int | None:
         """The step recorded in config.json beside a model.safetensors (None if either is missing
@@ -855,7 +895,7 @@ class _StepBatches(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        clips: ClipDataset,
+        clips: ClipDataset | ClipMix,
         batch_size: int,
         steps_per_epoch: int,
         seed: int,
