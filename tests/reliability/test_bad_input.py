@@ -309,11 +309,24 @@ def _dataset_argv(command: str, data: Path, model: Path, folder: Path) -> list[s
             "4",
         ],
         "straightness": ["straightness", *ckpt, "--episodes", "2", "--no-untrained"],
+        "collect-planned": [
+            "collect-planned",
+            *ckpt,
+            "--episodes",
+            "1",
+            "--budget",
+            "5",
+            "--goal-offset",
+            "5",
+            "--out",
+            str(folder / "planned.h5"),
+        ],
     }
     return [*small[command], "--quiet"]
 
 
 DATASET_COMMANDS = ("train", "eval", "probe", "tsne", "decoder-train", "straightness")
+DATASET_COMMANDS += ("collect-planned",)
 
 
 @pytest.mark.parametrize("command", DATASET_COMMANDS)
@@ -617,6 +630,10 @@ ABSURD = [
     (["decoder-train", "--batch-size", "1000000000"], "--batch-size"),
     (["decoder-train", "--lr", "nan"], "--lr"),
     (["decoder-train", "--frames", "-4"], "--frames"),
+    (["collect-planned", "--episodes", "0"], "--episodes"),
+    (["collect-planned", "--budget", "1"], "--budget"),
+    (["collect-planned", "--goal-offset", "0"], "--goal-offset"),
+    (["collect-planned", "--goal-kind", "nope"], "goal kind nope"),
 ]
 
 
@@ -629,6 +646,17 @@ def _complete(argv: list[str], inputs: dict, folder: Path) -> list[str]:
         return [*argv, "--data", h5, "--out", str(folder / "run"), "--quiet"]
     if command == "model-info":
         return argv
+    if command == "collect-planned":
+        return [
+            *argv,
+            "--checkpoint",
+            model,
+            "--data",
+            h5,
+            "--out",
+            str(folder / "p.h5"),
+            "--quiet",
+        ]
     extra = ["--data", h5] if command in ("probe", "tsne", "straightness", "decoder-train") else []
     return [*argv, "--checkpoint", model, *extra, "--quiet"]
 
