@@ -64,7 +64,7 @@ def run_episode(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
     Returns pixels (steps, H, W, 3) uint8, action (steps, A) float32, state (steps, S) float32,
     sim_state (steps, Q) float64; row t is the observation before action t.
     """
-    obs, info = env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed)
     policy.reset()
     base = env.unwrapped
     pixels = np.empty((steps, *obs.shape), np.uint8)
@@ -72,11 +72,11 @@ def run_episode(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
     states, sims = [], []
     for t in range(steps):
         pixels[t] = obs
-        states.append(np.concatenate([np.ravel(v) for v in info["state"].values()]))
+        states.append(base.state_vector)
         sims.append(base.get_state())
         a = np.clip(np.asarray(policy.act(), np.float32), -1.0, 1.0)
         actions[t] = a
-        obs, _, _, _, info = env.step(a)
+        obs, *_ = env.step(a)
     return {
         "pixels": pixels,
         "action": actions,

@@ -438,11 +438,6 @@ class EpisodeResult:
     sim_states: np.ndarray | None = None
 
 
-def _state_row(base) -> np.ndarray:
-    """The env's named physical quantities, concatenated: (S,)."""
-    return np.concatenate([np.ravel(v) for v in base.state.values()])
-
-
 def run_mpc(
     env,
     planner: CEMPlanner,
@@ -486,7 +481,7 @@ def run_mpc(
         plan_seconds.append(result.seconds)
         cost = result.cost
         for i, action in enumerate(result.actions[:n_exec]):
-            states.append(_state_row(base))
+            states.append(base.state_vector)
             sims.append(base.get_state().copy())
             actions.append(np.asarray(action, np.float32))
             obs, *_ = env.step(action)
@@ -502,7 +497,7 @@ def run_mpc(
             if steps >= budget:
                 break
     errors = base.goal_errors(goal_state)
-    a_dim, q_dim, s_dim = base.action_space.shape[0], len(base.get_state()), len(_state_row(base))
+    a_dim, q_dim, s_dim = base.action_space.shape[0], len(base.get_state()), len(base.state_vector)
     return EpisodeResult(
         success,
         steps,

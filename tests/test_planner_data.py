@@ -41,8 +41,7 @@ def test_mpc_records_each_step_as_a_dataset_row(tiny_run):
     for t in (0, 5, 11):
         base.set_state(res.sim_states[t])
         np.testing.assert_array_equal(base.render(), res.frames[t])
-        state = np.concatenate([np.ravel(v) for v in base.state.values()])
-        np.testing.assert_allclose(state, res.states[t], rtol=1e-6)
+        np.testing.assert_allclose(base.state_vector, res.states[t], rtol=1e-6)
         env.step(res.actions[t])
         np.testing.assert_array_equal(base.render(), res.frames[t + 1])
         if t + 1 < 12:

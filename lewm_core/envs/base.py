@@ -138,6 +138,12 @@ class LewmEnv(gymnasium.Env):
         """Named physical quantities of the current state (same as ``info["state"]``)."""
         return self._state_dict()
 
+    @property
+    def state_vector(self) -> np.ndarray:
+        """The named quantities of ``state`` concatenated in their order: (S,), the row a
+        dataset's ``state`` array records."""
+        return np.concatenate([np.ravel(v) for v in self._state_dict().values()])
+
     def get_state(self) -> np.ndarray:
         """Full simulator state, 1-D float64 array of length ``state_dim``."""
         raise NotImplementedError
