@@ -1,6 +1,7 @@
 """How far a model's own rollout drifts: multi-step prediction error relative to copying.
 
     python bench/rollout_error.py --data data/pusht.h5 --checkpoints runs/a runs/b ... [--json]
+        [--split all]   (every clip of a file no model trained on, e.g. planner episodes)
 
 Planning rolls the predictor out autoregressively from the current frame; training (the
 published loss) only scores one step from true latents. For each checkpoint this encodes the
@@ -37,16 +38,24 @@ from lewm_core.envs import make
 
 @torch.no_grad()
 def rollout_ratio(
-    checkpoint: str, data: str, steps: int, clips: int, seed: int = 0, batch: int = 256
+    checkpoint: str,
+    data: str,
+    steps: int,
+    clips: int,
+    seed: int = 0,
+    batch: int = 256,
+    split: str = "val",
 ) -> dict:
     """Per-step rollout error over copy error (K,) on `clips` validation clips of `data`,
-    overall and per kind of clip (the env's goal kind from its first to its last state)."""
+    overall and per kind of clip (the env's goal kind from its first to its last state).
+    `split` "all": clips of every episode (a file no model was trained on, such as held-out
+    planner episodes from `lewm collect-planned`)."""
     loaded = load_model(checkpoint)
     model, cfg = loaded.model, loaded.model.cfg
     val_fraction, split_seed = loaded.split
     val = ClipDataset(
         data,
-        "val",
+        split,
         history=cfg.history,
         frameskip=cfg.frameskip,
         val_fraction=val_fraction,
@@ -96,12 +105,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoints", nargs="+", required=True)
     p.add_argument("--steps", type=int, default=5, help="rollout length in blocks (default 5)")
     p.add_argument("--clips", type=int, default=2000)
+    p.add_argument(
+        "--split",
+        choices=("val", "all"),
+        default="val",
+        help="clips of the held-out episodes (val, default) or of all (a file not trained on)",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.steps < 1 or args.clips < 1:
         p.error("--steps and --clips must be at least 1")
     torch.manual_seed(0)
-    rows = [rollout_ratio(c, args.data, args.steps, args.clips) for c in args.checkpoints]
+    rows = [
+        rollout_ratio(c, args.data, args.steps, args.clips, split=args.split)
+        for c in args.checkpoints
+    ]
     print("rollout error / copy error, per block from one frame:")
     for r in rows:
         print(f"  {r['checkpoint']}: " + " ".join(f"{x:.3f}" for x in r["ratio"]))

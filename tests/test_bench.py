@@ -90,6 +90,13 @@ def test_bench_rollout_error_trained_model_beats_copying(trained_run, tworoom_h5
     (row,) = out["checkpoints"]
     assert out["steps"] == 3 and len(row["ratio"]) == 3 and row["clips"] > 0
     assert all(0.0 < r < 0.8 for r in row["ratio"]), row
+    args = ["--data", tworoom_h5, "--checkpoints", trained_run["path"], "--steps", "3"]
+    val = run_script("bench/rollout_error.py", *args, "--clips", "400", "--json")
+    every = run_script(
+        "bench/rollout_error.py", *args, "--clips", "400", "--split", "all", "--json"
+    )
+    # 6 held-out episodes hold 246 clips of 4 frames; all 60 episodes ten times as many
+    assert val["checkpoints"][0]["clips"] == 246 and every["checkpoints"][0]["clips"] == 400
 
 
 def test_bench_ensemble_plan_runs_the_eval_protocol(trained_run, tworoom_h5):
