@@ -126,3 +126,35 @@ def test_bench_app_smoke():
     out = run_script("bench/app.py", "--repeats", "1")
     assert out["target_s"] == 3.0
     assert 0 < out["first_page_s"] < 120 and 0 < out["plan_click_to_rollout_s"] < 120
+
+
+def test_bench_paired_eval_pairs_the_same_tasks(trained_run, tworoom_h5, tmp_path):
+    """Two `lewm eval --json` runs on the same seed pair up task by task (one with a far weaker
+    search); a run on another seed is refused; the sign test's p-values are the exact ones."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from paired_eval import sign_test
+
+    assert sign_test(0, 0) == 1.0 and sign_test(10, 0) == pytest.approx(2 / 1024)
+    assert sign_test(10, 18) == pytest.approx(0.1849, abs=1e-4) == sign_test(18, 10)
+    files = {}
+    for name, seed, samples in (("strong", "0", "64"), ("weak", "0", "4"), ("other", "1", "4")):
+        argv = [sys.executable, "-m", "lewm_core", "eval", "--checkpoint", trained_run["path"]]
+        argv += ["--data", tworoom_h5, "--episodes", "6", "--seed", seed, "--samples", samples]
+        argv += ["--elites", "2", "--iterations", "3", "--quiet", "--json"]
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_text(proc.stdout)
+    out = run_script(
+        "bench/paired_eval.py", "--a", str(files["strong"]), "--b", str(files["weak"]), "--json"
+    )
+    strong = json.loads(files["strong"].read_text().strip().splitlines()[-1])
+    weak = json.loads(files["weak"].read_text().strip().splitlines()[-1])
+    assert out["episodes"] == 6 and out["a"] == round(6 * strong["success_rate"])
+    assert out["b"] == round(6 * weak["success_rate"])
+    assert out["a"] - out["b"] == out["only_a"] - out["only_b"]
+    proc = subprocess.run(
+        [sys.executable, "bench/paired_eval.py", "--a", str(files["strong"]), "--b",
+         str(files["other"])],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "not the same tasks" in proc.stderr
