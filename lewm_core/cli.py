@@ -155,7 +155,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
 def cmd_collect_planned(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from lewm_core.checkpoint import load_model
+    from lewm_core.checkpoint import check_context, load_model
     from lewm_core.collect import check_output_path
     from lewm_core.planner_data import collect_planner_episodes
 
@@ -167,6 +167,16 @@ def cmd_collect_planned(args: argparse.Namespace) -> None:
         _check_range(flag, value, lo, hi)
     check_output_path(args.out, args.overwrite)
     loaded = load_model(args.checkpoint)
+    if args.context is not None:
+        check_context(args.context, loaded.model.cfg.history, "--context got")
+    cem = loaded.planning.cem_config(
+        sampling=args.sampling,
+        objective=args.objective,
+        receding_horizon=args.receding_horizon,
+        context=args.context,
+    )
+    if args.receding_horizon is not None:
+        _check_range("--receding-horizon", args.receding_horizon, 1, cem.horizon)
     t0 = time.perf_counter()
     with (
         _sigint_flag() as interrupted,
@@ -187,7 +197,7 @@ def cmd_collect_planned(args: argparse.Namespace) -> None:
             budget=args.budget,
             goal_offset=args.goal_offset,
             goal_kinds=args.goal_kind,
-            cem=loaded.planning.cem_config(),
+            cem=cem,
             dtype=args.dtype,
             compile_rollout=args.compile,
             overwrite=args.overwrite,
@@ -499,6 +509,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="only tasks of this kind (e.g. push for Push-T; repeatable; default: all)",
     )
+    cp.add_argument(
+        "--sampling", choices=SAMPLINGS, help="CEM sampling (default: the model's, else block)"
+    )
+    cp.add_argument(
+        "--objective", choices=OBJECTIVES, help="CEM objective (default: the model's, else last)"
+    )
+    cp.add_argument(
+        "--receding-horizon",
+        type=int,
+        help="blocks executed per plan (default: the model's, else 5); a run folder has no "
+        "shipped settings: give the ones the planner you study uses",
+    )
+    cp.add_argument("--context", type=int, help="observed frames per plan (default: the model's)")
     cp.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
     cp.add_argument("--compile", action="store_true", help="torch.compile the rollout")
     cp.add_argument("--out", required=True, type=_path)

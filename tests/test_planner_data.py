@@ -84,15 +84,20 @@ def test_planner_episodes_come_from_training_episodes_only(tiny_run, tmp_path):
 
 def test_collect_planned_cli_keeps_to_the_goal_kind(tiny_run, tmp_path, capsys):
     """`lewm collect-planned --goal-kind move` draws only tasks of that kind ("move": the goal
-    does not hold at the start) and reports what it wrote."""
+    does not hold at the start), plans with the CEM settings given (a run folder has no shipped
+    ones), records them in the file and reports what it wrote."""
     out = tmp_path / "cli.h5"
     argv = ["collect-planned", "--checkpoint", str(tiny_run["run"]), "--data", str(tiny_run["h5"])]
     argv += ["--episodes", "2", "--budget", "10", "--goal-kind", "move", "--out", str(out)]
-    assert main([*argv, "--quiet", "--json", "--dtype", "float32"]) == 0
+    cem = ["--objective", "min", "--receding-horizon", "1", "--sampling", "independent"]
+    assert main([*argv, *cem, "--quiet", "--json", "--dtype", "float32"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["episodes"] == 2 and summary["steps"] == 20
     with open_dataset(out) as f:
         assert json.loads(f.attrs["goal_kinds"]) == ["move"] and f["pixels"].shape[0] == 20
+        recorded = json.loads(f.attrs["cem"])
+    assert recorded["objective"] == "min" and recorded["receding_horizon"] == 1
+    assert recorded["sampling"] == "independent" and recorded["samples"] == 300
     assert main([*argv[:-2], "--out", str(tmp_path / "y.h5"), "--budget", "1", "--quiet"]) == 2
     assert "--budget" in capsys.readouterr().err
 

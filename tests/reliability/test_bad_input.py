@@ -634,6 +634,8 @@ ABSURD = [
     (["collect-planned", "--budget", "1"], "--budget"),
     (["collect-planned", "--goal-offset", "0"], "--goal-offset"),
     (["collect-planned", "--goal-kind", "nope"], "goal kind nope"),
+    (["collect-planned", "--receding-horizon", "9"], "--receding-horizon"),
+    (["collect-planned", "--context", "99"], "--context"),
 ]
 
 
