@@ -110,13 +110,32 @@ def _sigint_flag():
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def _episode_progress(total: int, desc: str, quiet: bool):
+    """Yield a `progress(done, total)` callback that draws a tqdm bar of episodes; Ctrl-C
+    stops between two episodes (KeyboardInterrupt from the callback: the writer then removes
+    its temporary file)."""
+    from tqdm import tqdm
+
+    with (
+        _sigint_flag() as interrupted,
+        tqdm(total=total, unit="ep", desc=desc, disable=quiet) as bar,
+    ):
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+            if interrupted:
+                raise KeyboardInterrupt
+
+        yield progress
+
+
 def _check_range(flag: str, value: int, lo: int, hi: int) -> None:
     if not lo <= value <= hi:
         raise UserError(f"{flag} must be between {lo} and {hi} (got {value})")
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
 
     from lewm_core.collect import CollectSpec, check_output_path, collect, validate_spec
 
@@ -125,16 +144,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
     check_output_path(args.out, args.overwrite)
 
     t0 = time.perf_counter()
-    with (
-        _sigint_flag() as interrupted,
-        tqdm(total=args.episodes, unit="ep", desc=f"collect {args.env}", disable=args.quiet) as bar,
-    ):
-
-        def progress(done: int, total: int) -> None:
-            bar.update(done - bar.n)
-            if interrupted:  # stop between two episodes; the temporary file is removed
-                raise KeyboardInterrupt
-
+    with _episode_progress(args.episodes, f"collect {args.env}", args.quiet) as progress:
         out = collect(
             spec, args.out, workers=args.workers, overwrite=args.overwrite, progress=progress
         )
@@ -153,7 +163,6 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 
 def cmd_collect_planned(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
 
     from lewm_core.checkpoint import check_context, load_model
     from lewm_core.collect import check_output_path
@@ -178,16 +187,7 @@ def cmd_collect_planned(args: argparse.Namespace) -> None:
     if args.receding_horizon is not None:
         _check_range("--receding-horizon", args.receding_horizon, 1, cem.horizon)
     t0 = time.perf_counter()
-    with (
-        _sigint_flag() as interrupted,
-        tqdm(total=args.episodes, unit="ep", desc="planner episodes", disable=args.quiet) as bar,
-    ):
-
-        def progress(done: int, total: int) -> None:
-            bar.update(done - bar.n)
-            if interrupted:  # stop between two episodes; the temporary file is removed
-                raise KeyboardInterrupt
-
+    with _episode_progress(args.episodes, "planner episodes", args.quiet) as progress:
         summary = collect_planner_episodes(
             loaded,
             args.data,
