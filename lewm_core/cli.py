@@ -135,8 +135,27 @@ def _check_range(flag: str, value: int, lo: int, hi: int) -> None:
         raise UserError(f"{flag} must be between {lo} and {hi} (got {value})")
 
 
-def cmd_collect(args: argparse.Namespace) -> None:
+CEM_FLAGS = (
+    "samples", "iterations", "elites", "horizon", "sampling", "receding_horizon", "context",
+    "objective",
+)  # fmt: skip
 
+
+def _cem_from_args(loaded, args: argparse.Namespace):
+    """The model's default CEM settings (`LoadedModel.planning`) with the command's CEM flags
+    (those of `CEM_FLAGS` it has and was given) applied; --context and --receding-horizon
+    checked against the model's history and the horizon, naming the flag."""
+    from lewm_core.checkpoint import check_context
+
+    if args.context is not None:
+        check_context(args.context, loaded.model.cfg.history, "--context got")
+    cem = loaded.planning.cem_config(**{k: getattr(args, k, None) for k in CEM_FLAGS})
+    if args.receding_horizon is not None:
+        _check_range("--receding-horizon", args.receding_horizon, 1, cem.horizon)
+    return cem
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
     from lewm_core.collect import CollectSpec, check_output_path, collect, validate_spec
 
     spec = CollectSpec(args.env, args.episodes, args.steps, args.resolution, args.seed)
@@ -163,8 +182,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 
 def cmd_collect_planned(args: argparse.Namespace) -> None:
-
-    from lewm_core.checkpoint import check_context, load_model
+    from lewm_core.checkpoint import load_model
     from lewm_core.collect import check_output_path
     from lewm_core.planner_data import collect_planner_episodes
 
@@ -176,16 +194,7 @@ def cmd_collect_planned(args: argparse.Namespace) -> None:
         _check_range(flag, value, lo, hi)
     check_output_path(args.out, args.overwrite)
     loaded = load_model(args.checkpoint)
-    if args.context is not None:
-        check_context(args.context, loaded.model.cfg.history, "--context got")
-    cem = loaded.planning.cem_config(
-        sampling=args.sampling,
-        objective=args.objective,
-        receding_horizon=args.receding_horizon,
-        context=args.context,
-    )
-    if args.receding_horizon is not None:
-        _check_range("--receding-horizon", args.receding_horizon, 1, cem.horizon)
+    cem = _cem_from_args(loaded, args)
     t0 = time.perf_counter()
     with _episode_progress(args.episodes, "planner episodes", args.quiet) as progress:
         summary = collect_planner_episodes(
@@ -356,7 +365,7 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from lewm_core.checkpoint import check_context, load_model
+    from lewm_core.checkpoint import load_model
     from lewm_core.evaluate import evaluate
 
     for flag, value, lo, hi in (
@@ -370,21 +379,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     ):
         _check_range(flag, value, lo, hi)
     loaded = load_model(args.checkpoint)
-    d = loaded.planning
-    if args.context is not None:
-        check_context(args.context, loaded.model.cfg.history, "--context got")
-    if args.receding_horizon is not None:
-        _check_range("--receding-horizon", args.receding_horizon, 1, args.horizon)
-    cem = d.cem_config(
-        samples=args.samples,
-        iterations=args.iterations,
-        elites=args.elites,
-        horizon=args.horizon,
-        sampling=args.sampling,
-        receding_horizon=args.receding_horizon,
-        context=args.context,
-        objective=args.objective,
-    )
+    cem = _cem_from_args(loaded, args)
     video_dir = args.video_dir or str(loaded.path / "videos")
     summary = evaluate(
         loaded,

@@ -208,44 +208,51 @@ def write_episodes(
 ) -> Path:
     """Write `num_episodes` episodes of `steps` rows each (dicts as `run_episode` returns) to
     the HDF5 file `out`, atomically, with the format's attributes plus `attrs`; return `out`."""
-    layout = dataset_layout(env_name, resolution)
-    n, r = num_episodes * steps, resolution
-    remove_stale_temporaries(out.parent, out.name)  # left by a collection killed outright
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        chunk = (max(1, min(16, steps)), r, r, 3)
-        d_pix = f.create_dataset("pixels", (n, r, r, 3), np.uint8, chunks=chunk, compression="lzf")
-        d_act = f.create_dataset("action", (n, layout["action_dim"]), np.float32)
-        d_state = f.create_dataset("state", (n, layout["state_dim"]), np.float32)
-        d_sim = f.create_dataset("sim_state", (n, layout["sim_dim"]), np.float64)
-        f.create_dataset("ep_offset", data=np.arange(num_episodes, dtype=np.int64) * steps)
-        f.create_dataset("ep_len", data=np.full(num_episodes, steps, np.int64))
-        f.attrs.update(
-            format=FORMAT,
-            env=env_name,
-            resolution=r,
-            episodes=num_episodes,
-            steps=steps,
-            action_dim=layout["action_dim"],
-            lewm_version=__version__,
-            state_quantities=json.dumps(layout["state_quantities"]),
-            state_columns=json.dumps(layout["state_columns"]),
-            angle_quantities=json.dumps(layout["angle_quantities"]),
-            **attrs,
-        )
-        k = -1
-        for k, ep in enumerate(episodes):
-            if k >= num_episodes or len(ep["action"]) != steps:
-                raise ValueError(f"episode {k} does not fit: {num_episodes} x {steps} rows")
-            sl = slice(k * steps, (k + 1) * steps)
-            d_pix[sl] = ep["pixels"]
-            d_act[sl] = ep["action"]
-            d_state[sl] = ep["state"]
-            d_sim[sl] = ep["sim_state"]
-            if progress is not None:
-                progress(k + 1, num_episodes)
-        if k + 1 != num_episodes:
-            raise ValueError(f"{k + 1} episodes written, {num_episodes} announced")
-    return out
+    try:
+        layout = dataset_layout(env_name, resolution)
+        n, r = num_episodes * steps, resolution
+        remove_stale_temporaries(out.parent, out.name)  # left by a collection killed outright
+        with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+            chunk = (max(1, min(16, steps)), r, r, 3)
+            d_pix = f.create_dataset(
+                "pixels", (n, r, r, 3), np.uint8, chunks=chunk, compression="lzf"
+            )
+            d_act = f.create_dataset("action", (n, layout["action_dim"]), np.float32)
+            d_state = f.create_dataset("state", (n, layout["state_dim"]), np.float32)
+            d_sim = f.create_dataset("sim_state", (n, layout["sim_dim"]), np.float64)
+            f.create_dataset("ep_offset", data=np.arange(num_episodes, dtype=np.int64) * steps)
+            f.create_dataset("ep_len", data=np.full(num_episodes, steps, np.int64))
+            f.attrs.update(
+                format=FORMAT,
+                env=env_name,
+                resolution=r,
+                episodes=num_episodes,
+                steps=steps,
+                action_dim=layout["action_dim"],
+                lewm_version=__version__,
+                state_quantities=json.dumps(layout["state_quantities"]),
+                state_columns=json.dumps(layout["state_columns"]),
+                angle_quantities=json.dumps(layout["angle_quantities"]),
+                **attrs,
+            )
+            k = -1
+            for k, ep in enumerate(episodes):
+                if k >= num_episodes or len(ep["action"]) != steps:
+                    raise ValueError(f"episode {k} does not fit: {num_episodes} x {steps} rows")
+                sl = slice(k * steps, (k + 1) * steps)
+                d_pix[sl] = ep["pixels"]
+                d_act[sl] = ep["action"]
+                d_state[sl] = ep["state"]
+                d_sim[sl] = ep["sim_state"]
+                if progress is not None:
+                    progress(k + 1, num_episodes)
+            if k + 1 != num_episodes:
+                raise ValueError(f"{k + 1} episodes written, {num_episodes} announced")
+        return out
+    finally:  # a generator (a worker pool, a planner) stops here, not when garbage-collected
+        close = getattr(episodes, "close", None)
+        if close is not None:
+            close()
 
 
 def collect(
