@@ -41,6 +41,7 @@ OBJECTIVE_WORDS = {
 }
 PROBE_FILE = "probe.json"
 SURPRISE_FILE = "surprise.json"
+LINEAGE_KEY = "lineage"  # config.json entry: the training stages of shipped weights, oldest first
 PERTURBATION_NAMES = {"teleport": "teleported", "color": "colour change"}
 
 
@@ -93,6 +94,99 @@ def _analysis_lines(probe: dict | None, surprise: dict | None) -> list[str]:
     return lines
 
 
+def _extra_data_info(path: str) -> dict:
+    """What a card says about one `--extra-data` file: its policy and size, if it is here."""
+    if not Path(path).is_file():
+        return {"path": path}
+    info = dataset_info(path)
+    keep = ("policy", "num_episodes", "num_steps", "seed", "source_split")
+    out = {"path": path, **{k: info[k] for k in keep if k in info}}
+    if "goal_kinds" in info:  # stored as a JSON list
+        out["goal_kinds"] = json.loads(info["goal_kinds"])
+    return out
+
+
+def training_lineage(run_dir: str | os.PathLike) -> list[dict]:
+    """The training stages that made a run's weights, oldest first: each stage's run, the
+    weights it started from (`lewm train --init-from`), steps, wall time, data and extra data.
+
+    Follows `train.init_from` back through the run folders it names; a folder that carries a
+    lineage already (shipped weights) ends the walk with its recorded stages, so a shipped
+    model keeps its history after the runs are gone. A start that no longer exists is
+    recorded by name with `"missing": true`."""
+    stages: list[dict] = []
+    current: Path | None = Path(run_dir)
+    seen: set[Path] = set()
+    while current is not None:
+        if current.resolve() in seen:
+            raise UserError(f"{current} starts from itself (init_from cycle); fix its config.json")
+        seen.add(current.resolve())
+        if not (current / CONFIG_FILE).is_file():
+            stages.append({"run": str(current), "missing": True})
+            break
+        config = read_config(current)
+        if config.get(LINEAGE_KEY):
+            stages.extend(reversed(config[LINEAGE_KEY]))
+            break
+        train = config.get("train", {})
+        summary_path = current / "train_summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        init_from = train.get("init_from")
+        stages.append(
+            {
+                "run": train.get("out") or str(current),
+                "init_from": init_from,
+                "steps": summary.get("total_steps", summary.get("steps")),
+                "wall_s": summary.get("total_wall_s", summary.get("wall_s")),
+                "data": config.get("data", {}).get("path"),
+                "extra_data": [_extra_data_info(x) for x in train.get("extra_data") or []],
+                "extra_repeat": train.get("extra_repeat"),
+            }
+        )
+        current = Path(init_from) if init_from else None
+    return stages[::-1]
+
+
+def _lineage_lines(lineage: list[dict]) -> list[str]:
+    """The card's "Training history" section for weights trained in more than one stage."""
+    if len(lineage) < 2:
+        return []
+    lines = [
+        "",
+        "## Training history",
+        "",
+        "| stage | run | started from | steps | extra data (times as often as a data clip) "
+        "| wall time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, st in enumerate(lineage, 1):
+        if st.get("missing"):
+            lines.append(f"| {i} | `{st['run']}` (not found) | - | - | - | - |")
+            continue
+        extra = "; ".join(
+            f"`{x['path']}` ({x.get('num_episodes', '?')} episodes, {x.get('policy', '?')}"
+            + (f", goal kinds {', '.join(x['goal_kinds'])}" if x.get("goal_kinds") else "")
+            + ")"
+            for x in st.get("extra_data") or []
+        )
+        if extra:
+            extra += f", x{st.get('extra_repeat')}"
+        start = f"`{st['init_from']}`" if st.get("init_from") else "scratch"
+        if i > 1 and st.get("init_from"):
+            start = f"stage {i - 1} ({start})"
+        lines.append(
+            f"| {i} | `{st['run']}` | {start} | {st.get('steps')} | {extra or '-'} "
+            f"| {st.get('wall_s')} |"
+        )
+    lines += [
+        "",
+        "Each stage: `lewm train --data <data> --init-from <started from> --extra-data <file> "
+        "--extra-repeat <times>`; the extra files are `lewm collect-planned` episodes (the "
+        "previous stage's CEM planner on tasks from the data's training split).",
+    ]
+    return lines
+
+
 def model_card(
     config: dict,
     train_summary: dict,
@@ -109,6 +203,15 @@ def model_card(
     `probe` / `surprise`: the JSON of `lewm probe` / `lewm surprise` on these weights.
     """
     data, train = config.get("data", {}), config.get("train", {})
+    lineage = config.get(LINEAGE_KEY) or []
+    if len(lineage) > 1:
+        steps = sum(st.get("steps") or 0 for st in lineage)
+        wall = sum(st.get("wall_s") or 0 for st in lineage)
+        trained = f"{steps} steps in {len(lineage)} stages (training history below)"
+        wall_s = round(wall, 2)
+    else:
+        trained = f"{train_summary.get('steps')} steps"
+        wall_s = train_summary.get("total_wall_s", train_summary.get("wall_s"))
     lines = [
         f"# LeWM `{train.get('preset', '?')}` model for {data.get('env', '?')}",
         "",
@@ -117,10 +220,10 @@ def model_card(
         f"- Data: `{data.get('path')}` ({data.get('env')}, {data.get('resolution')} px), "
         f"split by episode (validation fraction {data.get('val_fraction')}, seed "
         f"{data.get('split_seed')}).",
-        f"- Training: {train_summary.get('steps')} steps, batch {train.get('batch_size')}, "
+        f"- Training: {trained}, batch {train.get('batch_size')}, "
         f"AdamW lr {train.get('lr')}, weight decay {train.get('weight_decay')}, SIGReg lambda "
         f"{train.get('sigreg_weight')}, seed {train.get('seed')}; wall time "
-        f"{train_summary.get('total_wall_s', train_summary.get('wall_s'))} s on this machine.",
+        f"{wall_s} s on this machine.",
     ]
     if data_info:
         lines.append(
@@ -185,6 +288,7 @@ def model_card(
             f"`lewm decoder-train --checkpoint <this folder> --steps {t.get('steps')}`.",
         ]
     lines += _analysis_lines(probe, surprise)
+    lines += _lineage_lines(lineage)
     return "\n".join(lines) + "\n"
 
 
@@ -246,6 +350,9 @@ def ship(
                 f"the {what} results are for env '{result.get('env')}' but the run is a {env} "
                 f"model; run `lewm {what} --checkpoint {run_dir}` and pass its output"
             )
+    lineage = training_lineage(run_dir)  # read before out_dir (maybe a stage) is overwritten
+    if len(lineage) > 1:
+        config[LINEAGE_KEY] = lineage
     summary_path = run_dir / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     out_dir.mkdir(parents=True, exist_ok=True)

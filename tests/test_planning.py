@@ -591,3 +591,45 @@ def test_compile_failure_falls_back_to_eager_planning(tmp_path):
         env=env,
     )
     assert proc.returncode == 0 and "FELL BACK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_ship_records_the_training_stages_of_fine_tuned_weights(tiny_run, tmp_path):
+    """Weights fine-tuned from other weights (`--init-from`, `--extra-data`) ship with their
+    training history: every stage in config.json and the card, kept when the runs are gone."""
+    import shutil
+
+    from lewm_core.checkpoint import read_config
+    from lewm_core.collect import CollectSpec, collect
+    from lewm_core.shipping import ship
+    from lewm_core.trainer import TrainConfig, Trainer
+
+    extra = tmp_path / "extra.h5"
+    collect(CollectSpec("tworoom", episodes=3, steps=40, resolution=64, seed=5), extra)
+
+    def fine_tune(start, out):
+        cfg = TrainConfig.from_preset(
+            "lab", str(tiny_run["h5"]), str(out), max_steps=4, batch_size=8, threads=1,
+            checkpoint_every=10, init_from=str(start), extra_data=[str(extra)], extra_repeat=2,
+        )  # fmt: skip
+        Trainer(cfg).run()
+        return out
+
+    stage2 = fine_tune(tiny_run["run"], tmp_path / "ft1")
+    shipped = ship(stage2, tmp_path / "shipped")
+    lineage = read_config(shipped)["lineage"]
+    assert [st["init_from"] for st in lineage] == [None, str(tiny_run["run"])]
+    assert [st["steps"] for st in lineage] == [20, 4]
+    assert lineage[1]["extra_data"][0]["num_episodes"] == 3 and lineage[1]["extra_repeat"] == 2
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert "24 steps in 2 stages" in card and "## Training history" in card
+    assert f"`{extra}` (3 episodes" in card
+    # a further stage started from the shipped folder; the stage-2 run folder is gone by then
+    stage3 = fine_tune(shipped, tmp_path / "ft2")
+    shutil.rmtree(stage2)
+    again = ship(stage3, tmp_path / "shipped2")
+    assert [st["steps"] for st in read_config(again)["lineage"]] == [20, 4, 4]
+    assert "28 steps in 3 stages" in (again / "MODEL_CARD.md").read_text()
+    # weights trained in one stage have no history section
+    plain = ship(tiny_run["run"], tmp_path / "plain")
+    assert "lineage" not in read_config(plain)
+    assert "Training history" not in (plain / "MODEL_CARD.md").read_text()
