@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from lewm_core.checkpoint import load_model
+from lewm_core.config import OBJECTIVES
 from lewm_core.data import open_dataset
 from lewm_core.envs import make
 from lewm_core.evaluate import reaches_goal, render_state, tasks_from_dataset
@@ -78,14 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--context", type=int, default=None, help="observed frames (default: the model's)"
     )
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default=None,
+        help="CEM cost (default: the model's; a run folder has none, so say it there)",
+    )
     p.add_argument("--dtype", default="float32")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
     loaded = load_model(args.checkpoint)
     frameskip = loaded.config.frameskip
-    cem = loaded.planning.cem_config(  # the model's objective
-        samples=args.samples, iterations=args.iterations, sampling=args.sampling
+    cem = loaded.planning.cem_config(
+        samples=args.samples,
+        iterations=args.iterations,
+        sampling=args.sampling,
+        objective=args.objective,
     )
     offset = cem.horizon * frameskip
     env = make(loaded.env_name, resolution=loaded.config.image_size)
@@ -174,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['copy_error_mean']:.1f})"
         )
     if args.json:
-        print(json.dumps({"groups": summary, "tasks": rows}))
+        settings = {"sampling": cem.sampling, "objective": cem.objective}
+        print(json.dumps({"cem": settings, "groups": summary, "tasks": rows}))
     return 0
 
 

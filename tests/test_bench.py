@@ -64,8 +64,10 @@ def test_bench_expert_cost_replays_the_data_to_its_goals(trained_run, tworoom_h5
     task's data actions, replayed from its start state, reach its goal (its row is right)."""
     out = run_script(
         "bench/expert_cost.py", "--checkpoint", trained_run["path"], "--data", tworoom_h5,
-        "--episodes", "3", "--samples", "32", "--iterations", "3", "--context", "2", "--json",
+        "--episodes", "3", "--samples", "32", "--iterations", "3", "--context", "2",
+        "--objective", "min", "--json",
     )  # fmt: skip
+    assert out["cem"]["objective"] == "min"  # the flag, not the run folder's default (last)
     assert len(out["tasks"]) == 3 and sum(g["tasks"] for g in out["groups"].values()) == 3
     assert set(out["groups"]) <= {"met", "move"}
     for task in out["tasks"]:
