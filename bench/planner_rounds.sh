@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Train a shipped model further on its own planner's episodes, round by round (DAgger's idea for
+# a world model: the planner visits states the data policy never does, and the model errs most
+# there), then ship the round that plans best on the selection episodes.
+#   bash bench/planner_rounds.sh pusht
+# Starts from assets/models/<env> as bench/train_assets.sh shipped it (copied once to
+# runs/<env>-rounds/round0, so a rerun starts from the same weights). The recipe's ROUNDS lists
+# "episodes:seed:repeat" per round; round k:
+#   1. `lewm collect-planned`: round k-1's model plans (its shipped CEM settings) EPISODES tasks
+#      of the goal kinds GOAL_KINDS drawn with that seed from the data's training split, each
+#      for the full 50-step budget;
+#   2. `lewm train --init-from` round k-1: FT_STEPS steps on the data plus every round's planner
+#      episodes so far, each planner clip REPEAT times as often as a data clip;
+#   3. `lewm eval` on the selection episodes (eval seeds 1 and 2, 100 in all).
+# The round with the most selection successes wins (round 0 included; a tie keeps the earlier).
+# It is evaluated on the reported episodes (seed 0) with its planning and with the published
+# planner (both samplings), gets its decoder, probes and surprise, and is shipped with its
+# training history (`lewm ship` records every stage). Each step is skipped when its output is
+# there already, so an interrupted run resumes. Wall time on this 2-core machine for Push-T's
+# three rounds: about 2 hours 20 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MUJOCO_GL=egl
+LEWM=".venv/bin/lewm"
+ENV="${1:?usage: bench/planner_rounds.sh pusht}"
+source bench/recipes.sh
+recipe "$ENV"
+if [ -z "$ROUNDS" ]; then
+  echo "error: the $ENV recipe has no planner rounds (ROUNDS in bench/recipes.sh)" >&2; exit 2
+fi
+DATA="data/$ENV.h5"
+DIR="runs/$ENV-rounds"
+[ -f "$DATA" ] || { echo "error: $DATA is missing; run bench/train_assets.sh $ENV first" >&2; exit 2; }
+mkdir -p "$DIR"
+[ -d "$DIR/round0" ] || cp -r "assets/models/$ENV" "$DIR/round0"
+# The shipped planning of round 0, passed as flags: a run folder records none.
+read -r -a PLAN < <(.venv/bin/python -c 'import dataclasses, json, sys
+from lewm_core.checkpoint import planning_defaults
+d = dataclasses.asdict(planning_defaults(json.load(open(sys.argv[1]))))
+print(" ".join(f"--{k.replace(chr(95), chr(45))} {v}" for k, v in d.items()))' "$DIR/round0/config.json")
+KINDS=(); for K in $GOAL_KINDS; do KINDS+=(--goal-kind "$K"); done
+
+wins() {  # successes of a `lewm eval --json` output
+  tail -n 1 "$1" | .venv/bin/python -c \
+    'import json, sys; d = json.loads(sys.stdin.read()); print(round(d["success_rate"] * d["episodes"]))'
+}
+select_score() {  # MODEL OUT_PREFIX: evaluate on the selection seeds, print the successes
+  local total=0
+  for SEED in 1 2; do
+    [ -s "$2-seed$SEED.json" ] || $LEWM eval --checkpoint "$1" --data "$DATA" --episodes 50 \
+      --seed "$SEED" "${PLAN[@]}" --compile --quiet --json > "$2-seed$SEED.json"
+    total=$(( total + $(wins "$2-seed$SEED.json") ))
+  done
+  echo "$total"
+}
+
+SCORES=("$(select_score "$DIR/round0" "$DIR/select-round0")")
+echo "round 0: $(( SCORES[0] )) of 100 selection episodes"
+PREV="$DIR/round0"; EXTRA=(); K=0
+for ROUND in $ROUNDS; do
+  K=$(( K + 1 ))
+  IFS=: read -r EPS SEED REPEAT <<< "$ROUND"
+  PLANNED="data/$ENV-planned-round$K.h5"
+  [ -f "$PLANNED" ] || $LEWM collect-planned --checkpoint "$PREV" --data "$DATA" --episodes "$EPS" \
+    --seed "$SEED" --budget 50 "${KINDS[@]}" "${PLAN[@]}" --compile --quiet --out "$PLANNED" --json
+  EXTRA+=(--extra-data "$PLANNED")
+  RUN="$DIR/round$K"
+  [ -f "$RUN/train_summary.json" ] || $LEWM train --data "$DATA" "${EXTRA[@]}" \
+    --extra-repeat "$REPEAT" --preset lab --init-from "$PREV" --max-steps "$FT_STEPS" \
+    --checkpoint-every "$CKPT" --out "$RUN" --quiet --json
+  SCORES+=("$(select_score "$RUN" "$DIR/select-round$K")")
+  echo "round $K: ${SCORES[$K]} of 100 selection episodes"
+  PREV="$RUN"
+done
+BEST=0
+for I in "${!SCORES[@]}"; do [ "${SCORES[$I]}" -gt "${SCORES[$BEST]}" ] && BEST=$I; done
+echo "selection successes per round: ${SCORES[*]}; shipping round $BEST"
+[ "$BEST" -gt 0 ] || { echo "round 0 (the shipped model) stays"; exit 0; }
+RUN="$DIR/round$BEST"
+# Reported episodes (seed 0): the chosen planning, then the published planner with each sampling.
+declare -A FLAGS=(
+  [shipped]="${PLAN[*]}"
+  [block-published]="--sampling block --context 1 --objective last --receding-horizon 5"
+  [independent-published]="--sampling independent --context 1 --objective last --receding-horizon 5"
+)
+EVALS=()
+for NAME in shipped block-published independent-published; do
+  read -r -a F <<< "${FLAGS[$NAME]}"
+  [ -s "$RUN/eval-$NAME.json" ] || $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 \
+    --seed 0 "${F[@]}" --compile --videos 3 --video-dir "$RUN/videos-$NAME" --quiet --json \
+    > "$RUN/eval-$NAME.json"
+  tail -n 1 "$RUN/eval-$NAME.json"
+  EVALS+=(--eval "$RUN/eval-$NAME.json")
+done
+[ -f "$RUN/decoder.safetensors" ] || $LEWM decoder-train --checkpoint "$RUN" --steps 1500 --quiet --json
+$LEWM probe --checkpoint "$RUN" --quiet --json > "$RUN/probe.out"
+$LEWM surprise --checkpoint "$RUN" --episodes 20 --seed 0 --quiet --json > "$RUN/surprise.out"
+$LEWM ship --run "$RUN" --out "assets/models/$ENV" "${EVALS[@]}" "${PLAN[@]}" \
+  --probe "$RUN/probe.out" --surprise "$RUN/surprise.out"
