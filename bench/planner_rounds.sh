@@ -60,7 +60,7 @@ PREV="$DIR/round0"; EXTRA=(); K=0
 for ROUND in $ROUNDS; do
   K=$(( K + 1 ))
   IFS=: read -r EPS SEED REPEAT <<< "$ROUND"
-  PLANNED="data/$ENV-planned-round$K.h5"
+  PLANNED="data/$ENV-planned-r$K.h5"
   [ -f "$PLANNED" ] || $LEWM collect-planned --checkpoint "$PREV" --data "$DATA" --episodes "$EPS" \
     --seed "$SEED" --budget 50 "${KINDS[@]}" "${PLAN[@]}" --compile --quiet --out "$PLANNED" --json
   EXTRA+=(--extra-data "$PLANNED")
