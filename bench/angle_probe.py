@@ -1,16 +1,19 @@
-"""Why Push-T latents miss the block angle: probes per checkpoint, and a supervised ceiling.
+"""Why latents miss a quantity (Push-T's block angle first): probes per checkpoint, and a
+supervised ceiling.
 
     python bench/angle_probe.py --data data/pusht.h5 --checkpoints runs/a runs/b ... [--json]
     python bench/angle_probe.py --data data/pusht.h5 --supervised-steps 600 [--json]
+    python bench/angle_probe.py --data data/cube.h5 --quantity gripper_opening ...
 
-For each checkpoint: Pearson r of linear (ridge) and MLP probes of (cos, sin) of the block angle,
-read from the 192-d latent and from the encoder output before the projector, and the linear r
-of the agent and block positions, on held-out frames (8,000 train / 3,000 test frames from
-disjoint episodes, `lewm_core.probing`). With --supervised-steps N, the `lab` encoder (and
-projector) is trained from scratch with a linear head to regress (cos, sin) on the same train
-frames (AdamW, lr 1e-3, batch 64, seed 0) and scored on the test frames: the ceiling that says
-whether the pixels and the architecture carry the angle. The last stdout line with --json is
-one JSON object: {"checkpoints": [{...}], "supervised": {...} or null}.
+For each checkpoint: Pearson r of linear (ridge) and MLP probes of the target quantity (an
+angle as its cos and sin; default: Push-T's block angle), read from the 192-d latent and from
+the encoder output before the projector, and the linear r of the env's other quantities, on
+held-out frames (8,000 train / 3,000 test frames from disjoint episodes, `lewm_core.probing`).
+With --supervised-steps N, the `lab` encoder (and projector) is trained from scratch with a
+linear head to regress the target on the same train frames (AdamW, lr 1e-3, batch 64, seed 0)
+and scored on the test frames: the ceiling that says whether the pixels and the architecture
+carry it. The last stdout line with --json is one JSON object: {"quantity": name,
+"checkpoints": [{...}], "supervised": {...} or null}; the target's keys are named "target_*".
 """
 
 from __future__ import annotations
@@ -32,26 +35,27 @@ from lewm_core.model import LeWM
 TRAIN_FRAMES, TEST_FRAMES = 8000, 3000
 
 
-def load_frames(data: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Frames (N, H, W, 3) uint8, named state columns (N, S) and the number of train frames."""
+def load_frames(data: str) -> tuple[np.ndarray, dict[str, np.ndarray], int, list[str]]:
+    """Frames (N, H, W, 3) uint8, named state columns {name: (N, k)}, the number of train frames
+    and the names of the angle quantities."""
     with open_dataset(data) as f:
-        if f.attrs.get("env") != "pusht":
-            raise SystemExit(
-                f"error: {data} is not a Push-T dataset; collect one with lewm collect"
-            )
         train, test = probing.sample_split_rows(f, TRAIN_FRAMES, TEST_FRAMES, 0, 0.1, 0)
         rows = np.concatenate([train, test])
         pixels = probing.read_rows(f["pixels"], rows)
         state = probing.read_rows(f["state"], rows)
-        quantities, _ = probing.dataset_quantities(f)
+        quantities, angles = probing.dataset_quantities(f)
     cols = {name: state[:, s : s + n] for name, (s, n) in quantities.items()}
-    return pixels, cols, len(train)
+    return pixels, cols, len(train), list(angles)
 
 
-def angle_targets(cols: dict[str, np.ndarray]) -> np.ndarray:
-    """(N, 2): cos and sin of the block angle."""
-    theta = cols["block_angle"][:, 0]
-    return np.stack([np.cos(theta), np.sin(theta)], 1)
+def targets(cols: dict[str, np.ndarray], quantity: str, angles: list[str]) -> np.ndarray:
+    """(N, k) regression targets of `quantity`: (cos, sin) of an angle, else its columns."""
+    if quantity not in cols:
+        raise UserError(f"the data has no quantity '{quantity}'; choose one of {sorted(cols)}")
+    if quantity in angles:
+        theta = cols[quantity][:, 0]
+        return np.stack([np.cos(theta), np.sin(theta)], 1)
+    return cols[quantity]
 
 
 def probe_r(kind: str, z: np.ndarray, y: np.ndarray, n_train: int) -> float:
@@ -74,26 +78,29 @@ def features(model: LeWM, pixels: np.ndarray) -> dict[str, np.ndarray]:
     return {"latent": latent, "pre_projector": np.concatenate(pre)}
 
 
-def checkpoint_row(path: str, pixels, cols, n_train: int) -> dict:
+def checkpoint_row(path: str, pixels, cols, n_train: int, quantity: str, angles) -> dict:
     feats = features(load_model(path).model, pixels)
-    y = angle_targets(cols)
+    y = targets(cols, quantity, angles)
     row: dict = {"checkpoint": path}
     for where, z in feats.items():
         for kind in ("linear", "mlp"):
-            row[f"angle_{kind}_{where}"] = probe_r(kind, z, y, n_train)
-    for name in ("agent_pos", "block_pos"):
-        row[f"{name}_linear"] = probe_r("linear", feats["latent"], cols[name], n_train)
+            row[f"target_{kind}_{where}"] = probe_r(kind, z, y, n_train)
+    for name in cols:
+        if name != quantity:
+            y_other = targets(cols, name, angles)
+            row[f"{name}_linear"] = probe_r("linear", feats["latent"], y_other, n_train)
     return row
 
 
-def supervised_ceiling(pixels, cols, n_train: int, steps: int) -> dict:
-    """Train the lab encoder + projector + a linear head on the angle; r on the test frames."""
+def supervised_ceiling(pixels, y: np.ndarray, n_train: int, steps: int) -> dict:
+    """Train the lab encoder + projector + a linear head on the targets y (N, k); r on the
+    test frames."""
     torch.manual_seed(0)
     model = LeWM(ModelConfig.preset("lab"))
-    head = torch.nn.Linear(model.cfg.latent_dim, 2)
+    head = torch.nn.Linear(model.cfg.latent_dim, y.shape[1])
     params = [*model.encoder.parameters(), *model.projector.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
-    y = torch.tensor(angle_targets(cols), dtype=torch.float32)
+    y = torch.tensor(y, dtype=torch.float32)
     x = torch.from_numpy(pixels)
     gen = torch.Generator().manual_seed(0)
     model.train()
@@ -107,33 +114,35 @@ def supervised_ceiling(pixels, cols, n_train: int, steps: int) -> dict:
     with torch.no_grad():
         pred = head(torch.from_numpy(z)).numpy()
     r = float(probing.pearson_r(pred, y[n_train:].numpy()).mean())
-    return {"steps": steps, "angle_r_test": round(r, 3), "final_train_mse": round(loss.item(), 4)}
+    return {"steps": steps, "r_test": round(r, 3), "final_train_mse": round(loss.item(), 4)}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--checkpoints", nargs="*", default=[])
+    p.add_argument("--quantity", default="block_angle", help="the state quantity to probe")
     p.add_argument("--supervised-steps", type=int, default=0)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if not args.checkpoints and args.supervised_steps <= 0:
         p.error("give --checkpoints and/or --supervised-steps N (N > 0)")
     try:
-        pixels, cols, n_train = load_frames(args.data)
+        pixels, cols, n_train, angles = load_frames(args.data)
+        y = targets(cols, args.quantity, angles)
         rows = []
         for path in args.checkpoints:
-            rows.append(checkpoint_row(path, pixels, cols, n_train))
+            rows.append(checkpoint_row(path, pixels, cols, n_train, args.quantity, angles))
             print(json.dumps(rows[-1]), flush=True)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     sup = None
     if args.supervised_steps > 0:
-        sup = supervised_ceiling(pixels, cols, n_train, args.supervised_steps)
-        print(f"supervised lab encoder, {sup['steps']} steps: angle r {sup['angle_r_test']}")
+        sup = supervised_ceiling(pixels, y, n_train, args.supervised_steps)
+        print(f"supervised lab encoder, {sup['steps']} steps: {args.quantity} r {sup['r_test']}")
     if args.json:
-        print(json.dumps({"checkpoints": rows, "supervised": sup}))
+        print(json.dumps({"quantity": args.quantity, "checkpoints": rows, "supervised": sup}))
     return 0
 
 

@@ -40,9 +40,10 @@ def test_bench_angle_probe_smoke(tmp_path):
     )  # fmt: skip
     (row,) = out["checkpoints"]
     assert row["agent_pos_linear"] > 0.8  # the agent moves within the 2 held-out episodes
-    for key in ("angle_linear_latent", "angle_mlp_pre_projector"):
+    assert out["quantity"] == "block_angle"
+    for key in ("target_linear_latent", "target_mlp_pre_projector", "block_pos_linear"):
         assert -1.0 <= row[key] <= 1.0
-    assert out["supervised"]["steps"] == 3 and -1.0 <= out["supervised"]["angle_r_test"] <= 1.0
+    assert out["supervised"]["steps"] == 3 and -1.0 <= out["supervised"]["r_test"] <= 1.0
 
 
 def test_bench_oracle_plan_reaches_two_room_goals(tworoom_h5):
