@@ -32,12 +32,21 @@ DATA="data/$ENV.h5"
 DIR="runs/$ENV-rounds"
 [ -f "$DATA" ] || { echo "error: $DATA is missing; run bench/train_assets.sh $ENV first" >&2; exit 2; }
 mkdir -p "$DIR"
-[ -d "$DIR/round0" ] || cp -r "assets/models/$ENV" "$DIR/round0"
+if [ ! -d "$DIR/round0" ]; then
+  if grep -q '"lineage"' "assets/models/$ENV/config.json"; then
+    echo "error: assets/models/$ENV was trained in stages already (its config.json has a" \
+      "lineage): ship the base model with bench/train_assets.sh $ENV first, or put the base" \
+      "weights in $DIR/round0" >&2
+    exit 2
+  fi
+  cp -r "assets/models/$ENV" "$DIR/round0"
+fi
 # The shipped planning of round 0, passed as flags: a run folder records none.
 read -r -a PLAN < <(.venv/bin/python -c 'import dataclasses, json, sys
 from lewm_core.checkpoint import planning_defaults
 d = dataclasses.asdict(planning_defaults(json.load(open(sys.argv[1]))))
 print(" ".join(f"--{k.replace(chr(95), chr(45))} {v}" for k, v in d.items()))' "$DIR/round0/config.json")
+[ "${#PLAN[@]}" -eq 8 ] || { echo "error: no planning settings in $DIR/round0/config.json" >&2; exit 2; }
 KINDS=(); for K in $GOAL_KINDS; do KINDS+=(--goal-kind "$K"); done
 
 wins() {  # successes of a `lewm eval --json` output
