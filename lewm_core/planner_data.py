@@ -31,6 +31,40 @@ from lewm_core.errors import UserError
 from lewm_core.planning import CEMConfig, Planner, run_mpc
 
 
+def planner_tasks(
+    env,
+    env_name: str,
+    data: str | os.PathLike,
+    episodes: int,
+    seed: int,
+    goal_offset: int,
+    goal_kinds: Sequence[str] | None,
+    split: tuple[float, int],
+) -> list:
+    """The `episodes` (start, goal) tasks a planner-episode file of this seed plans: drawn as
+    `lewm eval` draws them, from the training episodes of `data` under the model's episode
+    `split` (val_fraction, split_seed), only of `goal_kinds` (the env's `goal_kind`) if given."""
+    from lewm_core.evaluate import tasks_from_dataset
+
+    base = env.unwrapped
+    keep = None
+    if goal_kinds:
+        unknown = sorted(set(goal_kinds) - set(base.goal_kinds))
+        if unknown:
+            raise UserError(
+                f"{env_name} has no goal kind {', '.join(unknown)}; "
+                f"choose from {', '.join(base.goal_kinds)}"
+            )
+        wanted = set(goal_kinds)
+
+        def keep(start: np.ndarray, goal: np.ndarray) -> bool:
+            return base.goal_kind(start, goal) in wanted
+
+    return tasks_from_dataset(
+        data, env, episodes, seed, goal_offset, *split, split="train", keep=keep
+    )
+
+
 def collect_planner_episodes(
     loaded: LoadedModel,
     data: str | os.PathLike,
@@ -54,7 +88,6 @@ def collect_planner_episodes(
     `progress(done, total)` after each episode. UserError on bad input, before any planning.
     """
     from lewm_core.envs import make
-    from lewm_core.evaluate import tasks_from_dataset
 
     env_name = loaded.env_name
     if not env_name:
@@ -65,23 +98,9 @@ def collect_planner_episodes(
         raise UserError(f"--budget must be between 2 and 10000 raw steps (got {budget})")
     out = check_output_path(out, overwrite)
     env = make(env_name, resolution=loaded.config.image_size)
-    base = env.unwrapped
     env.reset(seed=seed)
-    keep = None
-    if goal_kinds:
-        unknown = sorted(set(goal_kinds) - set(base.goal_kinds))
-        if unknown:
-            raise UserError(
-                f"{env_name} has no goal kind {', '.join(unknown)}; "
-                f"choose from {', '.join(base.goal_kinds)}"
-            )
-        wanted = set(goal_kinds)
-
-        def keep(start: np.ndarray, goal: np.ndarray) -> bool:
-            return base.goal_kind(start, goal) in wanted
-
-    tasks = tasks_from_dataset(
-        data, env, episodes, seed, goal_offset, *loaded.split, split="train", keep=keep
+    tasks = planner_tasks(
+        env, env_name, data, episodes, seed, goal_offset, goal_kinds, loaded.split
     )
     planner = Planner(
         loaded.model, loaded.action_stats, cem, dtype=dtype, compile_rollout=compile_rollout
@@ -116,6 +135,7 @@ def collect_planner_episodes(
         policy=f"CEM planner of {loaded.path} (lewm_core.planner_data)",
         source_data=str(data),
         source_split="train",
+        split=json.dumps(list(loaded.split)),  # (val_fraction, split_seed) the tasks came from
         budget=budget,
         goal_offset=goal_offset,
         goal_kinds=json.dumps(list(goal_kinds or [])),
@@ -145,3 +165,84 @@ def collect_planner_episodes(
         "steps": episodes * budget,
         "reached_goal": float(np.mean(successes)),
     }
+
+
+def episodes_reached(path: str | os.PathLike, split: tuple[float, int] = (0.1, 0)) -> np.ndarray:
+    """(E,) bool: which episodes of a planner-episode file met their goal at some step.
+
+    The tasks are drawn again from the file's attributes (source data, seed, goal offset, goal
+    kinds; the episode split recorded, else `split`) and each episode's stored actions replayed
+    from its task's start state; UserError when a task's start is not the episode's first
+    state row (the source data or the split is not the one the file was planned on)."""
+    from lewm_core.data import open_dataset
+    from lewm_core.envs import make
+    from lewm_core.evaluate import reaches_goal
+
+    with open_dataset(path) as f:
+        a = dict(f.attrs)
+        if "source_data" not in a:
+            raise UserError(f"{path} is not a `lewm collect-planned` file (no source_data)")
+        if "filtered_from" in a:
+            raise UserError(f"{path} is a subset already ({a['filtered_from']}); give its source")
+        actions, states = f["action"][:], f["state"][:]
+        offsets, lengths = f["ep_offset"][:], f["ep_len"][:]
+    if "split" in a:
+        split = tuple(json.loads(a["split"]))
+    env = make(a["env"], resolution=int(a["resolution"]))
+    try:
+        env.reset(seed=int(a["seed"]))
+        tasks = planner_tasks(
+            env, a["env"], a["source_data"], len(offsets), int(a["seed"]),
+            int(a["goal_offset"]), json.loads(a["goal_kinds"]), split,
+        )  # fmt: skip
+        reached = np.zeros(len(offsets), bool)
+        for k, (task, start, n) in enumerate(zip(tasks, offsets, lengths, strict=True)):
+            env.unwrapped.set_state(task.start_state)  # a state row is the state before its action
+            if not np.allclose(env.unwrapped.state_vector, states[start], atol=1e-4):
+                raise UserError(
+                    f"episode {k} of {path} does not replay from its task: is "
+                    f"{a['source_data']} the data it was planned on (split {split})?"
+                )
+            reached[k] = reaches_goal(env, task, actions[start : start + n], stop_at_goal=False)
+    finally:
+        env.close()
+    return reached
+
+
+# Attributes `collect.write_episodes` sets itself; a subset's copy of its source's leaves them.
+_FORMAT_ATTRS = (
+    "format", "env", "resolution", "episodes", "steps", "action_dim", "lewm_version",
+    "state_quantities", "state_columns", "angle_quantities",
+)  # fmt: skip
+
+
+def write_reached(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    split: tuple[float, int] = (0.1, 0),
+    overwrite: bool = False,
+) -> dict:
+    """Write the episodes of a planner-episode file that met their goal (`episodes_reached`) to
+    the dataset `out`, with the source's attributes plus `filtered_from`. Returns {"out",
+    "episodes" (kept), "of" (all)}."""
+    from lewm_core.data import open_dataset
+
+    out = check_output_path(out, overwrite)
+    reached = episodes_reached(path, split)
+    if not reached.any():
+        raise UserError(f"no episode of {path} met its goal; nothing to write")
+    with open_dataset(path) as f:
+        a = dict(f.attrs)
+        steps = int(a["steps"])
+        attrs = {k: v for k, v in a.items() if k not in _FORMAT_ATTRS}
+        attrs["filtered_from"] = f"{path}: the episodes that met their goal"
+
+        def kept() -> Iterator[dict[str, np.ndarray]]:
+            for k in np.flatnonzero(reached):
+                sl = slice(int(f["ep_offset"][k]), int(f["ep_offset"][k]) + steps)
+                yield {name: f[name][sl] for name in ("pixels", "action", "state", "sim_state")}
+
+        write_episodes(
+            out, a["env"], int(a["resolution"]), kept(), int(reached.sum()), steps, attrs
+        )
+    return {"out": str(out), "episodes": int(reached.sum()), "of": len(reached)}
