@@ -135,6 +135,38 @@ def _check_range(flag: str, value: int, lo: int, hi: int) -> None:
         raise UserError(f"{flag} must be between {lo} and {hi} (got {value})")
 
 
+def _add_planning_flags(parser: argparse.ArgumentParser) -> None:
+    """The planning flags `_cem_from_args` reads beside the CEM budget ones: --receding-horizon,
+    --context, --sampling and --objective, each defaulting to the model's shipped setting."""
+    from lewm_core.config import OBJECTIVES, SAMPLINGS
+
+    parser.add_argument(
+        "--receding-horizon",
+        type=int,
+        help="blocks of each plan executed before the next plan, at most the CEM horizon "
+        "(published: all 5; default: the model's, see `lewm ship --receding-horizon`; else 5)",
+    )
+    parser.add_argument(
+        "--context",
+        type=int,
+        help="observed frames each plan starts from, one block apart, with the blocks executed "
+        "between them (1: the current frame, as published; at most the model's history; "
+        "default: the model's, see `lewm ship --context`; else 1)",
+    )
+    parser.add_argument(
+        "--sampling",
+        choices=SAMPLINGS,
+        help="CEM action sampling (default: the model's, see `lewm ship --sampling`; else block)",
+    )
+    parser.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        help="a candidate's cost: its last predicted latent's squared distance to the goal's "
+        "(last, as published) or the smallest over the horizon (min); default: the model's, see "
+        "`lewm ship --objective`; else last",
+    )
+
+
 CEM_FLAGS = (
     "samples", "iterations", "elites", "horizon", "sampling", "receding_horizon", "context",
     "objective",
@@ -504,19 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="only tasks of this kind (e.g. push for Push-T; repeatable; default: all)",
     )
-    cp.add_argument(
-        "--sampling", choices=SAMPLINGS, help="CEM sampling (default: the model's, else block)"
-    )
-    cp.add_argument(
-        "--objective", choices=OBJECTIVES, help="CEM objective (default: the model's, else last)"
-    )
-    cp.add_argument(
-        "--receding-horizon",
-        type=int,
-        help="blocks executed per plan (default: the model's, else 5); a run folder has no "
-        "shipped settings: give the ones the planner you study uses",
-    )
-    cp.add_argument("--context", type=int, help="observed frames per plan (default: the model's)")
+    _add_planning_flags(cp)  # a run folder has no shipped settings: give the planner's
     cp.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
     cp.add_argument("--compile", action="store_true", help="torch.compile the rollout")
     cp.add_argument("--out", required=True, type=_path)
@@ -633,31 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--iterations", type=int, default=30)
     e.add_argument("--elites", type=int, default=30)
     e.add_argument("--horizon", type=int, default=5)
-    e.add_argument(
-        "--receding-horizon",
-        type=int,
-        help="blocks of each plan executed before the next plan, at most --horizon (published: "
-        "all 5; default: the model's, see `lewm ship --receding-horizon`; else 5)",
-    )
-    e.add_argument(
-        "--context",
-        type=int,
-        help="observed frames each plan starts from, one block apart, with the blocks executed "
-        "between them (1: the current frame, as published; at most the model's history; "
-        "default: the model's, see `lewm ship --context`; else 1)",
-    )
-    e.add_argument(
-        "--sampling",
-        choices=SAMPLINGS,
-        help="CEM action sampling (default: the model's, see `lewm ship --sampling`; else block)",
-    )
-    e.add_argument(
-        "--objective",
-        choices=OBJECTIVES,
-        help="a candidate's cost: its last predicted latent's squared distance to the goal's "
-        "(last, as published) or the smallest over the horizon (min); default: the model's, see "
-        "`lewm ship --objective`; else last",
-    )
+    _add_planning_flags(e)
     e.add_argument(
         "--dtype",
         default="auto",
