@@ -196,6 +196,27 @@ def dataset_layout(env_name: str, resolution: int) -> dict:
     return layout
 
 
+def format_attrs(
+    env_name: str, resolution: int, num_episodes: int, steps: int, layout: dict | None = None
+) -> dict:
+    """The attributes every dataset file carries (the format, env, size and state layout);
+    `write_episodes` sets them, and a caller's own attributes may not repeat them. `layout`:
+    `dataset_layout(env_name, resolution)` if the caller has it (it builds the env)."""
+    layout = layout or dataset_layout(env_name, resolution)
+    return dict(
+        format=FORMAT,
+        env=env_name,
+        resolution=resolution,
+        episodes=num_episodes,
+        steps=steps,
+        action_dim=layout["action_dim"],
+        lewm_version=__version__,
+        state_quantities=json.dumps(layout["state_quantities"]),
+        state_columns=json.dumps(layout["state_columns"]),
+        angle_quantities=json.dumps(layout["angle_quantities"]),
+    )
+
+
 def write_episodes(
     out: Path,
     env_name: str,
@@ -222,19 +243,7 @@ def write_episodes(
             d_sim = f.create_dataset("sim_state", (n, layout["sim_dim"]), np.float64)
             f.create_dataset("ep_offset", data=np.arange(num_episodes, dtype=np.int64) * steps)
             f.create_dataset("ep_len", data=np.full(num_episodes, steps, np.int64))
-            f.attrs.update(
-                format=FORMAT,
-                env=env_name,
-                resolution=r,
-                episodes=num_episodes,
-                steps=steps,
-                action_dim=layout["action_dim"],
-                lewm_version=__version__,
-                state_quantities=json.dumps(layout["state_quantities"]),
-                state_columns=json.dumps(layout["state_columns"]),
-                angle_quantities=json.dumps(layout["angle_quantities"]),
-                **attrs,
-            )
+            f.attrs.update(**format_attrs(env_name, r, num_episodes, steps, layout), **attrs)
             k = -1
             for k, ep in enumerate(episodes):
                 if k >= num_episodes or len(ep["action"]) != steps:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from lewm_core.checkpoint import LoadedModel
-from lewm_core.collect import check_output_path, write_episodes
+from lewm_core.collect import check_output_path, format_attrs, write_episodes
 from lewm_core.errors import UserError
 from lewm_core.planning import CEMConfig, Planner, run_mpc
 
@@ -209,13 +209,6 @@ def episodes_reached(path: str | os.PathLike, split: tuple[float, int] = (0.1, 0
     return reached
 
 
-# Attributes `collect.write_episodes` sets itself; a subset's copy of its source's leaves them.
-_FORMAT_ATTRS = (
-    "format", "env", "resolution", "episodes", "steps", "action_dim", "lewm_version",
-    "state_quantities", "state_columns", "angle_quantities",
-)  # fmt: skip
-
-
 def write_reached(
     path: str | os.PathLike,
     out: str | os.PathLike,
@@ -233,16 +226,16 @@ def write_reached(
         raise UserError(f"no episode of {path} met its goal; nothing to write")
     with open_dataset(path) as f:
         a = dict(f.attrs)
-        steps = int(a["steps"])
-        attrs = {k: v for k, v in a.items() if k not in _FORMAT_ATTRS}
+        env_name, resolution, steps = a["env"], int(a["resolution"]), int(a["steps"])
+        own = format_attrs(env_name, resolution, int(reached.sum()), steps)  # set anew
+        attrs = {k: v for k, v in a.items() if k not in own}
         attrs["filtered_from"] = f"{path}: the episodes that met their goal"
+        offsets = f["ep_offset"][:]
 
         def kept() -> Iterator[dict[str, np.ndarray]]:
-            for k in np.flatnonzero(reached):
-                sl = slice(int(f["ep_offset"][k]), int(f["ep_offset"][k]) + steps)
+            for start in offsets[reached]:
+                sl = slice(int(start), int(start) + steps)
                 yield {name: f[name][sl] for name in ("pixels", "action", "state", "sim_state")}
 
-        write_episodes(
-            out, a["env"], int(a["resolution"]), kept(), int(reached.sum()), steps, attrs
-        )
+        write_episodes(out, env_name, resolution, kept(), int(reached.sum()), steps, attrs)
     return {"out": str(out), "episodes": int(reached.sum()), "of": len(reached)}
