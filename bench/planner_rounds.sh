@@ -49,16 +49,12 @@ print(" ".join(f"--{k.replace(chr(95), chr(45))} {v}" for k, v in d.items()))' "
 [ "${#PLAN[@]}" -eq 8 ] || { echo "error: no planning settings in $DIR/round0/config.json" >&2; exit 2; }
 KINDS=(); for K in $GOAL_KINDS; do KINDS+=(--goal-kind "$K"); done
 
-wins() {  # successes of a `lewm eval --json` output
-  tail -n 1 "$1" | .venv/bin/python -c \
-    'import json, sys; d = json.loads(sys.stdin.read()); print(round(d["success_rate"] * d["episodes"]))'
-}
 select_score() {  # MODEL OUT_PREFIX: evaluate on the selection seeds, print the successes
   local total=0
   for SEED in 1 2; do
     [ -s "$2-seed$SEED.json" ] || $LEWM eval --checkpoint "$1" --data "$DATA" --episodes 50 \
       --seed "$SEED" "${PLAN[@]}" --compile --quiet --json > "$2-seed$SEED.json"
-    total=$(( total + $(wins "$2-seed$SEED.json") ))
+    total=$(( total + $(eval_successes "$2-seed$SEED.json") ))
   done
   echo "$total"
 }

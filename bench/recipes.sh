@@ -1,5 +1,5 @@
-# The recipe of each shipped model's data and training, sourced by bench/train_assets.sh and
-# bench/gpu_train.sh so that both collect episodes of the same length.
+# The recipe of each shipped model's data and training, sourced by bench/train_assets.sh,
+# bench/planner_rounds.sh and bench/gpu_train.sh so that they collect episodes of the same length.
 #   recipe ENV   sets EPISODES, STEPS (raw steps per episode), RESOLUTION (image side, px),
 #                TRAIN_STEPS, SEED (data seed), CKPT (checkpoint every CKPT steps) and
 #                CONTEXTS and PLANNERS (the planning contexts and CEM objective:receding
@@ -22,4 +22,10 @@ recipe() {
   esac
   CONTEXTS=${CONTEXTS:-$contexts}
   PLANNERS=${PLANNERS:-$planners}
+}
+
+# eval_successes FILE: the successes (rate x episodes) of a `lewm eval --json` output file.
+eval_successes() {
+  tail -n 1 "$1" | .venv/bin/python -c \
+    'import json, sys; d = json.loads(sys.stdin.read()); print(round(d["success_rate"] * d["episodes"]))'
 }

@@ -50,8 +50,7 @@ for SAMPLING in ${SAMPLINGS:-block independent}; do
       for SEED in ${SELECT_SEEDS:-1 2}; do
         $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed "$SEED" "${FLAGS[@]}" \
           --quiet --json > "$RUN/select-$NAME-seed$SEED.json"
-        WINS=$(tail -n 1 "$RUN/select-$NAME-seed$SEED.json" | .venv/bin/python -c \
-          'import json, sys; d = json.loads(sys.stdin.read()); print(round(d["success_rate"] * d["episodes"]))')
+        WINS=$(eval_successes "$RUN/select-$NAME-seed$SEED.json")
         SELECTED[$NAME]=$(( ${SELECTED[$NAME]} + WINS ))
       done
     done
