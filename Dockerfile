@@ -18,9 +18,14 @@ RUN apt-get update \
 RUN useradd --create-home --uid 1000 user
 WORKDIR /home/user/app
 
-# Dependencies first: this layer is rebuilt only when requirements.txt changes.
+# Dependencies first: this layer is rebuilt only when requirements.txt changes. torch comes
+# first from PyTorch's CPU index (about 200 MB against several GB of CUDA wheels from PyPI);
+# its version 2.13.0+cpu satisfies requirements.txt's torch==2.13.0, so the second install
+# keeps it.
 COPY requirements.txt ./
-RUN pip install -r requirements.txt
+RUN pip install --index-url https://download.pytorch.org/whl/cpu \
+        "$(grep -E '^torch==' requirements.txt)" \
+    && pip install -r requirements.txt
 
 COPY --chown=user:user . .
 USER user
