@@ -181,8 +181,10 @@ def _lineage_lines(lineage: list[dict]) -> list[str]:
     lines += [
         "",
         "Each stage: `lewm train --data <data> --init-from <started from> --extra-data <file> "
-        "--extra-repeat <times>`; the extra files are `lewm collect-planned` episodes (the "
-        "previous stage's CEM planner on tasks from the data's training split).",
+        "--extra-repeat <times>`; each extra file's policy is named beside it: the env's "
+        "data policy (`lewm collect`, more episodes of the same kind) or a CEM planner "
+        "(`lewm collect-planned`: the previous stage's planner on tasks from the data's "
+        "training split).",
     ]
     return lines
 
