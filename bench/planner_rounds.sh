@@ -42,24 +42,11 @@ if [ ! -d "$DIR/round0" ]; then
   cp -r "assets/models/$ENV" "$DIR/round0"
 fi
 # The shipped planning of round 0, passed as flags: a run folder records none.
-read -r -a PLAN < <(.venv/bin/python -c 'import dataclasses, json, sys
-from lewm_core.checkpoint import planning_defaults
-d = dataclasses.asdict(planning_defaults(json.load(open(sys.argv[1]))))
-print(" ".join(f"--{k.replace(chr(95), chr(45))} {v}" for k, v in d.items()))' "$DIR/round0/config.json")
+read -r -a PLAN < <(planning_flags "$DIR/round0")
 [ "${#PLAN[@]}" -eq 8 ] || { echo "error: no planning settings in $DIR/round0/config.json" >&2; exit 2; }
 KINDS=(); for K in $GOAL_KINDS; do KINDS+=(--goal-kind "$K"); done
 
-select_score() {  # MODEL OUT_PREFIX: evaluate on the selection seeds, print the successes
-  local total=0
-  for SEED in 1 2; do
-    [ -s "$2-seed$SEED.json" ] || $LEWM eval --checkpoint "$1" --data "$DATA" --episodes 50 \
-      --seed "$SEED" "${PLAN[@]}" --compile --quiet --json > "$2-seed$SEED.json"
-    total=$(( total + $(eval_successes "$2-seed$SEED.json") ))
-  done
-  echo "$total"
-}
-
-SCORES=("$(select_score "$DIR/round0" "$DIR/select-round0")")
+SCORES=("$(select_score "$DIR/round0" "$DIR/select-round0" "${PLAN[@]}")")
 echo "round 0: $(( SCORES[0] )) of 100 selection episodes"
 PREV="$DIR/round0"; EXTRA=(); K=0
 for ROUND in $ROUNDS; do
@@ -73,7 +60,7 @@ for ROUND in $ROUNDS; do
   [ -f "$RUN/train_summary.json" ] || $LEWM train --data "$DATA" "${EXTRA[@]}" \
     --extra-repeat "$REPEAT" --preset lab --init-from "$PREV" --max-steps "$FT_STEPS" \
     --checkpoint-every "$CKPT" --out "$RUN" --quiet --json
-  SCORES+=("$(select_score "$RUN" "$DIR/select-round$K")")
+  SCORES+=("$(select_score "$RUN" "$DIR/select-round$K" "${PLAN[@]}")")
   echo "round $K: ${SCORES[$K]} of 100 selection episodes"
   PREV="$RUN"
 done
@@ -81,24 +68,4 @@ BEST=0
 for I in "${!SCORES[@]}"; do [ "${SCORES[$I]}" -gt "${SCORES[$BEST]}" ] && BEST=$I; done
 echo "selection successes per round: ${SCORES[*]}; shipping round $BEST"
 [ "$BEST" -gt 0 ] || { echo "round 0 (the shipped model) stays"; exit 0; }
-RUN="$DIR/round$BEST"
-# Reported episodes (seed 0): the chosen planning, then the published planner with each sampling.
-declare -A FLAGS=(
-  [shipped]="${PLAN[*]}"
-  [block-published]="--sampling block --context 1 --objective last --receding-horizon 5"
-  [independent-published]="--sampling independent --context 1 --objective last --receding-horizon 5"
-)
-EVALS=()
-for NAME in shipped block-published independent-published; do
-  read -r -a F <<< "${FLAGS[$NAME]}"
-  [ -s "$RUN/eval-$NAME.json" ] || $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 \
-    --seed 0 "${F[@]}" --compile --videos 3 --video-dir "$RUN/videos-$NAME" --quiet --json \
-    > "$RUN/eval-$NAME.json"
-  tail -n 1 "$RUN/eval-$NAME.json"
-  EVALS+=(--eval "$RUN/eval-$NAME.json")
-done
-[ -f "$RUN/decoder.safetensors" ] || $LEWM decoder-train --checkpoint "$RUN" --steps 1500 --quiet --json
-$LEWM probe --checkpoint "$RUN" --quiet --json > "$RUN/probe.out"
-$LEWM surprise --checkpoint "$RUN" --episodes 20 --seed 0 --quiet --json > "$RUN/surprise.out"
-$LEWM ship --run "$RUN" --out "assets/models/$ENV" "${EVALS[@]}" "${PLAN[@]}" \
-  --probe "$RUN/probe.out" --surprise "$RUN/surprise.out"
+report_and_ship "$DIR/round$BEST" "${PLAN[@]}"

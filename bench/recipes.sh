@@ -5,17 +5,21 @@
 #                CONTEXTS and PLANNERS (the planning contexts and CEM objective:receding
 #                horizon pairs train_assets.sh evaluates, unless set already); ROUNDS,
 #                GOAL_KINDS and FT_STEPS of bench/planner_rounds.sh (ROUNDS empty: the env's
-#                shipped model is train_assets.sh's); unknown ENV: an error naming the choices.
+#                shipped model is train_assets.sh's); MORE_DATA "episodes:seed:steps" of
+#                bench/more_data.sh (empty: no such stage); unknown ENV: an error naming the
+#                choices.
 recipe() {
   CKPT=500
   RESOLUTION=64  # every shipped model; 96 and 128 px were tried (REPRODUCTION.md)
   local contexts=1 planners="last:5 min:2"  # min:2 won the selection on all four tasks
-  ROUNDS=""; GOAL_KINDS=""; FT_STEPS=3000
+  ROUNDS=""; GOAL_KINDS=""; FT_STEPS=3000; MORE_DATA=""
   case "$1" in
     tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;
     pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=15000; SEED=1; CKPT=1500
              # planner rounds (episodes:seed:repeat) on the goals where the T must be pushed
-             ROUNDS="400:10:5 200:11:5 400:12:3"; GOAL_KINDS=push ;;
+             ROUNDS="400:10:5 200:11:5 400:12:3"; GOAL_KINDS=push
+             # then 6,000 steps on ten times the episodes (a fresh data seed)
+             MORE_DATA="10000:2:6000" ;;
     reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; contexts="1 3" ;;
     cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
     *) echo "error: unknown env '$1'; choose tworoom, pusht, reacher or cube" >&2; return 2 ;;
@@ -28,4 +32,59 @@ recipe() {
 eval_successes() {
   tail -n 1 "$1" | .venv/bin/python -c \
     'import json, sys; d = json.loads(sys.stdin.read()); print(round(d["success_rate"] * d["episodes"]))'
+}
+
+# The functions below use the caller's LEWM (the lewm executable), ENV and DATA (data/<env>.h5).
+
+# planning_flags FOLDER: the `lewm eval` flags of a shipped folder's planning settings
+# (config.json "planning"), one line; an error when it records none (a run folder).
+planning_flags() {
+  .venv/bin/python -c 'import dataclasses, json, sys
+from lewm_core.checkpoint import planning_defaults
+config = json.load(open(sys.argv[1]))
+if "planning" not in config:
+    sys.exit(f"error: {sys.argv[1]} records no planning settings (not a shipped folder)")
+d = dataclasses.asdict(planning_defaults(config))
+print(" ".join(f"--{k.replace(chr(95), chr(45))} {v}" for k, v in d.items()))' "$1/config.json"
+}
+
+# select_score MODEL OUT_PREFIX FLAGS...: evaluate MODEL with FLAGS on the selection episodes
+# (eval seeds 1 and 2, 50 each; OUT_PREFIX-seed<k>.json, kept: a rerun reuses them) and print
+# the successes out of 100.
+select_score() {
+  local model="$1" prefix="$2" total=0 seed
+  shift 2
+  for seed in 1 2; do
+    [ -s "$prefix-seed$seed.json" ] || $LEWM eval --checkpoint "$model" --data "$DATA" \
+      --episodes 50 --seed "$seed" "$@" --compile --quiet --json > "$prefix-seed$seed.json"
+    total=$(( total + $(eval_successes "$prefix-seed$seed.json") ))
+  done
+  echo "$total"
+}
+
+# report_and_ship RUN FLAGS...: evaluate RUN on the reported episodes (seed 0) with its planning
+# FLAGS and with the published planner (both samplings), train its decoder, probe its latents,
+# measure surprise, and ship it to assets/models/<env> with every report (`lewm ship` records
+# the training stages).
+report_and_ship() {
+  local run="$1" name evals=()
+  shift
+  declare -A flags=(
+    [shipped]="$*"
+    [block-published]="--sampling block --context 1 --objective last --receding-horizon 5"
+    [independent-published]="--sampling independent --context 1 --objective last --receding-horizon 5"
+  )
+  for name in shipped block-published independent-published; do
+    read -r -a f <<< "${flags[$name]}"
+    [ -s "$run/eval-$name.json" ] || $LEWM eval --checkpoint "$run" --data "$DATA" --episodes 50 \
+      --seed 0 "${f[@]}" --compile --videos 3 --video-dir "$run/videos-$name" --quiet --json \
+      > "$run/eval-$name.json"
+    tail -n 1 "$run/eval-$name.json"
+    evals+=(--eval "$run/eval-$name.json")
+  done
+  [ -f "$run/decoder.safetensors" ] || $LEWM decoder-train --checkpoint "$run" --steps 1500 --quiet --json
+  $LEWM probe --checkpoint "$run" --quiet --json > "$run/probe.out"
+  $LEWM surprise --checkpoint "$run" --episodes 20 --seed 0 --quiet --json > "$run/surprise.out"
+  $LEWM ship --run "$run" --out "assets/models/$ENV" "${evals[@]}" "$@" \
+    --probe "$run/probe.out" --surprise "$run/surprise.out"
 }
