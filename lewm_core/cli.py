@@ -319,7 +319,8 @@ def _train(args: argparse.Namespace) -> None:
             rollout_steps=args.rollout_steps,
             rollout_context=args.rollout_context,
             extra_data=list(args.extra_data or []),
-            extra_repeat=args.extra_repeat,
+            # one number stays a number (the config of a run with one repeat for all files)
+            extra_repeat=r[0] if (r := args.extra_repeat) and len(r) == 1 else r,
         )
     trainer = Trainer(cfg, resume=args.resume)
     main = trainer.dist.is_main  # rank 0 prints; the others stay quiet
@@ -623,8 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--extra-repeat",
         type=int,
+        nargs="+",
         metavar="N",
-        help="draw each --extra-data clip N times as often as a --data clip (default 1)",
+        help="draw each --extra-data clip N times as often as a --data clip (default 1); one "
+        "number for every file, or one per --extra-data file in their order",
     )
     t.add_argument("--resume", action="store_true")
     t.add_argument("--quiet", action="store_true")

@@ -298,27 +298,35 @@ class ClipDataset(torch.utils.data.Dataset):
 
 
 class ClipMix(torch.utils.data.Dataset):
-    """The training clips of one dataset followed by every clip of extra datasets, the extras
-    counted `repeat` times each (drawn `repeat` times as often as a clip of the first).
+    """The training clips of one dataset followed by every clip of extra datasets, each extra
+    counted `repeat` times (drawn `repeat` times as often as a clip of the first): one number
+    for every extra, or one per extra, in order.
 
-    Index i < len(first) is the first dataset's clip i; the rest cycle through the extras in
-    order. `batch(indices)` returns what `ClipDataset.batch` does: pixels (B, T, H, W, 3) uint8,
-    actions (B, T, frameskip * A), in the order of `indices`. Every part must have the same
-    clip shape and share the first part's action statistics.
+    Index i < len(first) is the first dataset's clip i; the rest are the extras in order, extra
+    k's block of repeat[k] * len(extra k) indices cycling through its clips. `batch(indices)`
+    returns what `ClipDataset.batch` does: pixels (B, T, H, W, 3) uint8, actions (B, T,
+    frameskip * A), in the order of `indices`. Every part must have the same clip shape and
+    share the first part's action statistics.
     """
 
-    def __init__(self, first: ClipDataset, extras: list[ClipDataset], repeat: int = 1):
-        if repeat < 1:
-            raise UserError(f"the extra data's repeat must be at least 1, got {repeat}")
+    def __init__(self, first: ClipDataset, extras: list[ClipDataset], repeat: int | list[int] = 1):
+        repeats = [repeat] * len(extras) if isinstance(repeat, int) else list(repeat)
+        if len(repeats) != len(extras):
+            raise UserError(
+                f"{len(repeats)} extra-data repeats for {len(extras)} extra files; give one "
+                "repeat for all of them or one per file"
+            )
+        if any(r < 1 for r in repeats):
+            raise UserError(f"the extra data's repeat must be at least 1, got {repeats}")
         self.parts = [first, *extras]
-        self.repeat = repeat
+        self.repeats = repeats
         self.action_stats = first.action_stats
-        sizes = np.array([len(p) for p in extras], np.int64)
-        self._extra_ends = np.cumsum(sizes)
-        self._n_first, self._n_extra = len(first), int(sizes.sum())
+        self._sizes = np.array([len(p) for p in extras], np.int64)
+        self._block_ends = np.cumsum(self._sizes * np.array(repeats, np.int64))
+        self._n_first = len(first)
 
     def __len__(self) -> int:
-        return self._n_first + self.repeat * self._n_extra
+        return self._n_first + int(self._block_ends[-1] if len(self._block_ends) else 0)
 
     def locate(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(part, clip index within that part) of each index: two (B,) int arrays."""
@@ -329,10 +337,11 @@ class ClipMix(torch.utils.data.Dataset):
         local = indices.copy()
         extra = indices >= self._n_first
         if extra.any():
-            j = (indices[extra] - self._n_first) % self._n_extra
-            k = np.searchsorted(self._extra_ends, j, side="right")
+            j = indices[extra] - self._n_first
+            k = np.searchsorted(self._block_ends, j, side="right")
+            start = np.concatenate([[0], self._block_ends])[k]
             part[extra] = k + 1
-            local[extra] = j - np.concatenate([[0], self._extra_ends])[k]
+            local[extra] = (j - start) % self._sizes[k]
         return part, local
 
     def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:

@@ -163,14 +163,15 @@ def _lineage_lines(lineage: list[dict]) -> list[str]:
         if st.get("missing"):
             lines.append(f"| {i} | `{st['run']}` (not found) | - | - | - | - |")
             continue
+        files = st.get("extra_data") or []
+        repeat = st.get("extra_repeat")
+        repeats = repeat if isinstance(repeat, list) else [repeat] * len(files)
         extra = "; ".join(
             f"`{x['path']}` ({x.get('num_episodes', '?')} episodes, {x.get('policy', '?')}"
             + (f", goal kinds {', '.join(x['goal_kinds'])}" if x.get("goal_kinds") else "")
-            + ")"
-            for x in st.get("extra_data") or []
+            + f"), x{r}"
+            for x, r in zip(files, repeats, strict=False)
         )
-        if extra:
-            extra += f", x{st.get('extra_repeat')}"
         start = f"`{st['init_from']}`" if st.get("init_from") else "scratch"
         if i > 1 and st.get("init_from"):
             start = f"stage {i - 1} ({start})"

@@ -105,8 +105,9 @@ class TrainConfig:
     rollout_context: int = 1
     # training-only extra datasets of the same env (e.g. `lewm collect-planned`): every clip of
     # them joins the training split, drawn `extra_repeat` times as often as a clip of `data`
+    # (one number for every file, or a list with one per file)
     extra_data: list = field(default_factory=list)
-    extra_repeat: int = 1
+    extra_repeat: int | list = 1
 
     @classmethod
     def from_preset(cls, name: str, data: str, out: str, **overrides) -> TrainConfig:
@@ -129,10 +130,22 @@ class TrainConfig:
         if self.device == "cuda" and not torch.cuda.is_available():
             raise UserError("--device cuda was asked for but no CUDA GPU is visible; use auto")
 
+    def extra_repeats(self) -> list[int]:
+        """`extra_repeat` as one whole number per `extra_data` file (TypeError if it is neither
+        a whole number nor a list of them)."""
+        r = self.extra_repeat
+        if isinstance(r, int) and not isinstance(r, bool):
+            return [r] * len(self.extra_data)
+        if isinstance(r, list | tuple) and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in r
+        ):
+            return list(r)
+        raise TypeError(f"extra_repeat must be an integer or a list of them, got {r!r}")
+
     def _checks(self) -> list[tuple[bool, str]]:
         ints = ("epochs", "batch_size", "seed", "checkpoint_every", "log_every", "val_batches")
         ints += ("sigreg_projections", "sigreg_knots", "bn_recalib_batches")
-        ints += ("rollout_steps", "rollout_context", "extra_repeat")
+        ints += ("rollout_steps", "rollout_context")
         for name in ints:
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
                 raise TypeError(f"{name} must be an integer, got {getattr(self, name)!r}")
@@ -146,6 +159,7 @@ class TrainConfig:
             isinstance(p, str | os.PathLike) for p in self.extra_data
         ):
             raise TypeError("extra_data must be a list of paths")
+        repeats = self.extra_repeats()
         return [
             (self.epochs >= 1, "--epochs must be at least 1"),
             (0 <= self.seed < 2**32, "--seed must be between 0 and 4294967295"),
@@ -173,7 +187,12 @@ class TrainConfig:
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
             (0 <= self.rollout_steps <= 32, "--rollout-steps must be between 0 (off) and 32"),
             (1 <= self.rollout_context <= 32, "--rollout-context must be between 1 and 32"),
-            (1 <= self.extra_repeat <= 1000, "--extra-repeat must be between 1 and 1000"),
+            (all(1 <= r <= 1000 for r in repeats), "--extra-repeat must be between 1 and 1000"),
+            (
+                isinstance(self.extra_repeat, int) or len(repeats) == len(self.extra_data),
+                f"--extra-repeat gives {len(repeats)} numbers for {len(self.extra_data)} "
+                "--extra-data files: give one for all of them or one per file, in order",
+            ),
             (
                 all(Path(p).resolve() != Path(self.data).resolve() for p in self.extra_data),
                 "--extra-data names the --data file itself: its held-out episodes would be "
@@ -324,7 +343,7 @@ class Trainer:
         self.train_set: ClipDataset | ClipMix = first
         if cfg.extra_data:
             self.train_set = ClipMix(
-                first, self._extra_sets(info, split, first.action_stats), cfg.extra_repeat
+                first, self._extra_sets(info, split, first.action_stats), cfg.extra_repeats()
             )
         if len(self.train_set) < cfg.batch_size:
             raise UserError(

@@ -132,6 +132,24 @@ def test_clip_mix_appends_the_extra_clips_repeated(two_files):
         mix.batch([len(mix)])
 
 
+def test_clip_mix_repeats_each_extra_file_its_own_number_of_times(two_files):
+    """One repeat per extra file: extra k's block holds repeat[k] cycles of its clips, in the
+    files' order; a count of repeats that matches neither one nor the files is refused."""
+    a, b = two_files
+    first = ClipDataset(a, "train")
+    one = ClipDataset(b, "all", action_stats=first.action_stats)
+    two = ClipDataset(a, "val", action_stats=first.action_stats)  # a different clip count
+    mix = ClipMix(first, [one, two], repeat=[2, 3])
+    n, m1, m2 = len(first), len(one), len(two)
+    assert m1 != m2 and len(mix) == n + 2 * m1 + 3 * m2
+    part, local = mix.locate(np.array([n, n + m1 + 1, n + 2 * m1, n + 2 * m1 + 2 * m2 + 1]))
+    np.testing.assert_array_equal(part, [1, 1, 2, 2])
+    np.testing.assert_array_equal(local, [0, 1, 0, 1])
+    assert mix.locate(np.array([len(mix) - 1]))[1][0] == m2 - 1
+    with pytest.raises(UserError, match="one per file"):
+        ClipMix(first, [one, two], repeat=[2, 3, 4])
+
+
 def test_trainer_adds_extra_data_to_training_only(two_files, tmp_path):
     """--extra-data: its clips join the training split (repeated), the held-out split and the
     action statistics stay the --data file's; the run records the files; the --data file itself
@@ -158,6 +176,17 @@ def test_trainer_adds_extra_data_to_training_only(two_files, tmp_path):
     collect(CollectSpec("reacher", episodes=2, steps=25, resolution=64, seed=0), other)
     with pytest.raises(UserError, match="same env"):
         Trainer(cfg("other", extra_data=[str(other)]))
+    with pytest.raises(UserError, match="one per file"):
+        Trainer(cfg("counts", extra_data=[two_files[1]], extra_repeat=[2, 3]))
+    per_file = Trainer(
+        cfg("per-file", extra_data=[two_files[1], two_files[1]], extra_repeat=[1, 4])
+    )
+    assert len(per_file.train_set) == len(plain.train_set) + 5 * 18
+    argv = ["train", "--data", two_files[0], "--extra-data", two_files[1], "--extra-data"]
+    argv += [two_files[1], "--extra-repeat", "1", "4", "--out", str(tmp_path / "cli")]
+    assert main([*argv, "--max-steps", "1", "--batch-size", "8", "--quiet"]) == 0
+    recorded = json.loads((tmp_path / "cli" / "config.json").read_text())["train"]
+    assert recorded["extra_repeat"] == [1, 4]
 
 
 def test_reached_episodes_are_found_by_replay_and_kept(tiny_run, tmp_path):
