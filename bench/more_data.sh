@@ -30,8 +30,8 @@ DIR="runs/$ENV-more"
 [ -f "$DATA" ] || { echo "error: $DATA is missing; run bench/train_assets.sh $ENV first" >&2; exit 2; }
 mkdir -p "$DIR"
 [ -d "$DIR/start" ] || cp -r "assets/models/$ENV" "$DIR/start"
-read -r -a PLAN < <(planning_flags "$DIR/start")
-[ "${#PLAN[@]}" -eq 8 ] || { echo "error: no planning settings in $DIR/start/config.json" >&2; exit 2; }
+FLAGS=$(planning_flags "$DIR/start")  # stops here (set -e) when it records none
+read -r -a PLAN <<< "$FLAGS"
 [ -f "$MORE" ] || $LEWM collect --env "$ENV" --episodes "$MORE_EPISODES" --steps "$STEPS" \
   --resolution "$RESOLUTION" --seed "$MORE_SEED" --workers 2 --out "$MORE" --quiet
 RUN="$DIR/more"

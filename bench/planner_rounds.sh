@@ -42,8 +42,8 @@ if [ ! -d "$DIR/round0" ]; then
   cp -r "assets/models/$ENV" "$DIR/round0"
 fi
 # The shipped planning of round 0, passed as flags: a run folder records none.
-read -r -a PLAN < <(planning_flags "$DIR/round0")
-[ "${#PLAN[@]}" -eq 8 ] || { echo "error: no planning settings in $DIR/round0/config.json" >&2; exit 2; }
+FLAGS=$(planning_flags "$DIR/round0")  # stops here (set -e) when it records none
+read -r -a PLAN <<< "$FLAGS"
 KINDS=(); for K in $GOAL_KINDS; do KINDS+=(--goal-kind "$K"); done
 
 SCORES=("$(select_score "$DIR/round0" "$DIR/select-round0" "${PLAN[@]}")")

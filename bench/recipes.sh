@@ -37,13 +37,14 @@ eval_successes() {
 # The functions below use the caller's LEWM (the lewm executable), ENV and DATA (data/<env>.h5).
 
 # planning_flags FOLDER: the `lewm eval` flags of a shipped folder's planning settings
-# (config.json "planning"), one line; an error when it records none (a run folder).
+# (config.json "planning"), one line; an error (exit 2) when it records none (a run folder).
 planning_flags() {
   .venv/bin/python -c 'import dataclasses, json, sys
 from lewm_core.checkpoint import planning_defaults
 config = json.load(open(sys.argv[1]))
 if "planning" not in config:
-    sys.exit(f"error: {sys.argv[1]} records no planning settings (not a shipped folder)")
+    print(f"error: {sys.argv[1]} records no planning settings (not a shipped folder)", file=sys.stderr)
+    sys.exit(2)
 d = dataclasses.asdict(planning_defaults(config))
 print(" ".join(f"--{k.replace(chr(95), chr(45))} {v}" for k, v in d.items()))' "$1/config.json"
 }

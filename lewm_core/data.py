@@ -319,7 +319,6 @@ class ClipMix(torch.utils.data.Dataset):
         if any(r < 1 for r in repeats):
             raise UserError(f"the extra data's repeat must be at least 1, got {repeats}")
         self.parts = [first, *extras]
-        self.repeats = repeats
         self.action_stats = first.action_stats
         self._sizes = np.array([len(p) for p in extras], np.int64)
         self._block_ends = np.cumsum(self._sizes * np.array(repeats, np.int64))
