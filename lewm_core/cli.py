@@ -136,10 +136,15 @@ def _check_range(flag: str, value: int, lo: int, hi: int) -> None:
 
 
 def _add_planning_flags(parser: argparse.ArgumentParser) -> None:
-    """The planning flags `_cem_from_args` reads beside the CEM budget ones: --receding-horizon,
-    --context, --sampling and --objective, each defaulting to the model's shipped setting."""
+    """The planning flags `_cem_from_args` reads: the CEM budget (--samples, --iterations,
+    --elites, --horizon; the paper's 300, 30, 30, 5) and --receding-horizon, --context,
+    --sampling and --objective, each defaulting to the model's shipped setting."""
     from lewm_core.config import OBJECTIVES, SAMPLINGS
 
+    parser.add_argument("--samples", type=int, default=300, help="CEM candidates per iteration")
+    parser.add_argument("--iterations", type=int, default=30, help="CEM iterations per plan")
+    parser.add_argument("--elites", type=int, default=30, help="CEM candidates refitted on")
+    parser.add_argument("--horizon", type=int, default=5, help="action blocks per plan")
     parser.add_argument(
         "--receding-horizon",
         type=int,
@@ -175,13 +180,21 @@ CEM_FLAGS = (
 
 def _cem_from_args(loaded, args: argparse.Namespace):
     """The model's default CEM settings (`LoadedModel.planning`) with the command's CEM flags
-    (those of `CEM_FLAGS` it has and was given) applied; --context and --receding-horizon
-    checked against the model's history and the horizon, naming the flag."""
+    (`CEM_FLAGS`, as `_add_planning_flags` adds them) applied, each checked: the budget against
+    its range, --context against the model's history, --receding-horizon against the horizon,
+    naming the flag."""
     from lewm_core.checkpoint import check_context
 
+    for flag, value, lo, hi in (
+        ("--samples", args.samples, 1, 100_000),  # CEM holds samples x horizon latents
+        ("--iterations", args.iterations, 1, 10_000),
+        ("--elites", args.elites, 1, args.samples),
+        ("--horizon", args.horizon, 1, 100),
+    ):
+        _check_range(flag, value, lo, hi)
     if args.context is not None:
         check_context(args.context, loaded.model.cfg.history, "--context got")
-    cem = loaded.planning.cem_config(**{k: getattr(args, k, None) for k in CEM_FLAGS})
+    cem = loaded.planning.cem_config(**{k: getattr(args, k) for k in CEM_FLAGS})
     if args.receding_horizon is not None:
         _check_range("--receding-horizon", args.receding_horizon, 1, cem.horizon)
     return cem
@@ -405,9 +418,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
         ("--episodes", args.episodes, 1, 100_000),
         ("--budget", args.budget, 1, 100_000),
         ("--goal-offset", args.goal_offset, 1, 100_000),
-        ("--samples", args.samples, 1, 100_000),  # CEM holds samples x horizon latents
-        ("--iterations", args.iterations, 1, 10_000),
-        ("--horizon", args.horizon, 1, 100),
         ("--videos", args.videos, 0, 100_000),
     ):
         _check_range(flag, value, lo, hi)
@@ -652,10 +662,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=_seed, default=0)
     e.add_argument("--budget", type=int, default=50, help="raw steps per episode")
     e.add_argument("--goal-offset", type=int, default=25, help="goal = state this many steps on")
-    e.add_argument("--samples", type=int, default=300)
-    e.add_argument("--iterations", type=int, default=30)
-    e.add_argument("--elites", type=int, default=30)
-    e.add_argument("--horizon", type=int, default=5)
     _add_planning_flags(e)
     e.add_argument(
         "--dtype",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from lewm_testing import ROOT
 
 from lewm_core.checkpoint import load_model
 from lewm_core.cli import main
@@ -17,6 +21,10 @@ from lewm_core.errors import UserError
 from lewm_core.planner_data import collect_planner_episodes
 from lewm_core.planning import CEMConfig, Planner, run_mpc
 from lewm_core.trainer import TrainConfig, Trainer
+
+RUN = dict(
+    cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"}
+)
 
 CEM = CEMConfig(samples=16, elites=4, iterations=2, receding_horizon=2)
 
@@ -85,11 +93,13 @@ def test_planner_episodes_come_from_training_episodes_only(tiny_run, tmp_path):
 def test_collect_planned_cli_keeps_to_the_goal_kind(tiny_run, tmp_path, capsys):
     """`lewm collect-planned --goal-kind move` draws only tasks of that kind ("move": the goal
     does not hold at the start), plans with the CEM settings given (a run folder has no shipped
-    ones), records them in the file and reports what it wrote."""
+    ones, CEM budget included), records them in the file and reports what it wrote; a bad flag is
+    refused by name before anything is written."""
     out = tmp_path / "cli.h5"
     argv = ["collect-planned", "--checkpoint", str(tiny_run["run"]), "--data", str(tiny_run["h5"])]
     argv += ["--episodes", "2", "--budget", "10", "--goal-kind", "move", "--out", str(out)]
     cem = ["--objective", "min", "--receding-horizon", "1", "--sampling", "independent"]
+    cem += ["--samples", "16", "--iterations", "2", "--elites", "4"]
     assert main([*argv, *cem, "--quiet", "--json", "--dtype", "float32"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["episodes"] == 2 and summary["steps"] == 20
@@ -97,9 +107,13 @@ def test_collect_planned_cli_keeps_to_the_goal_kind(tiny_run, tmp_path, capsys):
         assert json.loads(f.attrs["goal_kinds"]) == ["move"] and f["pixels"].shape[0] == 20
         recorded = json.loads(f.attrs["cem"])
     assert recorded["objective"] == "min" and recorded["receding_horizon"] == 1
-    assert recorded["sampling"] == "independent" and recorded["samples"] == 300
+    assert recorded["sampling"] == "independent"
+    assert (recorded["samples"], recorded["iterations"], recorded["elites"]) == (16, 2, 4)
     assert main([*argv[:-2], "--out", str(tmp_path / "y.h5"), "--budget", "1", "--quiet"]) == 2
     assert "--budget" in capsys.readouterr().err
+    assert main([*argv[:-2], "--out", str(tmp_path / "z.h5"), "--elites", "400", "--quiet"]) == 2
+    assert "--elites must be between 1 and 300" in capsys.readouterr().err
+    assert not (tmp_path / "y.h5").exists() and not (tmp_path / "z.h5").exists()
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +228,19 @@ def test_reached_episodes_are_found_by_replay_and_kept(tiny_run, tmp_path):
         assert "met their goal" in g.attrs["filtered_from"] and g.attrs["seed"] == 4
     with pytest.raises(UserError, match="subset"):  # its tasks cannot be drawn again
         episodes_reached(kept)
+    # bench/planner_reached.py, the command that does the same: its JSON line, its refusals
+    script = [sys.executable, "bench/planner_reached.py", "--planned", str(out), "--out"]
+    proc = subprocess.run([*script, str(kept), "--overwrite", "--json"], **RUN)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == {
+        "out": str(kept), "episodes": int(reached.sum()), "of": 8,
+    }  # fmt: skip
+    proc = subprocess.run([*script, str(kept)], **RUN)  # without --overwrite
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    proc = subprocess.run([sys.executable, "bench/planner_reached.py", "--planned", str(kept),
+                           "--out", str(tmp_path / "again.h5")], **RUN)  # fmt: skip
+    assert proc.returncode == 2 and "subset" in proc.stderr
+    assert not (tmp_path / "again.h5").exists()
     wrong = tmp_path / "wrong.h5"
     shutil.copy(out, wrong)
     with h5py.File(wrong, "a") as f:
