@@ -95,7 +95,8 @@ def _analysis_lines(probe: dict | None, surprise: dict | None) -> list[str]:
 
 
 def _extra_data_info(path: str) -> dict:
-    """What a card says about one `--extra-data` file: its policy and size, if it is here."""
+    """What a card says about one `--extra-data` file: its policy and size, if it is here, and
+    for a planner's episodes the goal kinds and the CEM budget (samples x iterations)."""
     if not Path(path).is_file():
         return {"path": path}
     info = dataset_info(path)
@@ -103,6 +104,9 @@ def _extra_data_info(path: str) -> dict:
     out = {"path": path, **{k: info[k] for k in keep if k in info}}
     if "goal_kinds" in info:  # stored as a JSON list
         out["goal_kinds"] = json.loads(info["goal_kinds"])
+    if "cem" in info:  # a JSON object (`lewm collect-planned`)
+        cem = json.loads(info["cem"])
+        out["cem"] = f"{cem['samples']}x{cem['iterations']}"
     return out
 
 
@@ -126,7 +130,12 @@ def training_lineage(run_dir: str | os.PathLike) -> list[dict]:
             break
         config = read_config(current)
         if config.get(LINEAGE_KEY):
-            stages.extend(reversed(config[LINEAGE_KEY]))
+            # A run shipped over the folder it started from, shipped again: that folder's
+            # history already ends with the run, so it is cut before it, not repeated.
+            recorded = config[LINEAGE_KEY]
+            walked = {st["run"] for st in stages}
+            cut = next((i for i, st in enumerate(recorded) if st.get("run") in walked), None)
+            stages.extend(reversed(recorded[:cut]))
             break
         train = config.get("train", {})
         summary_path = current / "train_summary.json"
@@ -169,6 +178,7 @@ def _lineage_lines(lineage: list[dict]) -> list[str]:
         extra = "; ".join(
             f"`{x['path']}` ({x.get('num_episodes', '?')} episodes, {x.get('policy', '?')}"
             + (f", goal kinds {', '.join(x['goal_kinds'])}" if x.get("goal_kinds") else "")
+            + (f", CEM {x['cem']}" if x.get("cem") else "")
             + f"), x{r}"
             for x, r in zip(files, repeats, strict=False)
         )

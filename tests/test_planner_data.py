@@ -74,6 +74,10 @@ def test_planner_episodes_come_from_training_episodes_only(tiny_run, tmp_path):
         starts = f["sim_state"][:][f["ep_offset"][:]]
         assert f.attrs["source_split"] == "train" and "CEM planner" in f.attrs["policy"]
         assert json.loads(f.attrs["cem"])["samples"] == 16
+    from lewm_core.shipping import _extra_data_info  # what a model card says of the file
+
+    info = _extra_data_info(out)
+    assert info["cem"] == "16x2" and info["num_episodes"] == 4 and info["goal_kinds"] == []
     with h5py.File(tiny_run["h5"]) as src:
         off, ln, sims = src["ep_offset"][:], src["ep_len"][:], src["sim_state"][:]
     train, val = split_episodes(len(off), *loaded.split)

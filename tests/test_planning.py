@@ -629,6 +629,10 @@ def test_ship_records_the_training_stages_of_fine_tuned_weights(tiny_run, tmp_pa
     again = ship(stage3, tmp_path / "shipped2")
     assert [st["steps"] for st in read_config(again)["lineage"]] == [20, 4, 4]
     assert "28 steps in 3 stages" in (again / "MODEL_CARD.md").read_text()
+    # stage 3 shipped over the folder it started from, then shipped again: still three stages
+    ship(stage3, shipped)
+    ship(stage3, shipped)
+    assert [st["steps"] for st in read_config(shipped)["lineage"]] == [20, 4, 4]
     # weights trained in one stage have no history section
     plain = ship(tiny_run["run"], tmp_path / "plain")
     assert "lineage" not in read_config(plain)
