@@ -6,20 +6,23 @@
 #                horizon pairs train_assets.sh evaluates, unless set already); ROUNDS,
 #                GOAL_KINDS and FT_STEPS of bench/planner_rounds.sh (ROUNDS empty: the env's
 #                shipped model is train_assets.sh's); MORE_DATA "episodes:seed:steps" of
-#                bench/more_data.sh (empty: no such stage); unknown ENV: an error naming the
-#                choices.
+#                bench/more_data.sh and TOP_ROUND "episodes:seed:repeat:iterations" of
+#                bench/planner_round.sh (empty: no such stage); unknown ENV: an error naming
+#                the choices.
 recipe() {
   CKPT=500
   RESOLUTION=64  # every shipped model; 96 and 128 px were tried (REPRODUCTION.md)
   local contexts=1 planners="last:5 min:2"  # min:2 won the selection on all four tasks
-  ROUNDS=""; GOAL_KINDS=""; FT_STEPS=3000; MORE_DATA=""
+  ROUNDS=""; GOAL_KINDS=""; FT_STEPS=3000; MORE_DATA=""; TOP_ROUND=""
   case "$1" in
     tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;
     pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=15000; SEED=1; CKPT=1500
              # planner rounds (episodes:seed:repeat) on the goals where the T must be pushed
              ROUNDS="400:10:5 200:11:5 400:12:3"; GOAL_KINDS=push
              # then 6,000 steps on ten times the episodes (a fresh data seed)
-             MORE_DATA="10000:2:6000" ;;
+             MORE_DATA="10000:2:6000"
+             # then one more planner round (CEM 300 x 10) on top, its clips ~a quarter
+             TOP_ROUND="400:13:50:10" ;;
     reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; contexts="1 3" ;;
     cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
     *) echo "error: unknown env '$1'; choose tworoom, pusht, reacher or cube" >&2; return 2 ;;
