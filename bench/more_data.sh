@@ -28,18 +28,11 @@ DATA="data/$ENV.h5"
 MORE="data/$ENV-more.h5"
 DIR="runs/$ENV-more"
 [ -f "$DATA" ] || { echo "error: $DATA is missing; run bench/train_assets.sh $ENV first" >&2; exit 2; }
-mkdir -p "$DIR"
-[ -d "$DIR/start" ] || cp -r "assets/models/$ENV" "$DIR/start"
-FLAGS=$(planning_flags "$DIR/start")  # stops here (set -e) when it records none
-read -r -a PLAN <<< "$FLAGS"
+start_from_shipped "$DIR"  # sets PLAN
 [ -f "$MORE" ] || $LEWM collect --env "$ENV" --episodes "$MORE_EPISODES" --steps "$STEPS" \
   --resolution "$RESOLUTION" --seed "$MORE_SEED" --workers 2 --out "$MORE" --quiet
 RUN="$DIR/more"
 [ -f "$RUN/train_summary.json" ] || $LEWM train --data "$DATA" --extra-data "$MORE" \
   --extra-repeat 1 --preset lab --init-from "$DIR/start" --max-steps "$MORE_STEPS" \
   --checkpoint-every "$CKPT" --out "$RUN" --quiet --json
-BEFORE=$(select_score "$DIR/start" "$DIR/select-start" "${PLAN[@]}")
-AFTER=$(select_score "$RUN" "$DIR/select-more" "${PLAN[@]}")
-echo "selection episodes met: shipped $BEFORE, with more data $AFTER (of 100)"
-[ "$AFTER" -gt "$BEFORE" ] || { echo "the shipped model stays"; exit 0; }
-report_and_ship "$RUN" "${PLAN[@]}"
+ship_if_better "$DIR" "$RUN" more "with more data" "${PLAN[@]}"

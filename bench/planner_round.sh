@@ -34,10 +34,7 @@ DIR="runs/$ENV-top"
 for F in "$DATA" "$MORE"; do
   [ -f "$F" ] || { echo "error: $F is missing; run bench/more_data.sh $ENV first" >&2; exit 2; }
 done
-mkdir -p "$DIR"
-[ -d "$DIR/start" ] || cp -r "assets/models/$ENV" "$DIR/start"
-FLAGS=$(planning_flags "$DIR/start")  # stops here (set -e) when it records none
-read -r -a PLAN <<< "$FLAGS"
+start_from_shipped "$DIR"  # sets PLAN
 KINDS=(); for K in $GOAL_KINDS; do KINDS+=(--goal-kind "$K"); done
 [ -f "$PLANNED" ] || $LEWM collect-planned --checkpoint "$DIR/start" --data "$DATA" \
   --episodes "$EPS" --seed "$SEED" --budget 50 "${KINDS[@]}" "${PLAN[@]}" \
@@ -46,8 +43,4 @@ RUN="$DIR/round"
 [ -f "$RUN/train_summary.json" ] || $LEWM train --data "$DATA" --extra-data "$MORE" \
   --extra-data "$PLANNED" --extra-repeat 1 "$REPEAT" --preset lab --init-from "$DIR/start" \
   --max-steps "$FT_STEPS" --checkpoint-every "$CKPT" --out "$RUN" --quiet --json
-BEFORE=$(select_score "$DIR/start" "$DIR/select-start" "${PLAN[@]}")
-AFTER=$(select_score "$RUN" "$DIR/select-round" "${PLAN[@]}")
-echo "selection episodes met: shipped $BEFORE, after the planner round $AFTER (of 100)"
-[ "$AFTER" -gt "$BEFORE" ] || { echo "the shipped model stays"; exit 0; }
-report_and_ship "$RUN" "${PLAN[@]}"
+ship_if_better "$DIR" "$RUN" round "after the planner round" "${PLAN[@]}"

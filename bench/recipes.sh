@@ -1,5 +1,6 @@
 # The recipe of each shipped model's data and training, sourced by bench/train_assets.sh,
-# bench/planner_rounds.sh and bench/gpu_train.sh so that they collect episodes of the same length.
+# bench/planner_rounds.sh, bench/more_data.sh, bench/planner_round.sh and bench/gpu_train.sh so
+# that they collect episodes of the same length, and the steps those scripts share.
 #   recipe ENV   sets EPISODES, STEPS (raw steps per episode), RESOLUTION (image side, px),
 #                TRAIN_STEPS, SEED (data seed), CKPT (checkpoint every CKPT steps) and
 #                CONTEXTS and PLANNERS (the planning contexts and CEM objective:receding
@@ -91,4 +92,28 @@ report_and_ship() {
   $LEWM surprise --checkpoint "$run" --episodes 20 --seed 0 --quiet --json > "$run/surprise.out"
   $LEWM ship --run "$run" --out "assets/models/$ENV" "${evals[@]}" "$@" \
     --probe "$run/probe.out" --surprise "$run/surprise.out"
+}
+
+# start_from_shipped DIR: copy assets/models/<env> to DIR/start once (so a rerun starts from the
+# same weights) and set PLAN to its planning flags (an array); under set -e the script stops
+# here when the folder records none.
+start_from_shipped() {
+  local flags
+  mkdir -p "$1"
+  [ -d "$1/start" ] || cp -r "assets/models/$ENV" "$1/start"
+  flags=$(planning_flags "$1/start")
+  read -r -a PLAN <<< "$flags"
+}
+
+# ship_if_better DIR RUN NAME WHAT FLAGS...: score DIR/start (the shipped model) and RUN with
+# FLAGS on the selection episodes (DIR/select-start-*, DIR/select-NAME-*), say both ("WHAT" names
+# RUN), and report and ship RUN only if it meets strictly more of them.
+ship_if_better() {
+  local dir="$1" run="$2" name="$3" what="$4" before after
+  shift 4
+  before=$(select_score "$dir/start" "$dir/select-start" "$@")
+  after=$(select_score "$run" "$dir/select-$name" "$@")
+  echo "selection episodes met: shipped $before, $what $after (of 100)"
+  [ "$after" -gt "$before" ] || { echo "the shipped model stays"; return 0; }
+  report_and_ship "$run" "$@"
 }
