@@ -155,9 +155,12 @@ def test_live_foreign_lock_refuses_and_reused_pid_does_not(tiny_h5: Path, tmp_pa
 
 def test_stop_escalates_to_sigterm(tiny_h5: Path, tmp_path: Path) -> None:
     run = tmp_path / "stubborn"
-    # ignores SIGINT (as a hung trainer would), dies on SIGTERM
-    fake = _fake_python(tmp_path, "trap '' INT\nsleep 30")
+    # ignores SIGINT (as a hung trainer would), dies on SIGTERM; it says when the trap is set, so
+    # that the SIGINT cannot arrive before it (on a loaded machine it did, and the shell died of it)
+    ready = tmp_path / "trap-set"
+    fake = _fake_python(tmp_path, f"trap '' INT\ntouch '{ready}'\nsleep 30")
     jobs.start_training(run, data=tiny_h5, python=fake)
+    _wait(ready.exists, 20, "the stand-in to ignore SIGINT")
     assert jobs.job_status(run)["running"]
     t0 = time.monotonic()
     out = jobs.stop_training(run, timeout=1.0)
