@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=egl
 LEWM=".venv/bin/lewm"
-ENV="${1:?usage: bench/more_data.sh pusht}"
+ENV="${1:?usage: bench/more_data.sh pusht|cube}"
 source bench/recipes.sh
 recipe "$ENV"
 if [ -z "$MORE_DATA" ]; then

@@ -25,7 +25,9 @@ recipe() {
              # then one more planner round (CEM 300 x 10) on top, its clips ~a quarter
              TOP_ROUND="400:13:50:10" ;;
     reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; contexts="1 3" ;;
-    cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1 ;;
+    cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1
+             # then 5,000 steps on four times the episodes (a fresh data seed)
+             MORE_DATA="3000:2:5000" ;;
     *) echo "error: unknown env '$1'; choose tworoom, pusht, reacher or cube" >&2; return 2 ;;
   esac
   CONTEXTS=${CONTEXTS:-$contexts}
