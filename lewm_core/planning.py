@@ -37,22 +37,33 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DTYPE_CHOICES = ("auto", *DTYPES)
 
 
+def bf16_matrix_units(cpu_flags: set[str]) -> bool:
+    """True when a CPU with these /proc/cpuinfo flags has bfloat16 matrix units (Intel AMX).
+
+    AVX512-BF16 alone does not count: on an Intel Xeon with it but without AMX, torch's bfloat16
+    matmul ran at 112 GFLOP/s against float32's 308, and a `lab` plan took 2.86 s in bfloat16
+    against 2.09 s in float32; with AMX bfloat16 ran at ten times float32's rate
+    (`python bench/plan.py`, REPRODUCTION.md "Planning speed").
+    """
+    return "amx_bf16" in cpu_flags
+
+
 @functools.cache
 def _cpu_has_bf16_units() -> bool:
-    """True when the CPU multiplies bfloat16 natively (Intel AMX or AVX512-BF16; Linux flags)."""
+    """`bf16_matrix_units` of this machine's CPU (Linux flags; False where they cannot be read)."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line for line in f if line.startswith("flags")), "").split()
     except OSError:
         return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return bf16_matrix_units(set(flags))
 
 
 def default_dtype(device: torch.device | str = "cpu") -> str:
     """The planning precision `dtype="auto"` picks on `device`.
 
     bfloat16 where the hardware has bfloat16 matrix units (a CUDA GPU that supports it, a CPU
-    with AMX or AVX512-BF16), else float32; the environment variable LEWM_PLAN_DTYPE
+    with AMX: `bf16_matrix_units`), else float32; the environment variable LEWM_PLAN_DTYPE
     (float32 | bfloat16) overrides it. REPRODUCTION.md holds the success rates measured in both.
     """
     forced = os.environ.get("LEWM_PLAN_DTYPE")

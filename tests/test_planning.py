@@ -482,6 +482,16 @@ def test_default_dtype_and_its_override(monkeypatch):
         default_dtype("cpu")
 
 
+def test_bf16_counts_only_with_amx():
+    """AVX512-BF16 without AMX multiplies bfloat16 slower than float32 (bench/plan.py): float32."""
+    from lewm_core.planning import bf16_matrix_units
+
+    avx512 = {"fpu", "avx2", "avx512f", "avx512_bf16"}
+    assert not bf16_matrix_units(avx512)
+    assert bf16_matrix_units(avx512 | {"amx_tile", "amx_bf16", "amx_int8"})
+    assert not bf16_matrix_units(set())
+
+
 def test_cem_returns_the_same_plan_with_fast_and_naive_rollouts():
     """float32, fixed seed: the fast rollout changes nothing CEM can see."""
     model = _random_action_model(seed=2)
