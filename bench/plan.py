@@ -17,7 +17,7 @@ Measures, in one run on this machine, the median seconds per plan of:
 `fast_context3_s` is the eager fast rollout planning from three observed frames (`lewm eval
 --context 3`, Reacher's default), `context3_over_eager` its ratio to `fast_eager_s`.
 `fast_eager_s` is the fast rollout in the precision `lewm_core.planning.default_dtype` picks for
-the device (bfloat16 where the hardware has bfloat16 matrix units: AMX, else float32); `fast_s`
+the device (bfloat16 where it multiplies faster than float32 by 1.5x or more); `fast_s`
 is the faster of it and the compiled rollout (`fast_mode` says which), and `speedup` is
 naive_s / fast_s (`speedup_eager` for the eager rollout alone). FLOPs are counted with torch's
 FlopCounterMode over one full plan; the bound is fast FLOPs / the matmul rate (2048^3) measured

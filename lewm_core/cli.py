@@ -667,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default="auto",
         choices=("auto", "float32", "bfloat16"),
-        help="planning precision; auto = bfloat16 where the hardware has bf16 matrix units (AMX)",
+        help="planning precision; auto = bfloat16 where it multiplies 1.5x faster than float32",
     )
     e.add_argument(
         "--compile",

@@ -37,33 +37,65 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DTYPE_CHOICES = ("auto", *DTYPES)
 
 
-def bf16_matrix_units(cpu_flags: set[str]) -> bool:
-    """True when a CPU with these /proc/cpuinfo flags has bfloat16 matrix units (Intel AMX).
+BF16_MIN_SPEEDUP = 1.5  # bfloat16 must multiply this many times faster than float32 to be used
 
-    AVX512-BF16 alone does not count: on an Intel Xeon with it but without AMX, torch's bfloat16
-    matmul ran at 112 GFLOP/s against float32's 308, and a `lab` plan took 2.86 s in bfloat16
-    against 2.09 s in float32; with AMX bfloat16 ran at ten times float32's rate
-    (`python bench/plan.py`, REPRODUCTION.md "Planning speed").
+
+def bf16_capable(cpu_flags: set[str]) -> bool:
+    """True when a CPU with these /proc/cpuinfo flags multiplies bfloat16 natively (Intel AMX or
+    AVX512-BF16): the CPUs on which `default_dtype` measures whether bfloat16 pays."""
+    return "amx_bf16" in cpu_flags or "avx512_bf16" in cpu_flags
+
+
+def bf16_matmul_speedup(threads: int | None = None) -> float:
+    """float32 time / bfloat16 time of a (1024 x 768) @ (768 x 768) matmul on this CPU (best of
+    5 runs of 4 each, after a warm-up; under a second).
+
+    Flags do not settle it: with AMX bfloat16 ran at ten times float32's rate, on an Intel Xeon
+    with AVX512-BF16 but no AMX at a third to a half of it (112-189 against 308-328 GFLOP/s,
+    where a `lab` plan took 2.86 s in bfloat16 against 1.77 s in float32; REPRODUCTION.md
+    "Planning speed").
     """
-    return "amx_bf16" in cpu_flags
+    gen = torch.Generator().manual_seed(0)
+    a32, b32 = torch.randn(1024, 768, generator=gen), torch.randn(768, 768, generator=gen)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+
+        def best_time(a: torch.Tensor, b: torch.Tensor) -> float:
+            torch.mm(a, b)
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                for _ in range(4):
+                    torch.mm(a, b)
+                times.append(time.perf_counter() - t0)
+            return min(times)
+
+        return best_time(a32, b32) / best_time(a16, b16)
+    finally:
+        torch.set_num_threads(old_threads)
 
 
 @functools.cache
-def _cpu_has_bf16_units() -> bool:
-    """`bf16_matrix_units` of this machine's CPU (Linux flags; False where they cannot be read)."""
+def _cpu_bf16_pays() -> bool:
+    """True when this CPU is `bf16_capable` (Linux flags) and its `bf16_matmul_speedup` is at
+    least BF16_MIN_SPEEDUP (measured once per process; the margin keeps the choice stable)."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line for line in f if line.startswith("flags")), "").split()
     except OSError:
         return False
-    return bf16_matrix_units(set(flags))
+    return bf16_capable(set(flags)) and bf16_matmul_speedup() >= BF16_MIN_SPEEDUP
 
 
 def default_dtype(device: torch.device | str = "cpu") -> str:
     """The planning precision `dtype="auto"` picks on `device`.
 
-    bfloat16 where the hardware has bfloat16 matrix units (a CUDA GPU that supports it, a CPU
-    with AMX: `bf16_matrix_units`), else float32; the environment variable LEWM_PLAN_DTYPE
+    bfloat16 where the hardware multiplies it fast (a CUDA GPU that supports it; a CPU with
+    AMX or AVX512-BF16 on which a bfloat16 matmul measured once runs at least 1.5x faster than a
+    float32 one: `_cpu_bf16_pays`), else float32; the environment variable LEWM_PLAN_DTYPE
     (float32 | bfloat16) overrides it. REPRODUCTION.md holds the success rates measured in both.
     """
     forced = os.environ.get("LEWM_PLAN_DTYPE")
@@ -76,7 +108,7 @@ def default_dtype(device: torch.device | str = "cpu") -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if device.type == "cpu" and _cpu_has_bf16_units() else "float32"
+    return "bfloat16" if device.type == "cpu" and _cpu_bf16_pays() else "float32"
 
 
 @dataclass
