@@ -32,21 +32,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import matmul_gflops  # noqa: E402
-
-from lewm_core.config import ModelConfig  # noqa: E402
-from lewm_core.data import ActionStats  # noqa: E402
-from lewm_core.model import LeWM  # noqa: E402
-from lewm_core.planning import CEMConfig, Planner, default_dtype  # noqa: E402
+from lewm_core.config import ModelConfig
+from lewm_core.data import ActionStats
+from lewm_core.model import LeWM
+from lewm_core.planning import CEMConfig, Planner, default_dtype, matmul_gflops
 
 VARIANTS = (("naive", "float32"), ("fast", "float32"), ("fast", "bfloat16"))
 

@@ -21,25 +21,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lewm_core.config import ModelConfig
 from lewm_core.model import LeWM
+from lewm_core.planning import matmul_gflops
 from lewm_core.sigreg import sigreg
 from lewm_core.trainer import pick_device
 
 BATCH = {"lab": 64, "lab-vit": 64, "paper": 16}
-
-
-def matmul_gflops(device: torch.device, dtype=torch.float32, n: int = 2048, secs: float = 2.0):
-    """Sustained GFLOP/s of an n x n matmul."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < secs:
-        a @ b
-        reps += 1
-    _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
 def _sync(device: torch.device) -> None:

@@ -46,36 +46,41 @@ def bf16_capable(cpu_flags: set[str]) -> bool:
     return "amx_bf16" in cpu_flags or "avx512_bf16" in cpu_flags
 
 
-def bf16_matmul_speedup(threads: int | None = None) -> float:
-    """float32 time / bfloat16 time of a (1024 x 768) @ (768 x 768) matmul on this CPU (best of
-    5 runs of 4 each, after a warm-up; under a second).
+def matmul_gflops(
+    device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, secs: float = 2.0
+) -> float:
+    """Sustained GFLOP/s of an (n, n) @ (n, n) matmul in `dtype` on `device`, timed over about
+    `secs` seconds after three warm-up products (bench/plan.py and bench/train.py report it)."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync()
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < secs:
+        a @ b
+        reps += 1
+    sync()
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def bf16_matmul_speedup() -> float:
+    """This CPU's bfloat16 / float32 `matmul_gflops` ratio on (1024, 1024) products, each timed
+    for 0.1 s (under a second in all).
 
     Flags do not settle it: with AMX bfloat16 ran at ten times float32's rate, on an Intel Xeon
     with AVX512-BF16 but no AMX at a third to a half of it (112-189 against 308-328 GFLOP/s,
     where a `lab` plan took 2.86 s in bfloat16 against 1.77 s in float32; REPRODUCTION.md
     "Planning speed").
     """
-    gen = torch.Generator().manual_seed(0)
-    a32, b32 = torch.randn(1024, 768, generator=gen), torch.randn(768, 768, generator=gen)
-    a16, b16 = a32.bfloat16(), b32.bfloat16()
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-
-        def best_time(a: torch.Tensor, b: torch.Tensor) -> float:
-            torch.mm(a, b)
-            times = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                for _ in range(4):
-                    torch.mm(a, b)
-                times.append(time.perf_counter() - t0)
-            return min(times)
-
-        return best_time(a32, b32) / best_time(a16, b16)
-    finally:
-        torch.set_num_threads(old_threads)
+    cpu = torch.device("cpu")
+    bf16 = matmul_gflops(cpu, torch.bfloat16, n=1024, secs=0.1)
+    return bf16 / matmul_gflops(cpu, torch.float32, n=1024, secs=0.1)
 
 
 @functools.cache
