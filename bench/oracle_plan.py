@@ -1,6 +1,7 @@
 """The planning protocol's ceiling: the same CEM and MPC loop with the true simulator as the model.
 
     python bench/oracle_plan.py --env pusht --data data/pusht.h5 --episodes 20 --seed 0 [--json]
+        [--sampling independent --objective min --receding-horizon 2]  (a model's shipped planning)
 
 Where `lewm eval` rolls candidates out through the world model and scores the last predicted
 latent against the goal image's latent, this rolls each candidate out in the environment itself
@@ -32,6 +33,7 @@ import torch
 from lewm_core.config import OBJECTIVES, SAMPLINGS
 from lewm_core.data import ActionStats, ClipDataset
 from lewm_core.envs import make
+from lewm_core.errors import UserError
 from lewm_core.evaluate import goal_kind_summary, tasks_from_dataset, wilson_interval
 from lewm_core.planning import CEMConfig, CEMPlanner, run_mpc
 
@@ -90,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--sampling", default="block", choices=SAMPLINGS)
     p.add_argument("--objective", default="last", choices=OBJECTIVES)
+    p.add_argument(
+        "--receding-horizon", type=int, default=5, help="blocks executed per plan (1..horizon)"
+    )
     p.add_argument("--frameskip", type=int, default=5)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -101,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         iterations=args.iterations,
         sampling=args.sampling,
         objective=args.objective,
+        receding_horizon=args.receding_horizon,
     )
+    try:
+        cem.validate()
+    except UserError as err:
+        p.error(str(err))
     planner = SimulatorPlanner(env, action_stats_of(args.data), cem, args.frameskip)
     results, kinds, t0 = [], [], time.perf_counter()
     for i, task in enumerate(tasks):
@@ -124,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "success_ci95": list(wilson_interval(n_ok, len(results))),
         "sampling": args.sampling,
         "objective": args.objective,
+        "receding_horizon": args.receding_horizon,
         "cem": {"samples": args.samples, "iterations": args.iterations},
         "seed": args.seed,
         "plan_s_median": float(np.median([s for r in results for s in r.plan_seconds] or [0])),

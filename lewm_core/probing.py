@@ -244,6 +244,36 @@ def fit_probe(
     return {"mse": mse, "r": r}
 
 
+def state_floor(
+    targets: dict[str, np.ndarray],
+    n_train: int,
+    kinds: tuple[str, ...] = ("linear",),
+    seed: int = 0,
+    alpha: float = 1.0,
+    hidden: int = 256,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Probes of each quantity from the true values of all the other quantities: the floor a
+    latent reaches by knowing only the rest of the state.
+
+    `targets` {name: (N, k)} as from `quantity_targets`, rows [:n_train] train, the rest test.
+    A latent that holds a quantity only through its correlation with the others (Push-T's
+    block angle with where the pusher and the block are) probes near this floor, not above it.
+    Returns {kind: {Q: {"mse", "r"}}}; a quantity with no other quantity beside it is left out.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {kind: {} for kind in kinds}
+    for name, y in targets.items():
+        others = [v for other, v in targets.items() if other != name]
+        if not others:
+            continue
+        x = np.concatenate(others, axis=1)
+        y_train, y_test = _standardise(y[:n_train], y[n_train:])
+        for kind in kinds:
+            out[kind][name] = fit_probe(
+                kind, x[:n_train], y_train, x[n_train:], y_test, seed, alpha, hidden
+            )
+    return out
+
+
 def sample_split_rows(
     f: h5py.File,
     max_train: int,
@@ -285,12 +315,14 @@ def probe(
     hidden: int = 256,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Linear (and MLP) probes of every state quantity, trained model vs untrained floor.
+    """Linear (and MLP) probes of every state quantity, trained model vs two floors: an untrained
+    encoder, and the rest of the true state (`state_floor`).
 
     Encodes up to `max_train` train / `max_test` test single frames (N, H, W, 3) -> (N, D)
     with the model and with an untrained twin (seed `seed`). Returns
         {"linear": {Q: {"mse", "r"}}, "mlp": {...} (if mlp),
          "untrained": {"linear": {...}, "mlp": {...} (if untrained_mlp)},
+         "state_floor": {"linear": {...}, "mlp": {...} (if mlp)} (`state_floor`),
          "train_frames", "test_frames", "data", "env", "alpha", "seed"}.
     """
     if max_train < 10 or max_test < 2:
@@ -331,6 +363,10 @@ def probe(
                 dest[kind][name] = fit_probe(
                     kind, z_train, y_train, z_test, y_test, seed=seed, alpha=alpha, hidden=hidden
                 )
+    say("probes from the rest of the true state")
+    result["state_floor"] = state_floor(
+        targets, n_train, ("linear", "mlp") if mlp else ("linear",), seed, alpha, hidden
+    )
     result.update(
         train_frames=int(n_train),
         test_frames=int(len(test_rows)),
@@ -343,19 +379,26 @@ def probe(
 
 
 def format_probe_table(result: dict) -> str:
-    """A paper-style table: one row per quantity, MSE and r per probe (trained, untrained)."""
+    """A paper-style table: one row per quantity, MSE and r per probe (trained, untrained, and
+    from the rest of the true state where the env has more than one quantity)."""
     cols = [("linear", result["linear"])]
     if "mlp" in result:
         cols.append(("mlp", result["mlp"]))
     cols.append(("untrained linear", result["untrained"]["linear"]))
     if "mlp" in result["untrained"]:
         cols.append(("untrained mlp", result["untrained"]["mlp"]))
+    floor = result.get("state_floor", {}).get("linear")
+    if floor:
+        cols.append(("rest of state lin", floor))
     names = list(result["linear"])
     w = max(10, *(len(n) for n in names))
     head = f"{'quantity':<{w}}" + "".join(f" | {c:>18}" for c, _ in cols)
     sub = f"{'':<{w}}" + "".join(f" | {'MSE':>8} {'r':>9}" for _ in cols)
     lines = [head, sub, "-" * len(head)]
     for n in names:
-        cells = "".join(f" | {d[n]['mse']:8.4f} {d[n]['r']:9.4f}" for _, d in cols)
+        cells = "".join(
+            f" | {d[n]['mse']:8.4f} {d[n]['r']:9.4f}" if n in d else f" | {'-':>8} {'-':>9}"
+            for _, d in cols
+        )
         lines.append(f"{n:<{w}}{cells}")
     return "\n".join(lines)

@@ -52,17 +52,25 @@ def _analysis_lines(probe: dict | None, surprise: dict | None) -> list[str]:
     lines = ["", "## Probing and surprise", ""]
     if probe:
         untrained = probe.get("untrained", {}).get("linear", {})
+        rest = probe.get("state_floor", {}).get("linear", {})
         mlp = probe.get("mlp", {})
         lines += [
             f"Probes from single-frame latents to the env's state, Pearson r on held-out "
             f"episodes ({probe.get('train_frames')} training / {probe.get('test_frames')} test "
-            "frames; angles probed as cos, sin):",
+            "frames; angles probed as cos, sin; the last column probes the true values of the "
+            "env's other quantities instead of the latent, the floor of a latent that knows a "
+            "quantity only through them):",
             "",
-            "| quantity | linear | MLP | linear, untrained encoder |",
-            "|---|---|---|---|",
+            "| quantity | linear | MLP | linear, untrained encoder | linear, rest of the state |",
+            "|---|---|---|---|---|",
         ]
         for name, m in probe.get("linear", {}).items():
-            cells = [m.get("r"), mlp.get(name, {}).get("r"), untrained.get(name, {}).get("r")]
+            cells = [
+                m.get("r"),
+                mlp.get(name, {}).get("r"),
+                untrained.get(name, {}).get("r"),
+                rest.get(name, {}).get("r"),
+            ]
             lines.append(
                 f"| {name} | " + " | ".join("-" if r is None else f"{r:.3f}" for r in cells) + " |"
             )

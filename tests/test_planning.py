@@ -348,7 +348,7 @@ def test_ship_summarises_probe_and_surprise_in_the_card(trained_run, tmp_path, c
     floor = result["untrained"]["linear"]["agent_pos"]["r"]
     card = (out / "MODEL_CARD.md").read_text()
     assert "## Probing and surprise" in card
-    assert f"| agent_pos | {r:.3f} | - | {floor:.3f} |" in card
+    assert f"| agent_pos | {r:.3f} | - | {floor:.3f} | - |" in card  # no other quantity
     p = json.loads(surprise.read_text().splitlines()[-1])["teleport"]["p_value"]
     assert "teleported: jump" in card and f"p = {p:.2g}" in card
     assert json.loads((out / "probe.json").read_text()) == result

@@ -20,6 +20,7 @@ from lewm_core.probing import (
     quantity_targets,
     read_rows,
     resolve_data_path,
+    state_floor,
     untrained_model,
 )
 from lewm_core.straightness import consecutive_cosines, straightness
@@ -35,6 +36,7 @@ def test_probe_beats_untrained_floor(trained_run, tworoom_h5):
     assert lin["agent_pos"]["r"] > floor["agent_pos"]["r"]
     assert lin["agent_pos"]["mse"] < floor["agent_pos"]["mse"]
     assert lin["agent_pos"]["r"] > 0.8 and mlp["agent_pos"]["r"] > 0.8
+    assert res["state_floor"] == {"linear": {}, "mlp": {}}  # Two-Room has one quantity
     assert res["data"] == tworoom_h5  # defaults to the run's training dataset
     assert res["train_frames"] == 1500 and 0 < res["test_frames"] <= 400
     json.dumps(res)  # JSON-ready
@@ -59,6 +61,19 @@ def test_fit_probe_recovers_linear_map():
     assert res["r"] > 0.999 and res["mse"] < 1e-3
     with pytest.raises(ValueError):
         fit_probe("cubic", z, y, z, y)
+
+
+def test_state_floor_reads_a_quantity_only_through_the_others():
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(-1, 1, size=(1200, 2))
+    tied = np.stack([pos[:, 0] + 0.5 * pos[:, 1]], 1)  # a function of pos
+    free = rng.normal(size=(1200, 1))  # independent of everything else
+    floor = state_floor({"pos": pos, "tied": tied, "free": free}, 1000, ("linear", "mlp"))
+    assert set(floor) == {"linear", "mlp"} and set(floor["linear"]) == {"pos", "tied", "free"}
+    assert floor["linear"]["tied"]["r"] > 0.99
+    assert abs(floor["linear"]["free"]["r"]) < 0.15
+    assert floor["linear"]["free"]["mse"] > 50 * floor["linear"]["tied"]["mse"]
+    assert state_floor({"only": pos}, 1000) == {"linear": {}}  # nothing to read it from
 
 
 def test_pearson_and_angle_targets():

@@ -248,6 +248,9 @@ def _probe_table(result: dict) -> pd.DataFrame:
             row.update({"MLP r": result["mlp"][q]["r"], "MLP MSE": result["mlp"][q]["mse"]})
         u = result["untrained"]["linear"][q]
         row.update({"untrained linear r": u["r"], "untrained linear MSE": u["mse"]})
+        rest = result.get("state_floor", {}).get("linear", {}).get(q)
+        if rest is not None:
+            row["rest-of-state linear r"] = rest["r"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -300,7 +303,10 @@ def _probe_section(key: str, loaded, dataset, seed: int) -> None:
     st.caption(
         f"{result['train_frames']} train frames, {result['test_frames']} test frames from "
         "held-out episodes; targets z-scored, so MSE 1 = predicting the mean. The untrained "
-        "encoder (same architecture, random weights) is the floor a probe reaches without learning."
+        "encoder (same architecture, random weights) is the floor a probe reaches without "
+        "learning; *rest-of-state* is a probe from the true values of the other quantities, "
+        "the floor a latent reaches by knowing only them (a quantity at that floor is not in "
+        "the latent on its own)."
     )
 
 
