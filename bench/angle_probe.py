@@ -6,14 +6,19 @@ supervised ceiling.
     python bench/angle_probe.py --data data/cube.h5 --quantity gripper_opening ...
 
 For each checkpoint: Pearson r of linear (ridge) and MLP probes of the target quantity (an
-angle as its cos and sin; default: Push-T's block angle), read from the 192-d latent and from
-the encoder output before the projector, and the linear r of the env's other quantities, on
-held-out frames (8,000 train / 3,000 test frames from disjoint episodes, `lewm_core.probing`).
+angle as its cos and sin; default: Push-T's block angle; with --minus B, the quantity minus
+quantity B), read from the 192-d latent, from the encoder output before the projector and from
+the latent together with the true values of the env's other quantities, and the linear r of
+the env's other quantities, on held-out frames (8,000 train / 3,000 test frames from disjoint
+episodes, `lewm_core.probing`). Once per run: the same probes from the other quantities alone
+("state_floor"), the floor of a latent that holds the target only through them; a latent that
+holds it on its own lifts "latent_and_rest" above that floor.
 With --supervised-steps N, the `lab` encoder (and projector) is trained from scratch with a
 linear head to regress the target on the same train frames (AdamW, lr 1e-3, batch 64, seed 0)
 and scored on the test frames: the ceiling that says whether the pixels and the architecture
-carry it. The last stdout line with --json is one JSON object: {"quantity": name,
-"checkpoints": [{...}], "supervised": {...} or null}; the target's keys are named "target_*".
+carry it. The last stdout line with --json is one JSON object: {"quantity": name, "minus":
+name or null, "state_floor": {"linear", "mlp"}, "checkpoints": [{...}], "supervised": {...}
+or null}; the target's keys are named "target_*".
 """
 
 from __future__ import annotations
@@ -48,14 +53,29 @@ def load_frames(data: str) -> tuple[np.ndarray, dict[str, np.ndarray], int, list
     return pixels, cols, len(train), list(angles)
 
 
-def targets(cols: dict[str, np.ndarray], quantity: str, angles: list[str]) -> np.ndarray:
-    """(N, k) regression targets of `quantity`: (cos, sin) of an angle, else its columns."""
-    if quantity not in cols:
-        raise UserError(f"the data has no quantity '{quantity}'; choose one of {sorted(cols)}")
+def targets(
+    cols: dict[str, np.ndarray], quantity: str, angles: list[str], minus: str | None = None
+) -> np.ndarray:
+    """(N, k) regression targets of `quantity`: (cos, sin) of an angle, else its columns; with
+    `minus`, the quantity relative to another of the same width (Cube: cube_pos - ee_pos)."""
+    for name in (quantity, minus):
+        if name is not None and name not in cols:
+            raise UserError(f"the data has no quantity '{name}'; choose one of {sorted(cols)}")
     if quantity in angles:
+        if minus is not None:
+            raise UserError("--minus takes a position-like quantity, not an angle")
         theta = cols[quantity][:, 0]
         return np.stack([np.cos(theta), np.sin(theta)], 1)
-    return cols[quantity]
+    if minus is None:
+        return cols[quantity]
+    if minus in angles or cols[minus].shape[1] != cols[quantity].shape[1]:
+        raise UserError(f"--minus {minus} must be a quantity of the same width as {quantity}")
+    return cols[quantity] - cols[minus]
+
+
+def rest_of_state(cols: dict[str, np.ndarray], quantity: str, angles: list[str]) -> np.ndarray:
+    """(N, F) the true values of every quantity but `quantity` (angles as cos, sin)."""
+    return np.concatenate([targets(cols, q, angles) for q in cols if q != quantity], 1)
 
 
 def probe_r(kind: str, z: np.ndarray, y: np.ndarray, n_train: int) -> float:
@@ -78,13 +98,18 @@ def features(model: LeWM, pixels: np.ndarray) -> dict[str, np.ndarray]:
     return {"latent": latent, "pre_projector": np.concatenate(pre)}
 
 
-def checkpoint_row(path: str, pixels, cols, n_train: int, quantity: str, angles) -> dict:
+def checkpoint_row(
+    path: str, pixels, cols, n_train: int, quantity: str, angles, minus: str | None = None
+) -> dict:
     feats = features(load_model(path).model, pixels)
-    y = targets(cols, quantity, angles)
+    y = targets(cols, quantity, angles, minus)
     row: dict = {"checkpoint": path}
     for where, z in feats.items():
         for kind in ("linear", "mlp"):
             row[f"target_{kind}_{where}"] = probe_r(kind, z, y, n_train)
+    both = np.concatenate([feats["latent"], rest_of_state(cols, quantity, angles)], 1)
+    for kind in ("linear", "mlp"):  # what the latent adds to the rest of the true state
+        row[f"target_{kind}_latent_and_rest"] = probe_r(kind, both, y, n_train)
     for name in cols:
         if name != quantity:
             y_other = targets(cols, name, angles)
@@ -122,6 +147,7 @@ def main() -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--checkpoints", nargs="*", default=[])
     p.add_argument("--quantity", default="block_angle", help="the state quantity to probe")
+    p.add_argument("--minus", help="probe the quantity relative to this one (Cube: --minus ee_pos)")
     p.add_argument("--supervised-steps", type=int, default=0)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -129,10 +155,15 @@ def main() -> int:
         p.error("give --checkpoints and/or --supervised-steps N (N > 0)")
     try:
         pixels, cols, n_train, angles = load_frames(args.data)
-        y = targets(cols, args.quantity, angles)
+        y = targets(cols, args.quantity, angles, args.minus)
+        rest = rest_of_state(cols, args.quantity, angles)
+        floor = {kind: probe_r(kind, rest, y, n_train) for kind in ("linear", "mlp")}
+        print(f"from the rest of the true state: {json.dumps(floor)}", flush=True)
         rows = []
         for path in args.checkpoints:
-            rows.append(checkpoint_row(path, pixels, cols, n_train, args.quantity, angles))
+            rows.append(
+                checkpoint_row(path, pixels, cols, n_train, args.quantity, angles, args.minus)
+            )
             print(json.dumps(rows[-1]), flush=True)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -142,7 +173,8 @@ def main() -> int:
         sup = supervised_ceiling(pixels, y, n_train, args.supervised_steps)
         print(f"supervised lab encoder, {sup['steps']} steps: {args.quantity} r {sup['r_test']}")
     if args.json:
-        print(json.dumps({"quantity": args.quantity, "checkpoints": rows, "supervised": sup}))
+        out = {"quantity": args.quantity, "minus": args.minus, "state_floor": floor}
+        print(json.dumps({**out, "checkpoints": rows, "supervised": sup}))
     return 0
 
 

@@ -41,8 +41,10 @@ def test_bench_angle_probe_smoke(tmp_path):
     (row,) = out["checkpoints"]
     assert row["agent_pos_linear"] > 0.8  # the agent moves within the 2 held-out episodes
     assert out["quantity"] == "block_angle"
-    for key in ("target_linear_latent", "target_mlp_pre_projector", "block_pos_linear"):
+    keys = ("target_linear_latent", "target_mlp_pre_projector", "target_linear_latent_and_rest")
+    for key in (*keys, "block_pos_linear"):
         assert -1.0 <= row[key] <= 1.0
+    assert set(out["state_floor"]) == {"linear", "mlp"} and out["minus"] is None
     assert out["supervised"]["steps"] == 3 and -1.0 <= out["supervised"]["r_test"] <= 1.0
 
 
@@ -51,9 +53,10 @@ def test_bench_oracle_plan_reaches_two_room_goals(tworoom_h5):
     ceiling is near 100% there (98% over 50 episodes); a broken cost or state replay is not."""
     out = run_script(
         "bench/oracle_plan.py", "--env", "tworoom", "--data", tworoom_h5, "--episodes", "5",
-        "--samples", "100", "--iterations", "10", "--json",
+        "--samples", "100", "--iterations", "10", "--receding-horizon", "2", "--json",
     )  # fmt: skip
     assert out["planner"] == "simulator" and out["episodes"] == 5
+    assert out["receding_horizon"] == 2
     assert out["success_rate"] >= 0.8, out
     kinds = out["goal_kinds"]  # every episode counted once, under Two-Room's kinds
     assert set(kinds) <= {"met", "move"} and sum(k["episodes"] for k in kinds.values()) == 5
