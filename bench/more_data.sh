@@ -15,8 +15,6 @@
 # this 2-core machine (the new episodes are read from disk: about 2.3 steps/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export MUJOCO_GL=egl
-LEWM=".venv/bin/lewm"
 ENV="${1:?usage: bench/more_data.sh pusht|cube}"
 source bench/recipes.sh
 recipe "$ENV"

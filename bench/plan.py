@@ -41,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from lewm_core.config import ModelConfig
 from lewm_core.data import ActionStats
 from lewm_core.model import LeWM
-from lewm_core.planning import CEMConfig, Planner, default_dtype, matmul_gflops
+from lewm_core.planning import CEMConfig, Planner, default_dtype, matmul_gflops, synchronize
 
 VARIANTS = (("naive", "float32"), ("fast", "float32"), ("fast", "bfloat16"))
 
@@ -64,11 +64,6 @@ def make_planner(
     return Planner(
         model, stats, cem, rollout_mode=mode, dtype=dtype, compile_rollout=compile_rollout
     )
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def time_plan(
@@ -98,10 +93,10 @@ def time_plan(
     first_s = time.perf_counter() - t_first
     times = []
     for r in range(repeats):
-        _sync(dev)
+        synchronize(dev)
         t0 = time.perf_counter()
         plan(r)
-        _sync(dev)
+        synchronize(dev)
         times.append(time.perf_counter() - t0)
     if not count_flops:
         return statistics.median(times), None, first_s

@@ -17,8 +17,6 @@
 # machine (Intel; 2.4-2.7 s per 300 x 30 plan), 15 of selection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export MUJOCO_GL=egl
-LEWM=".venv/bin/lewm"
 ENV="${1:?usage: bench/planner_round.sh pusht}"
 source bench/recipes.sh
 recipe "$ENV"

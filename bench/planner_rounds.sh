@@ -20,8 +20,6 @@
 # three rounds: about 2 hours 20 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export MUJOCO_GL=egl
-LEWM=".venv/bin/lewm"
 ENV="${1:?usage: bench/planner_rounds.sh pusht}"
 source bench/recipes.sh
 recipe "$ENV"

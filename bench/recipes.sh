@@ -10,6 +10,11 @@
 #                bench/more_data.sh and TOP_ROUND "episodes:seed:repeat:iterations" of
 #                bench/planner_round.sh (empty: no such stage); unknown ENV: an error naming
 #                the choices.
+# What every script that sources this shares: MuJoCo renders offscreen on the CPU (EGL), and
+# LEWM is the project's own `lewm` (both can be overridden from the environment).
+export MUJOCO_GL="${MUJOCO_GL:-egl}"
+LEWM="${LEWM:-.venv/bin/lewm}"
+
 recipe() {
   CKPT=500
   RESOLUTION=64  # every shipped model; 96 and 128 px were tried (REPRODUCTION.md)

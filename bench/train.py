@@ -21,16 +21,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lewm_core.config import ModelConfig
 from lewm_core.model import LeWM
-from lewm_core.planning import matmul_gflops
+from lewm_core.planning import matmul_gflops, synchronize
 from lewm_core.sigreg import sigreg
 from lewm_core.trainer import pick_device
 
 BATCH = {"lab": 64, "lab-vit": 64, "paper": 16}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def train_step_fn(model: LeWM, opt, batch: int, device: torch.device, autocast: bool):
@@ -61,11 +56,11 @@ def bench_preset(name: str, device: torch.device, steps: int, autocast: bool) ->
         step()
     flops = counter.get_total_flops()
     step()
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    synchronize(device)
     dt = (time.perf_counter() - t0) / steps
     row = {
         "preset": name,

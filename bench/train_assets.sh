@@ -13,8 +13,6 @@
 # Wall times on this 2-core machine are in each model card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export MUJOCO_GL=egl
-LEWM=".venv/bin/lewm"
 ENV="${1:?usage: bench/train_assets.sh tworoom|pusht|reacher|cube}"
 source bench/recipes.sh
 recipe "$ENV"

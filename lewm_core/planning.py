@@ -46,26 +46,28 @@ def bf16_capable(cpu_flags: set[str]) -> bool:
     return "amx_bf16" in cpu_flags or "avx512_bf16" in cpu_flags
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (a GPU runs asynchronously); a no-op on the CPU.
+    Every timing of this project (benches, `matmul_gflops`) brackets its clock with it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def matmul_gflops(
     device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, secs: float = 2.0
 ) -> float:
     """Sustained GFLOP/s of an (n, n) @ (n, n) matmul in `dtype` on `device`, timed over about
     `secs` seconds after three warm-up products (bench/plan.py and bench/train.py report it)."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
-    sync()
+    synchronize(device)
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < secs:
         a @ b
         reps += 1
-    sync()
+    synchronize(device)
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 

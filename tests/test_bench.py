@@ -173,11 +173,16 @@ def test_bench_shell_scripts_parse_and_every_env_has_a_recipe():
         proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert proc.returncode == 0, f"{script.name}: {proc.stderr}"
     show = 'source bench/recipes.sh && recipe "$0" && echo "$EPISODES|$STEPS|$TRAIN_STEPS|'
-    show += '$ROUNDS|$MORE_DATA|$TOP_ROUND|$GOAL_KINDS"'
+    show += '$ROUNDS|$MORE_DATA|$TOP_ROUND|$GOAL_KINDS|$LEWM|$MUJOCO_GL"'
+    clean = {k: v for k, v in os.environ.items() if k not in ("LEWM", "MUJOCO_GL")}
     for env in ("tworoom", "pusht", "reacher", "cube"):
-        proc = subprocess.run(["bash", "-c", show, env], cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run(
+            ["bash", "-c", show, env], cwd=ROOT, capture_output=True, text=True, env=clean
+        )
         assert proc.returncode == 0, proc.stderr
-        episodes, steps, train_steps, rounds, more, top, kinds = proc.stdout.strip().split("|")
+        fields = proc.stdout.strip().split("|")
+        episodes, steps, train_steps, rounds, more, top, kinds, lewm, gl = fields
+        assert lewm == ".venv/bin/lewm" and gl == "egl"  # what the sourcing scripts share
         assert int(episodes) > 0 and int(steps) > 0 and int(train_steps) > 0
         if env == "pusht":
             assert all(len(r.split(":")) == 3 for r in rounds.split()) and kinds == "push"
