@@ -127,6 +127,7 @@ def test_latent_page_maps_and_probes(lab: dict) -> None:
     table = next(d.value for d in at.dataframe if "linear r" in d.value.columns)
     assert list(table["quantity"]) == ["agent_pos"]
     assert {"linear MSE", "untrained linear r"} <= set(table.columns)
+    assert "rest-of-state linear r" not in table.columns  # Two-Room: no other quantity
     assert -1.0 <= float(table["linear r"][0]) <= 1.0
 
     at.number_input(key="latent_straight_eps").set_value(2)
