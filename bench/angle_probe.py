@@ -75,7 +75,10 @@ def targets(
 
 def rest_of_state(cols: dict[str, np.ndarray], quantity: str, angles: list[str]) -> np.ndarray:
     """(N, F) the true values of every quantity but `quantity` (angles as cos, sin)."""
-    return np.concatenate([targets(cols, q, angles) for q in cols if q != quantity], 1)
+    rest = probing.rest_of_state({q: targets(cols, q, angles) for q in cols}, quantity)
+    if rest is None:
+        raise UserError(f"the data has no quantity besides '{quantity}' to compare with")
+    return rest
 
 
 def probe_r(kind: str, z: np.ndarray, y: np.ndarray, n_train: int) -> float:
@@ -99,15 +102,16 @@ def features(model: LeWM, pixels: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def checkpoint_row(
-    path: str, pixels, cols, n_train: int, quantity: str, angles, minus: str | None = None
+    path: str, pixels, cols, n_train: int, quantity: str, angles, y: np.ndarray, rest: np.ndarray
 ) -> dict:
+    """Probes of one checkpoint: targets y (N, k) from its features, and from its latent beside
+    `rest` (N, F), the true values of the other quantities."""
     feats = features(load_model(path).model, pixels)
-    y = targets(cols, quantity, angles, minus)
     row: dict = {"checkpoint": path}
     for where, z in feats.items():
         for kind in ("linear", "mlp"):
             row[f"target_{kind}_{where}"] = probe_r(kind, z, y, n_train)
-    both = np.concatenate([feats["latent"], rest_of_state(cols, quantity, angles)], 1)
+    both = np.concatenate([feats["latent"], rest], 1)
     for kind in ("linear", "mlp"):  # what the latent adds to the rest of the true state
         row[f"target_{kind}_latent_and_rest"] = probe_r(kind, both, y, n_train)
     for name in cols:
@@ -161,9 +165,7 @@ def main() -> int:
         print(f"from the rest of the true state: {json.dumps(floor)}", flush=True)
         rows = []
         for path in args.checkpoints:
-            rows.append(
-                checkpoint_row(path, pixels, cols, n_train, args.quantity, angles, args.minus)
-            )
+            rows.append(checkpoint_row(path, pixels, cols, n_train, args.quantity, angles, y, rest))
             print(json.dumps(rows[-1]), flush=True)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -244,6 +244,13 @@ def fit_probe(
     return {"mse": mse, "r": r}
 
 
+def rest_of_state(targets: dict[str, np.ndarray], name: str) -> np.ndarray | None:
+    """(N, F) the targets {Q: (N, k)} of every quantity but `name`, side by side; None when
+    `name` is the only one."""
+    others = [v for other, v in targets.items() if other != name]
+    return np.concatenate(others, axis=1) if others else None
+
+
 def state_floor(
     targets: dict[str, np.ndarray],
     n_train: int,
@@ -262,10 +269,9 @@ def state_floor(
     """
     out: dict[str, dict[str, dict[str, float]]] = {kind: {} for kind in kinds}
     for name, y in targets.items():
-        others = [v for other, v in targets.items() if other != name]
-        if not others:
+        x = rest_of_state(targets, name)
+        if x is None:
             continue
-        x = np.concatenate(others, axis=1)
         y_train, y_test = _standardise(y[:n_train], y[n_train:])
         for kind in kinds:
             out[kind][name] = fit_probe(
