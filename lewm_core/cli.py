@@ -203,7 +203,7 @@ def _cem_from_args(loaded, args: argparse.Namespace):
 def cmd_collect(args: argparse.Namespace) -> None:
     from lewm_core.collect import CollectSpec, check_output_path, collect, validate_spec
 
-    spec = CollectSpec(args.env, args.episodes, args.steps, args.resolution, args.seed)
+    spec = CollectSpec(args.env, args.episodes, args.steps, args.resolution, args.seed, args.policy)
     validate_spec(spec, args.workers)  # bad input fails before any progress bar is drawn
     check_output_path(args.out, args.overwrite)
 
@@ -520,6 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--steps", type=int, default=100, help="raw steps per episode")
     c.add_argument("--resolution", type=int, default=64)
     c.add_argument("--seed", type=_seed, default=0)
+    c.add_argument(
+        "--policy",
+        default="default",
+        help="the env's data policy: default, or for pusht 'expert' (pushes the T to goal poses)",
+    )
     c.add_argument("--workers", type=int, default=1)
     c.add_argument("--out", required=True, type=_path)
     c.add_argument("--overwrite", action="store_true")

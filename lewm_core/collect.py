@@ -51,6 +51,7 @@ class CollectSpec:
     steps: int
     resolution: int = 64
     seed: int = 0
+    policy: str = "default"  # one of lewm_core.envs.POLICIES[env]
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -105,17 +106,17 @@ def _init_worker(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker_episode(args: tuple[str, int, int, int, int]) -> dict[str, np.ndarray]:
+def _worker_episode(args: tuple[str, int, int, int, int, str]) -> dict[str, np.ndarray]:
     """Collect one episode in a worker process, reusing the worker's env."""
     global _worker_env
     from lewm_core.envs import make, make_policy
 
-    name, resolution, steps, seed, episode = args
+    name, resolution, steps, seed, episode, policy_name = args
     if _worker_env is None or _worker_env[0] != (name, resolution):
         _worker_env = ((name, resolution), make(name, resolution=resolution))
     env = _worker_env[1]
     ep_seed = episode_seed(seed, episode)
-    policy = make_policy(name, env, seed=ep_seed)
+    policy = make_policy(name, env, seed=ep_seed, policy=policy_name)
     return run_episode(env, policy, steps, ep_seed)
 
 
@@ -149,10 +150,15 @@ def check_output_path(out: str | os.PathLike, overwrite: bool) -> Path:
 
 def validate_spec(spec: CollectSpec, workers: int = 1) -> None:
     """Raise UserError if any value of `spec` is out of range."""
-    from lewm_core.envs import ENV_NAMES
+    from lewm_core.envs import ENV_NAMES, POLICIES
 
     if spec.env not in ENV_NAMES:
         raise UserError(f"unknown env '{spec.env}'; choose one of {', '.join(ENV_NAMES)}")
+    if spec.policy not in POLICIES[spec.env]:
+        raise UserError(
+            f"--policy {spec.policy!r}: {spec.env} has the data policies "
+            f"{', '.join(POLICIES[spec.env])}"
+        )
     if not MIN_RESOLUTION <= spec.resolution <= MAX_RESOLUTION:
         raise UserError(
             f"resolution {spec.resolution} is out of range; "
@@ -278,8 +284,12 @@ def collect(
     """
     validate_spec(spec, workers)
     out = check_output_path(out, overwrite)
-    jobs = [(spec.env, spec.resolution, spec.steps, spec.seed, k) for k in range(spec.episodes)]
-    attrs = dict(seed=spec.seed, policy=f"lewm_core.envs.make_policy('{spec.env}')")
+    jobs = [
+        (spec.env, spec.resolution, spec.steps, spec.seed, k, spec.policy)
+        for k in range(spec.episodes)
+    ]
+    which = "" if spec.policy == "default" else f", policy='{spec.policy}'"
+    attrs = dict(seed=spec.seed, policy=f"lewm_core.envs.make_policy('{spec.env}'{which})")
 
     def episodes() -> Iterator[dict[str, np.ndarray]]:
         if workers == 1:

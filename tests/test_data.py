@@ -101,6 +101,25 @@ def test_worker_count_does_not_change_the_data(tmp_path):
     assert dataset_info(a)["num_episodes"] == 6
 
 
+def test_a_named_data_policy_is_collected_and_recorded(tmp_path):
+    """`--policy expert` runs Push-T's goal-directed pusher (other actions than the default
+    policy's from the same seeds) and says so in the file; an unknown policy is refused first."""
+    spec = CollectSpec("pusht", episodes=2, steps=30, resolution=32, seed=3)
+    default = collect(spec, tmp_path / "default.h5")
+    expert = collect(
+        CollectSpec("pusht", episodes=2, steps=30, resolution=32, seed=3, policy="expert"),
+        tmp_path / "expert.h5",
+    )
+    with h5py.File(default) as fd, h5py.File(expert) as fe:
+        assert fd.attrs["policy"] == "lewm_core.envs.make_policy('pusht')"
+        assert fe.attrs["policy"] == "lewm_core.envs.make_policy('pusht', policy='expert')"
+        np.testing.assert_array_equal(fd["sim_state"][0], fe["sim_state"][0])  # same start
+        assert not np.array_equal(fd["action"][:], fe["action"][:])
+    with pytest.raises(UserError, match="--policy 'expert': tworoom has the data policies default"):
+        collect(CollectSpec("tworoom", 2, 10, policy="expert"), tmp_path / "no.h5")
+    assert not (tmp_path / "no.h5").exists()
+
+
 def test_split_is_by_episode_and_seeded():
     tr, va = split_episodes(100, 0.1, seed=0)
     assert len(va) == 10 and not set(tr) & set(va) and len(tr) + len(va) == 100

@@ -247,6 +247,8 @@ def test_bad_arguments():
             make("tworoom", res)
     with pytest.raises(ValueError, match="unknown env"):
         make_policy("foo", None, 0)
+    with pytest.raises(ValueError, match="no data policy 'foo'; choose one of default, expert"):
+        make_policy("pusht", None, 0, policy="foo")
 
 
 def test_gymnasium_ids():
@@ -307,6 +309,26 @@ def test_pusht_policy_moves_and_turns_block():
         s1 = e.get_state()
         ok += np.linalg.norm(s1[4:6] - s0[4:6]) > 20 and abs(s1[6] - s0[6]) > 0.2
     assert ok >= 6
+
+
+def test_pusht_expert_policy_reaches_goal_poses():
+    """The goal-directed pusher brings the T to within 15 px and 0.15 rad of a goal pose drawn
+    anywhere (start errors of 100-250 px and up to 3 rad) within 150 steps in most episodes."""
+    e = make("pusht", 32)
+    met = 0
+    for ep in range(10):
+        e.reset(seed=ep)
+        pol = make_policy("pusht", e, seed=ep, policy="expert")
+        pol.reset()
+        pol.GOAL_STEPS = 10**6  # keep the first goal for the whole test
+        for _ in range(150):
+            e.step(pol.act())
+            err = pol._pose_error()  # (dx, dy, 60 px/rad * dtheta) to the goal pose
+            if np.hypot(err[0], err[1]) < 15.0 and abs(err[2]) < 60.0 * 0.15:
+                met += 1
+                break
+    e.close()
+    assert met >= 7, f"{met} of 10 goal poses met"
 
 
 def test_policy_actions_and_determinism(env):

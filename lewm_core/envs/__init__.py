@@ -1,10 +1,11 @@
 """LeWM environments: Two-Room, Push-T, Reacher and Cube rendered to RGB frames.
 
 ``make(name, resolution)`` builds an environment, ``make_policy(name, env, seed)`` its scripted
-data-collection policy. Importing this package also registers the gymnasium ids
-``lewm/TwoRoom-v0``, ``lewm/PushT-v0``, ``lewm/Reacher-v0`` and ``lewm/Cube-v0`` (kwargs:
-``resolution``). Environment modules are imported lazily, so the MuJoCo stack of Reacher and Cube
-(and OGBench's assets for Cube) is only loaded when used.
+data-collection policy (``policy=`` picks another of the env's policies, ``POLICIES[name]``).
+Importing this package also registers the gymnasium ids ``lewm/TwoRoom-v0``, ``lewm/PushT-v0``,
+``lewm/Reacher-v0`` and ``lewm/Cube-v0`` (kwargs: ``resolution``). Environment modules are
+imported lazily, so the MuJoCo stack of Reacher and Cube (and OGBench's assets for Cube) is only
+loaded when used.
 
 To add an environment, write a module with a :class:`~lewm_core.envs.base.LewmEnv` subclass and
 a :class:`~lewm_core.envs.base.Policy` subclass and add one ``_Spec`` to ``_SPECS``.
@@ -31,20 +32,28 @@ class _Spec:
     env_class: str
     policy_class: str
     gym_id: str
+    other_policies: tuple[tuple[str, str], ...] = ()  # (name, class) besides "default"
 
 
 _SPECS: dict[str, _Spec] = {
     "tworoom": _Spec("tworoom", "TwoRoomEnv", "TwoRoomPolicy", "lewm/TwoRoom-v0"),
-    "pusht": _Spec("pusht", "PushTEnv", "PushTPolicy", "lewm/PushT-v0"),
+    "pusht": _Spec(
+        "pusht", "PushTEnv", "PushTPolicy", "lewm/PushT-v0", (("expert", "PushTExpertPolicy"),)
+    ),
     "reacher": _Spec("reacher", "ReacherEnv", "ReacherPolicy", "lewm/Reacher-v0"),
     "cube": _Spec("cube", "CubeEnv", "CubePolicy", "lewm/Cube-v0"),
 }
 
 ENV_NAMES: tuple[str, ...] = tuple(_SPECS)
+# Data policies of each env: "default" (the one the shipped datasets use) and any others.
+POLICIES: dict[str, tuple[str, ...]] = {
+    name: ("default", *(other for other, _ in spec.other_policies)) for name, spec in _SPECS.items()
+}
 
 __all__ = [
     "ENV_NAMES",
     "MAX_RESOLUTION",
+    "POLICIES",
     "MIN_RESOLUTION",
     "LewmEnv",
     "Policy",
@@ -78,11 +87,17 @@ def make(name: str, resolution: int = 64, **kwargs: Any) -> gymnasium.Env:
     return env_class(name)(resolution=resolution, **kwargs)
 
 
-def make_policy(name: str, env: gymnasium.Env, seed: int) -> Policy:
-    """The scripted data-collection policy of env ``name`` acting in ``env`` (deterministic)."""
+def make_policy(name: str, env: gymnasium.Env, seed: int, policy: str = "default") -> Policy:
+    """The scripted data-collection policy of env ``name`` acting in ``env`` (deterministic);
+    ``policy`` names one of ``POLICIES[name]`` (Push-T: "expert", goal-directed pushes)."""
     spec = _spec(name)
+    classes = {"default": spec.policy_class, **dict(spec.other_policies)}
+    if policy not in classes:
+        raise ValueError(
+            f"env {name!r} has no data policy {policy!r}; choose one of {', '.join(classes)}"
+        )
     module = importlib.import_module(f"{__name__}.{spec.module}")
-    return getattr(module, spec.policy_class)(env, seed)
+    return getattr(module, classes[policy])(env, seed)
 
 
 def register_envs() -> None:
