@@ -48,6 +48,15 @@ def test_bench_angle_probe_smoke(tmp_path):
     assert out["supervised"]["steps"] == 3 and -1.0 <= out["supervised"]["r_test"] <= 1.0
 
 
+def test_bench_fixed_goal_floor_pushes_to_the_one_goal():
+    """The expert pushes every episode to the one goal pose; both floors are correlations."""
+    out = run_script("bench/fixed_goal_floor.py", "--episodes", "12", "--json")
+    assert out["fixed_goal"]["episodes_met"] >= 9
+    assert out["random_goals"]["frames"] == 12 * 200 and out["random_goals"]["episodes_met"] == 0
+    for part in ("fixed_goal", "random_goals"):
+        assert all(-1.0 <= out[part][kind] <= 1.0 for kind in ("linear", "mlp"))
+
+
 def test_bench_oracle_plan_reaches_two_room_goals(tworoom_h5):
     """CEM through the true simulator plans the held-out Two-Room episodes: the protocol's
     ceiling is near 100% there (98% over 50 episodes); a broken cost or state replay is not."""
