@@ -28,6 +28,7 @@ from lewm_testing import (
 from streamlit.testing.v1 import AppTest
 
 from lewm_core import jobs
+from lewm_core.data import open_dataset
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -72,6 +73,17 @@ def test_data_page_collects_and_browses(lab: dict) -> None:
         assert not at.exception
         assert any(expected in t for t in _texts(at.error)), _texts(at.error)
     assert sorted(p.name for p in lab["data_dir"].iterdir()) == ["mini.h5"]
+
+    # another data policy: refused for a task without it, recorded in the file for Push-T
+    at.text_input(key="data_name").input("")
+    at.selectbox(key="data_policy").set_value("expert")
+    button(at, "Collect").click().run()
+    assert any("tworoom has the data policies default" in t for t in _texts(at.error))
+    at.selectbox(key="data_env").set_value("pusht")
+    button(at, "Collect").click().run()
+    assert not at.exception and not at.error, _texts(at.error)
+    with open_dataset(lab["data_dir"] / "pusht-3x20-s0-expert.h5") as f:
+        assert f.attrs["policy"] == "lewm_core.envs.make_policy('pusht', policy='expert')"
 
 
 # --------------------------------------------------------------------------- Train

@@ -14,9 +14,15 @@ import pandas as pd
 import streamlit as st
 import ui
 
-from lewm_core.collect import MAX_RESOLUTION, MIN_RESOLUTION, CollectSpec, collect
+from lewm_core.collect import (
+    MAX_RESOLUTION,
+    MIN_RESOLUTION,
+    CollectSpec,
+    collect,
+    validate_spec,
+)
 from lewm_core.data import dataset_info, open_dataset
-from lewm_core.envs import ENV_NAMES
+from lewm_core.envs import ENV_NAMES, POLICIES
 from lewm_core.errors import UserError
 
 RESOLUTIONS = (32, 64, 96, 128, 224)
@@ -81,6 +87,10 @@ def _dataset_table(paths) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ALL_POLICIES = tuple(dict.fromkeys(p for env in ENV_NAMES for p in POLICIES[env]))
+POLICY_TITLES = {"default": "default (noisy explorer)", "expert": "expert (Push-T)"}
+
+
 def _collect_section() -> None:
     st.subheader("Collect a dataset")
     with st.form("data_collect_form"):
@@ -92,7 +102,15 @@ def _collect_section() -> None:
             "Resolution", RESOLUTIONS, index=1, key="data_res", format_func=lambda r: f"{r} px"
         )
         seed = c5.number_input("Seed", 0, 2**31 - 1, 0, key="data_seed")
-        n1, n2 = st.columns([3, 2], vertical_alignment="bottom")
+        n0, n1, n2 = st.columns([2, 2, 2], vertical_alignment="bottom")
+        policy = n0.selectbox(
+            "Data policy",
+            ALL_POLICIES,
+            key="data_policy",
+            format_func=lambda p: POLICY_TITLES.get(p, p),
+            help="default: the noisy explorer the shipped models were trained on. expert "
+            "(Push-T only): pushes the T to goal poses, like the paper's expert episodes.",
+        )
         name = n1.text_input(
             "Dataset name",
             key="data_name",
@@ -103,14 +121,16 @@ def _collect_section() -> None:
         submitted = st.form_submit_button("Collect", type="primary", icon=":material/download:")
     if not submitted:
         return
-    name = name.strip() or f"{env}-{int(episodes)}x{int(steps)}-s{int(seed)}"
+    suffix = "" if policy == "default" else f"-{policy}"
+    name = name.strip() or f"{env}-{int(episodes)}x{int(steps)}-s{int(seed)}{suffix}"
     try:
         path = models.dataset_path(name)
         if path.exists() and not overwrite:
             raise UserError(
                 f"dataset '{path.stem}' already exists; tick 'Replace' or choose another name"
             )
-        spec = CollectSpec(env, int(episodes), int(steps), int(res), int(seed))
+        spec = CollectSpec(env, int(episodes), int(steps), int(res), int(seed), policy)
+        validate_spec(spec)  # e.g. a policy the task does not have, before anything is drawn
         bar = st.progress(0.0, text=f"Collecting {spec.episodes} episodes of {env}...")
 
         def progress(done: int, total: int) -> None:
@@ -203,9 +223,10 @@ st.title("Data")
 ui.explainer(
     f"""
 LeWM is trained **offline** on recorded episodes: frames, the actions taken, nothing else (no
-rewards, no goals). **Collect** runs a task's scripted data policy (a noisy explorer, not an
-expert) and writes every frame *before* each action, the action, and the simulator's physical
-state to one HDF5 file in `data/`. Each episode is generated from (seed, episode index) alone,
+rewards, no goals). **Collect** runs a task's scripted data policy (by default a noisy explorer,
+not an expert; Push-T also has an expert that pushes the T to goal poses) and writes every
+frame *before* each action, the action, and the simulator's physical state to one HDF5 file in
+`data/`. Each episode is generated from (seed, episode index) alone,
 so the same settings always give the same file; the file appears only once it is complete.
 
 - Keep it small on a CPU: 50 episodes x 100 steps at 64 px (5,000 frames, a few MB) trains in
