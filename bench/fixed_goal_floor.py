@@ -47,7 +47,7 @@ def run(episodes: int, fixed: bool, max_steps: int = 300) -> tuple[list[np.ndarr
         for _ in range(max_steps if fixed else 200):
             rows.append(env.unwrapped.state_vector.copy())
             env.step(pol.act())
-            err = pol._pose_error()
+            err = pol.pose_error()
             if fixed and math.hypot(err[0], err[1]) < 15.0 and abs(err[2]) < 60.0 * 0.15:
                 met += 1
                 break

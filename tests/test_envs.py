@@ -323,7 +323,7 @@ def test_pusht_expert_policy_reaches_goal_poses():
         pol.GOAL_STEPS = 10**6  # keep the first goal for the whole test
         for _ in range(150):
             e.step(pol.act())
-            err = pol._pose_error()  # (dx, dy, 60 px/rad * dtheta) to the goal pose
+            err = pol.pose_error()  # (dx, dy, 60 px/rad * dtheta) to the goal pose
             if np.hypot(err[0], err[1]) < 15.0 and abs(err[2]) < 60.0 * 0.15:
                 met += 1
                 break

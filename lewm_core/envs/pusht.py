@@ -352,6 +352,18 @@ _EDGE_START, _EDGE_VEC, _EDGE_NORMAL = _outline_edges()
 _EDGE_LEN = np.linalg.norm(_EDGE_VEC, axis=1)
 
 
+def _random_contact(rng: np.random.Generator, max_turn: float) -> tuple[np.ndarray, np.ndarray]:
+    """A random contact point on the T outline (block frame; edges weighted by length, 10-90%
+    along the edge) and a push direction into the T there: the inward normal turned by up to
+    `max_turn` rad either way. Returns (contact (2,), direction (2,))."""
+    e = int(rng.choice(len(_EDGE_LEN), p=_EDGE_LEN / _EDGE_LEN.sum()))
+    contact = _EDGE_START[e] + rng.uniform(0.1, 0.9) * _EDGE_VEC[e]
+    turn = rng.uniform(-max_turn, max_turn)
+    n = _EDGE_NORMAL[e]
+    c, s = math.cos(turn), math.sin(turn)
+    return contact, -np.array([c * n[0] - s * n[1], s * n[0] + c * n[1]])
+
+
 class PushTPolicy(Policy):
     """Scripted noisy pusher that reaches the block and pushes it in varied directions.
 
@@ -389,12 +401,7 @@ class PushTPolicy(Policy):
         rng = self.rng
         rot, pos, _ = self._block_pose()
         for _ in range(20):
-            e = int(rng.choice(len(_EDGE_LEN), p=_EDGE_LEN / _EDGE_LEN.sum()))
-            contact = _EDGE_START[e] + rng.uniform(0.1, 0.9) * _EDGE_VEC[e]
-            turn = rng.uniform(-0.6, 0.6)
-            n = _EDGE_NORMAL[e]
-            c, s = math.cos(turn), math.sin(turn)
-            d_local = -np.array([c * n[0] - s * n[1], s * n[0] + c * n[1]])
+            contact, d_local = _random_contact(rng, 0.6)
             self.contact = contact
             self.dir_local = d_local
             d = rot @ d_local
@@ -431,8 +438,8 @@ class PushTPolicy(Policy):
             if np.linalg.norm(agent - near) < 6.0 or self.steps > 12:
                 self.phase, self.steps = "push", 0
                 self.push_dir = d
-        else:  # push along the direction fixed at contact time
-            target = agent + self.push_dir * 100.0
+        else:
+            target = self._push_target(agent, near, d)
             if self.steps >= self.push_steps:
                 self.phase = "new"
         speed = self.push_speed if self.phase == "push" else self.approach_speed
@@ -442,6 +449,10 @@ class PushTPolicy(Policy):
             delta *= speed / norm
         a = delta + self.NOISE_STD * self.rng.standard_normal(2)
         return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+    def _push_target(self, agent: np.ndarray, near: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Where the agent heads while pushing: along the direction fixed at contact time."""
+        return agent + self.push_dir * 100.0
 
     def _route(self, agent: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """Next waypoint towards ``goal`` that avoids the block's clearance circle."""
@@ -511,7 +522,7 @@ class PushTExpertPolicy(PushTPolicy):
                 break
         self.goal, self.goal_steps = (pos, angle), 0
 
-    def _pose_error(self) -> np.ndarray:
+    def pose_error(self) -> np.ndarray:
         """(dx, dy, L * dtheta) from the T's pose to the goal pose."""
         b = self.env.block
         pos, angle = self.goal
@@ -530,16 +541,11 @@ class PushTExpertPolicy(PushTPolicy):
     def _new_push(self) -> None:
         rng = self.rng
         rot, pos, _ = self._block_pose()
-        error = self._pose_error()
+        error = self.pose_error()
         agent = np.array(self.env.agent.position)
         best, best_score = None, -math.inf
         for _ in range(self.CANDIDATES):
-            e = int(rng.choice(len(_EDGE_LEN), p=_EDGE_LEN / _EDGE_LEN.sum()))
-            contact = _EDGE_START[e] + rng.uniform(0.1, 0.9) * _EDGE_VEC[e]
-            turn = rng.uniform(-0.3, 0.3)
-            n = _EDGE_NORMAL[e]
-            c, s = math.cos(turn), math.sin(turn)
-            d_local = -np.array([c * n[0] - s * n[1], s * n[0] + c * n[1]])
+            contact, d_local = _random_contact(rng, 0.3)
             cw, d = rot @ contact + pos, rot @ d_local
             far, near = cw - d * (AGENT_RADIUS + 50.0), cw - d * (AGENT_RADIUS + 2.0)
             if not (TARGET_LO + 10 < far.min() and far.max() < TARGET_HI - 10):
@@ -568,7 +574,7 @@ class PushTExpertPolicy(PushTPolicy):
         if self.goal is None:
             self._new_goal()
         self.goal_steps += 1
-        error = self._pose_error()
+        error = self.pose_error()
         met = (
             np.linalg.norm(error[:2]) < self.GOAL_POS_TOL
             and abs(error[2]) < self.TURN_LENGTH * self.GOAL_ANGLE_TOL
@@ -578,33 +584,12 @@ class PushTExpertPolicy(PushTPolicy):
             self.phase = "new"
         elif self.phase == "push" and self._agreement(self.contact, self.dir_local, error) < 0.3:
             self.phase = "new"
-        agent = np.array(self.env.agent.position)
-        if self.phase == "new":
-            self._new_push()
-        self.steps += 1
-        far, near, d = self._goal_points()
-        if self.phase == "approach":
-            target = self._route(agent, far)
-            if np.linalg.norm(agent - far) < 12.0:
-                self.phase, self.steps = "align", 0
-            elif self.steps > 40:
-                self.phase = "new"
-        elif self.phase == "align":
-            target = near
-            if np.linalg.norm(agent - near) < 6.0 or self.steps > 12:
-                self.phase, self.steps = "push", 0
-        else:  # push through the contact point as the T turns
-            target = near + d * 100.0
-            self.back_dir, self.back_steps = d, 4
-            if self.steps >= self.push_steps:
-                self.phase = "new"
-        speed = self.push_speed if self.phase == "push" else self.approach_speed
-        delta = (target - agent) / ACTION_SCALE
-        norm = float(np.linalg.norm(delta))
-        if norm > speed:
-            delta *= speed / norm
-        a = delta + self.NOISE_STD * self.rng.standard_normal(2)
-        return np.clip(a, -1.0, 1.0).astype(np.float32)
+        return super().act()
+
+    def _push_target(self, agent: np.ndarray, near: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Through the contact point as the T turns (and remember the way back out)."""
+        self.back_dir, self.back_steps = d, 4
+        return near + d * 100.0
 
     def _clear(self, a: np.ndarray, b: np.ndarray, margin: float) -> bool:
         """Whether the agent's disk moving straight from a to b keeps `margin` px off the T."""
