@@ -26,8 +26,8 @@ import math
 import numpy as np
 
 from lewm_core import probing
+from lewm_core.collect import dataset_layout
 from lewm_core.envs import make, make_policy
-from lewm_core.envs.pusht import PushTEnv
 
 GOAL = (np.array([256.0, 256.0]), math.pi / 4)
 TRAIN_FRAMES, TEST_FRAMES = 8000, 3000
@@ -47,8 +47,7 @@ def run(episodes: int, fixed: bool, max_steps: int = 300) -> tuple[list[np.ndarr
         for _ in range(max_steps if fixed else 200):
             rows.append(env.unwrapped.state_vector.copy())
             env.step(pol.act())
-            err = pol.pose_error()
-            if fixed and math.hypot(err[0], err[1]) < 15.0 and abs(err[2]) < 60.0 * 0.15:
+            if fixed and pol.goal_met():
                 met += 1
                 break
         out.append(np.asarray(rows))
@@ -65,18 +64,14 @@ def floor(episodes: list[np.ndarray], seed: int = 0) -> dict[str, float]:
     train = np.concatenate([episodes[i] for i in order[n_test:]])
     train = train[rng.choice(len(train), min(TRAIN_FRAMES, len(train)), replace=False)]
     test = test[rng.choice(len(test), min(TEST_FRAMES, len(test)), replace=False)]
-    quantities = {k: list(v) for k, v in _quantity_columns().items()}
-    targets = probing.quantity_targets(np.concatenate([train, test]), quantities, ("block_angle",))
+    layout = dataset_layout("pusht", 32)  # the state columns, as a dataset file records them
+    targets = probing.quantity_targets(
+        np.concatenate([train, test]),
+        layout["state_quantities"],
+        tuple(layout["angle_quantities"]),
+    )
     result = probing.state_floor(targets, len(train), kinds=("linear", "mlp"), seed=seed)
     return {kind: result[kind]["block_angle"]["r"] for kind in ("linear", "mlp")}
-
-
-def _quantity_columns() -> dict[str, tuple[int, int]]:
-    start, cols = 0, {}
-    for name, size in PushTEnv.state_spec.items():
-        cols[name] = (start, size)
-        start += size
-    return cols
 
 
 def main() -> None:

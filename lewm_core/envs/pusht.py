@@ -529,6 +529,14 @@ class PushTExpertPolicy(PushTPolicy):
         d = pos - np.array(b.position)
         return np.array([d[0], d[1], self.TURN_LENGTH * wrap_angle(angle - b.angle)])
 
+    def goal_met(self) -> bool:
+        """Whether the T lies within 15 px and 0.15 rad of the goal pose."""
+        error = self.pose_error()
+        return bool(
+            np.linalg.norm(error[:2]) < self.GOAL_POS_TOL
+            and abs(error[2]) < self.TURN_LENGTH * self.GOAL_ANGLE_TOL
+        )
+
     def _agreement(self, contact: np.ndarray, dir_local: np.ndarray, error: np.ndarray) -> float:
         """Cosine between the twist of pushing at `contact` along `dir_local` (block frame) and
         the pose error."""
@@ -574,15 +582,13 @@ class PushTExpertPolicy(PushTPolicy):
         if self.goal is None:
             self._new_goal()
         self.goal_steps += 1
-        error = self.pose_error()
-        met = (
-            np.linalg.norm(error[:2]) < self.GOAL_POS_TOL
-            and abs(error[2]) < self.TURN_LENGTH * self.GOAL_ANGLE_TOL
-        )
-        if met or self.goal_steps > self.GOAL_STEPS:
+        if self.goal_met() or self.goal_steps > self.GOAL_STEPS:
             self._new_goal()
             self.phase = "new"
-        elif self.phase == "push" and self._agreement(self.contact, self.dir_local, error) < 0.3:
+        elif (
+            self.phase == "push"
+            and self._agreement(self.contact, self.dir_local, self.pose_error()) < 0.3
+        ):
             self.phase = "new"
         return super().act()
 
@@ -615,12 +621,13 @@ class PushTExpertPolicy(PushTPolicy):
             self.back_steps -= 1
             return agent - 40.0 * self.back_dir
         rel_a, rel_g = agent - pos, goal - pos
+        r_a = float(np.linalg.norm(rel_a))
         ang_a = math.atan2(rel_a[1], rel_a[0])
         diff = wrap_angle(math.atan2(rel_g[1], rel_g[0]) - ang_a)
-        if abs(diff) < 0.3 and np.linalg.norm(rel_a) >= np.linalg.norm(rel_g):
+        if abs(diff) < 0.3 and r_a >= np.linalg.norm(rel_g):
             return goal
-        if np.linalg.norm(rel_a) < self.ORBIT_RADIUS - 15.0:
-            wp = pos + self.ORBIT_RADIUS * rel_a / (np.linalg.norm(rel_a) + 1e-9)
+        if r_a < self.ORBIT_RADIUS - 15.0:
+            wp = pos + self.ORBIT_RADIUS * rel_a / (r_a + 1e-9)
         else:
             ang = ang_a + math.copysign(min(abs(diff), 0.5), diff)
             wp = pos + self.ORBIT_RADIUS * np.array([math.cos(ang), math.sin(ang)])
