@@ -101,6 +101,7 @@ def test_train_page_starts_and_monitors_a_job(lab: dict) -> None:
     assert not at.exception and any("not a valid" in t for t in _texts(at.error))
 
     at.number_input(key="train_max_steps").set_value(3)
+    at.number_input(key="train_epochs").set_value(7)
     at.number_input(key="train_batch").set_value(8)
     at.number_input(key="train_threads").set_value(1)
     at.text_input(key="train_name").input("ui-run")
@@ -124,6 +125,8 @@ def test_train_page_starts_and_monitors_a_job(lab: dict) -> None:
         badges = [m.value for m in at.markdown if "-badge[" in m.value]
         assert any(b.startswith(":green-badge[") and "finished" in b for b in badges), badges
         assert int(next(m for m in at.metric if m.label == "Step").value) == 3
+        # the page's epochs reach the trainer (a small dataset needs more than the preset's)
+        assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 7
 
         at.multiselect(key="train_compare_w").select("tiny-run").run()
         assert not at.exception and at.get("plotly_chart")

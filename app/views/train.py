@@ -66,11 +66,28 @@ def _start_form(datasets) -> None:
             key="train_lambda",
             help="0 switches SIGReg off: watch the embeddings collapse.",
         )
-        c4, c5, c6, c7 = st.columns([1, 1, 1, 2])
-        max_steps = c4.number_input("Max steps", 1, 1_000_000, 1000, key="train_max_steps")
-        batch = c5.number_input("Batch size", 1, 4096, 64, key="train_batch")
-        seed = c6.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
-        name = c7.text_input(
+        c4, c5, c6, c7, c8 = st.columns([1, 1, 1, 1, 2])
+        max_steps = c4.number_input(
+            "Max steps",
+            1,
+            1_000_000,
+            1000,
+            key="train_max_steps",
+            help="The run stops at max steps or after the epochs, whichever comes first.",
+        )
+        epochs = c5.number_input(
+            "Epochs",
+            1,
+            10_000,
+            int(TRAIN_PRESETS["lab"]["epochs"]),
+            key="train_epochs",
+            help="Passes over the dataset's training clips. One epoch is (training clips) / "
+            "(batch size) steps: raise the epochs on a small dataset, or the run ends before "
+            "max steps.",
+        )
+        batch = c6.number_input("Batch size", 1, 4096, 64, key="train_batch")
+        seed = c7.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+        name = c8.text_input(
             "Run name",
             key="train_name",
             placeholder="empty: <dataset>-lam<lambda>-s<seed>",
@@ -95,6 +112,7 @@ def _start_form(datasets) -> None:
             data=datasets[[p.stem for p in datasets].index(data)],
             preset=preset,
             max_steps=int(max_steps),
+            epochs=int(epochs),
             sigreg_weight=float(lam),
             seed=int(seed),
             batch_size=int(batch),
