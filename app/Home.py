@@ -21,7 +21,10 @@ for _p in (str(_APP_DIR), str(_APP_DIR.parent)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+import lab_public  # noqa: E402
 from lab_pages import PAGES  # noqa: E402
 
 st.set_page_config(page_title="LeWM Lab", layout="wide")
-st.navigation([p.page() for p in PAGES]).run()
+page = st.navigation([p.page() for p in PAGES])
+lab_public.setup()  # LEWM_PUBLIC=1: a scratch folder per session, no developer toolbar
+page.run()

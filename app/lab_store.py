@@ -6,15 +6,22 @@ the Gradio demo (``gradio_app.py``), so both honour the same environment variabl
     LEWM_RUNS_DIR    the user's training runs, <dir>/<name>/
     LEWM_DATA_DIR    datasets, <dir>/<name>.h5
     LEWM_APP_THREADS torch threads for the app's own model work (default: half the cores)
+    LEWM_PUBLIC      1: public mode, for a server shared by visitors (app/lab_public.py): the runs
+                     and data folders are a scratch folder per browser session (see `set_scratch`)
+    LEWM_PUBLIC_JOBS training jobs at once across every visitor in public mode (default 1, 0-4)
 A name typed by the user becomes a path only through `run_path` / `dataset_path`, which accept a
 plain name (letters, digits, `.`, `_`, `-`) and check the result lies inside its folder.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,21 +33,75 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ENV_TITLES = {"tworoom": "Two-Room", "pusht": "Push-T", "reacher": "Reacher", "cube": "Cube"}
 
 
+PUBLIC_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+PUBLIC_JOBS_DEFAULT, PUBLIC_JOBS_MAX = 1, 4
+
+
+def public_mode() -> bool:
+    """Is LEWM_PUBLIC on (1, true, yes; off: 0, false, no or unset)? UserError otherwise."""
+    value = os.environ.get("LEWM_PUBLIC", "").strip().lower()
+    if value and value not in PUBLIC_VALUES:
+        raise UserError(f"LEWM_PUBLIC={value[:20]!r} is neither 1 (public mode) nor 0; set one")
+    return PUBLIC_VALUES.get(value, False)
+
+
+def public_job_limit() -> int:
+    """LEWM_PUBLIC_JOBS: training jobs at once across all visitors in public mode (0 = none)."""
+    value = os.environ.get("LEWM_PUBLIC_JOBS", "").strip()
+    if not value:
+        return PUBLIC_JOBS_DEFAULT
+    if not value.isdigit() or int(value) > PUBLIC_JOBS_MAX:
+        raise UserError(
+            f"LEWM_PUBLIC_JOBS={value[:20]!r}: give the number of training jobs at once, "
+            f"0 to {PUBLIC_JOBS_MAX} (default {PUBLIC_JOBS_DEFAULT})"
+        )
+    return int(value)
+
+
+_scratch: Callable[[], Path] | None = None
+_process_scratch: Path | None = None
+
+
+def set_scratch(provider: Callable[[], Path] | None) -> None:
+    """In public mode, `provider()` names the current visitor's scratch folder: runs and data
+    live in its runs/ and data/. Without a provider (the Gradio demo, a script) they live in one
+    temporary folder of this process, deleted at exit; never in the shared folders."""
+    global _scratch
+    _scratch = provider
+
+
+def _public_folder(sub: str) -> Path:
+    global _process_scratch
+    if _scratch is not None:
+        base = _scratch()
+    else:
+        if _process_scratch is None:
+            _process_scratch = Path(tempfile.mkdtemp(prefix="lewm-public-"))
+            atexit.register(shutil.rmtree, _process_scratch, ignore_errors=True)
+        base = _process_scratch
+    path = base / sub
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
 def _folder(var: str, default: str) -> Path:
     value = os.environ.get(var)
     return Path(value).resolve() if value else (ROOT / default).resolve()
 
 
 def assets_dir() -> Path:
+    """The shipped models (read only, also in public mode)."""
     return _folder("LEWM_ASSETS_DIR", "assets/models")
 
 
 def runs_dir() -> Path:
-    return _folder("LEWM_RUNS_DIR", "runs")
+    """The user's runs: LEWM_RUNS_DIR or runs/; in public mode the visitor's scratch runs/."""
+    return _public_folder("runs") if public_mode() else _folder("LEWM_RUNS_DIR", "runs")
 
 
 def data_dir() -> Path:
-    return _folder("LEWM_DATA_DIR", "data")
+    """Datasets: LEWM_DATA_DIR or data/; in public mode the visitor's scratch data/."""
+    return _public_folder("data") if public_mode() else _folder("LEWM_DATA_DIR", "data")
 
 
 def env_title(name: str) -> str:

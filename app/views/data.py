@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import lab_public
 import models
 import numpy as np
 import pandas as pd
@@ -131,6 +132,7 @@ def _collect_section() -> None:
             )
         spec = CollectSpec(env, int(episodes), int(steps), int(res), int(seed), policy)
         validate_spec(spec)  # e.g. a policy the task does not have, before anything is drawn
+        lab_public.check_collect(spec.episodes, spec.steps, spec.resolution)
         bar = st.progress(0.0, text=f"Collecting {spec.episodes} episodes of {env}...")
 
         def progress(done: int, total: int) -> None:
@@ -240,6 +242,7 @@ The browsed dataset and episode are in the page URL.
 """
 )
 
+lab_public.notice()
 _collect_section()
 
 st.subheader("Datasets")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 
+import lab_public
 import models
 import streamlit as st
 import ui
@@ -107,7 +108,7 @@ def _start_form(datasets) -> None:
     name = name.strip() or f"{data}-lam{lam:g}-s{int(seed)}"
     try:
         run = models.run_path(name)
-        jobs.start_training(
+        started = lab_public.start_training(  # in public mode through the bounded queue
             run,
             data=datasets[[p.stem for p in datasets].index(data)],
             preset=preset,
@@ -122,7 +123,7 @@ def _start_form(datasets) -> None:
     except UserError as e:
         ui.show_error(e)
         return
-    st.session_state[MSG] = ("success", f"Started training run '{run.name}' in the background.")
+    st.session_state[MSG] = started  # (kind, text): started, or waiting in the queue
     st.session_state[W_RUN] = run.name  # the run picker is drawn below: not instantiated yet
 
 
@@ -231,8 +232,9 @@ def _controls(run, status: dict) -> None:
         st.rerun()
     if resume:
         try:
-            jobs.resume_training(run, max_steps=int(target), threads=_default_threads())
-            st.session_state[MSG] = ("success", f"Resumed '{run.name}' up to step {target}.")
+            st.session_state[MSG] = lab_public.resume_training(
+                run, max_steps=int(target), threads=_default_threads()
+            )
         except UserError as e:
             st.session_state[MSG] = ("error", str(e))
         st.rerun()
@@ -283,6 +285,7 @@ if MSG in st.session_state:
     getattr(st, kind)(text)
 
 _start_form(models.list_datasets())
+lab_public.queue_panel(W_RUN, MSG)
 
 st.subheader("Runs")
 runs = models.list_runs()
