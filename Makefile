@@ -1,12 +1,14 @@
 # Two commands for a fresh machine (Python 3.11 + apt): `make lab` and `make test`.
-# A second run skips what is installed (the stamp file tracks requirements.txt and pyproject.toml).
+# A second run skips what is installed: one stamp file tracks the runtime (requirements.txt,
+# pyproject.toml), another the test and lint tools (requirements-dev.txt) on top of it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 export MUJOCO_GL ?= egl
 
-.PHONY: install lab test test-all lint format bench assets
+.PHONY: install install-dev lab test test-all lint format bench assets space
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,16 +17,29 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 lab: install
 	$(BIN)/streamlit run app/Home.py --server.headless true
 
-lint: install
+# A Hugging Face Space as a fresh git repository in OUT (docs/deploy.md says how to push it):
+# `make space OUT=../lewm-space`, or SDK=docker for the Streamlit lab in public mode.
+SDK ?= gradio
+space: install
+	$(if $(OUT),,$(error give the folder to write: make space OUT=../lewm-space))
+	$(BIN)/python app/space.py $(OUT) --sdk $(SDK)
+
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: install
+format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
