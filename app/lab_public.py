@@ -36,7 +36,9 @@ from streamlit import config as st_config
 from lewm_core import jobs
 from lewm_core.errors import UserError
 
-PUBLIC_MAX_STEPS = 2000  # training steps of one run (the lab preset: minutes on 2 cores)
+# training steps of one run: the Train page's default (the lab preset on one thread of a busy
+# 2-core machine: about 60 clips/s, so a slot is held for minutes, not hours)
+PUBLIC_MAX_STEPS = 1000
 PUBLIC_JOB_THREADS = 1  # CPU threads of one training job
 # a dataset's frames x (resolution / 64)^2: 20,000 frames at 64 px, 5,000 at 128 px
 PUBLIC_MAX_FRAMES = 20_000

@@ -163,7 +163,8 @@ def test_public_pages_scratch_and_queue(public_lab: dict) -> None:
     alice.number_input(key="data_steps").set_value(100)
     alice.text_input(key="data_name").input("big")
     button(alice, "Collect").click().run()
-    assert any("at most 20,000 frames" in t for t in _texts(alice.error)), _texts(alice.error)
+    most = f"at most {lab_public.PUBLIC_MAX_FRAMES:,} frames at 64 px"
+    assert any(most in t for t in _texts(alice.error)), _texts(alice.error)
 
     runs = [_scratch(at) / "runs" / "r" for at in (alice, bob)]
     try:
@@ -171,11 +172,12 @@ def test_public_pages_scratch_and_queue(public_lab: dict) -> None:
             at.switch_page("views/train.py").run()
             assert not at.exception
             assert any("0 of 1 training slot" in t or "1 of 1" in t for t in _texts(at.caption))
-            at.number_input(key="train_max_steps").set_value(5000)
+            at.number_input(key="train_max_steps").set_value(lab_public.PUBLIC_MAX_STEPS + 1)
             at.text_input(key="train_name").input("r")
             button(at, "Start training").click().run()
-            assert any("at most 2,000 steps" in t for t in _texts(at.error)), _texts(at.error)
-            at.number_input(key="train_max_steps").set_value(2000)
+            most = f"at most {lab_public.PUBLIC_MAX_STEPS:,} steps"
+            assert any(most in t for t in _texts(at.error)), _texts(at.error)
+            at.number_input(key="train_max_steps").set_value(lab_public.PUBLIC_MAX_STEPS)
             at.number_input(key="train_batch").set_value(8)
             at.number_input(key="train_epochs").set_value(1000)
         button(alice, "Start training").click().run()
