@@ -8,8 +8,12 @@
 #                GOAL_KINDS and FT_STEPS of bench/planner_rounds.sh (ROUNDS empty: the env's
 #                shipped model is train_assets.sh's); MORE_DATA "episodes:seed:steps" of
 #                bench/more_data.sh and TOP_ROUND "episodes:seed:repeat:iterations" of
-#                bench/planner_round.sh (empty: no such stage); unknown ENV: an error naming
-#                the choices.
+#                bench/planner_round.sh (empty: no such stage); SAMPLE_EPISODES, the episodes
+#                (of STEPS steps, the dataset's length) of the shipped model's held-out sample
+#                (`lewm sample`: what the analyses read where data/<env>.h5 is not on disk;
+#                2,400 to 12,000 frames, under 4 MB; Push-T needs the most episodes, as a
+#                probe of the block's position must see many of its starting places); unknown
+#                ENV: an error naming the choices.
 # What every script that sources this shares: MuJoCo renders offscreen on the CPU (EGL), and
 # LEWM is the project's own `lewm` (both can be overridden from the environment).
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
@@ -21,16 +25,17 @@ recipe() {
   local contexts=1 planners="last:5 min:2"  # min:2 won the selection on all four tasks
   ROUNDS=""; GOAL_KINDS=""; FT_STEPS=3000; MORE_DATA=""; TOP_ROUND=""
   case "$1" in
-    tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1 ;;
-    pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=15000; SEED=1; CKPT=1500
+    tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1; SAMPLE_EPISODES=40 ;;
+    pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=15000; SEED=1; CKPT=1500; SAMPLE_EPISODES=60
              # planner rounds (episodes:seed:repeat) on the goals where the T must be pushed
              ROUNDS="400:10:5 200:11:5 400:12:3"; GOAL_KINDS=push
              # then 6,000 steps on ten times the episodes (a fresh data seed)
              MORE_DATA="10000:2:6000"
              # then one more planner round (CEM 300 x 10) on top, its clips ~a quarter
              TOP_ROUND="400:13:50:10" ;;
-    reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; contexts="1 3" ;;
-    cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1
+    reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; contexts="1 3"
+             SAMPLE_EPISODES=20 ;;
+    cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; SAMPLE_EPISODES=12
              # tried: 5,000 steps on four times the episodes (a fresh data seed); it met 45 of
              # the 100 selection goals against the shipped model's 46, so it was not shipped
              MORE_DATA="3000:2:5000" ;;
@@ -100,6 +105,15 @@ report_and_ship() {
   $LEWM surprise --checkpoint "$run" --episodes 20 --seed 0 --quiet --json > "$run/surprise.out"
   $LEWM ship --run "$run" --out "assets/models/$ENV" "${evals[@]}" "$@" \
     --probe "$run/probe.out" --surprise "$run/surprise.out"
+  ship_sample
+}
+
+# ship_sample: give assets/models/<env> its held-out sample (the recipe's SAMPLE_EPISODES x STEPS)
+# unless it has one (`lewm ship` keeps a sample across new weights: its frames do not depend on
+# them).
+ship_sample() {
+  [ -f "assets/models/$ENV/sample.h5" ] || $LEWM sample --checkpoint "assets/models/$ENV" \
+    --episodes "$SAMPLE_EPISODES" --steps "$STEPS" --quiet
 }
 
 # start_from_shipped DIR: copy assets/models/<env> to DIR/start once (so a rerun starts from the

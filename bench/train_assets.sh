@@ -2,7 +2,8 @@
 # Reproduce a shipped model: collect data, train the lab preset, evaluate planning with both CEM
 # samplings (50 episodes, seed 0), choose the default sampling and planning context on other
 # episodes, train the visualisation decoder, probe the latents, measure surprise, and ship
-# config + weights + decoder + model card to assets/models/<env>/.
+# config + weights + decoder + model card to assets/models/<env>/, with a held-out sample of the
+# task's frames (`lewm sample`, for the analyses where data/<env>.h5 is not on disk).
 #   bash bench/train_assets.sh tworoom|pusht|reacher|cube
 # SAMPLINGS="block" limits the evaluation to one CEM sampling scheme; CONTEXTS (the recipe's:
 # "1 3" for Reacher, "1" for the others) the planning contexts (observed frames) tried;
@@ -68,3 +69,4 @@ for NAME in "${CHOICES[@]}"; do EVALS+=(--eval "$RUN/eval-$NAME.json"); done
 $LEWM ship --run "$RUN" --out "assets/models/$ENV" "${EVALS[@]}" --sampling "${SAMP[$BEST]}" \
   --context "${CTX[$BEST]}" --objective "${OBJ[$BEST]}" --receding-horizon "${RH[$BEST]}" \
   --probe "$RUN/probe.out" --surprise "$RUN/surprise.out"
+ship_sample

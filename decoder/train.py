@@ -3,7 +3,9 @@
 Frames of the run's training episodes are encoded once by the frozen encoder (eval mode, no
 gradient), then the decoder learns latent -> pixels with an MSE loss on pixels in [0, 1]
 (AdamW, linear warm-up then cosine decay). Held-out frames (the run's validation episodes)
-give the reported MSE and PSNR. The result is written beside the world model, atomically:
+give the reported MSE and PSNR. Where the run's dataset is not on disk the frames come from
+its held-out sample (`lewm_core.samples.resolve_frames`), split by `SAMPLE_SPLIT`. The result
+is written beside the world model, atomically:
 
     runs/<name>/decoder.safetensors   decoder weights (safetensors, never a pickle)
     runs/<name>/decoder.json          {"config": DecoderConfig, "train": ..., "metrics": ...}
@@ -37,9 +39,9 @@ from lewm_core.probing import (
     check_dataset_matches,
     encode_frames,
     read_rows,
-    resolve_data_path,
     sample_split_rows,
 )
+from lewm_core.samples import resolve_frames
 
 
 def psnr(a: np.ndarray, b: np.ndarray, max_val: float = 255.0) -> np.ndarray:
@@ -118,10 +120,11 @@ def train_decoder(
         raise UserError("--frames and --val-frames must be at least 1")
     t0 = time.perf_counter()
     loaded = load_model(run_dir)
-    path = resolve_data_path(loaded, data_path)
+    source = resolve_frames(loaded, data_path)
+    path = source.path
     with open_dataset(path) as f:
         check_dataset_matches(loaded, f, path)
-        train_rows, val_rows = sample_split_rows(f, frames, val_frames, seed, *loaded.split)
+        train_rows, val_rows = sample_split_rows(f, frames, val_frames, seed, *source.split)
         rows = np.concatenate([train_rows, val_rows])
         pixels = read_rows(f["pixels"], rows)
     n_train = len(train_rows)
@@ -183,6 +186,9 @@ def train_decoder(
         "val_frames": int(len(val_rows)),
         "wall_s": round(time.perf_counter() - t0, 2),
         "path": str(run_dir / DECODER_WEIGHTS),
+        "data": str(path),
+        "data_source": source.source,
+        "frames_note": source.note(n_train + len(val_rows)),
     }
     write_json(
         run_dir / DECODER_CONFIG,
@@ -190,6 +196,7 @@ def train_decoder(
             "config": cfg.to_dict(),
             "train": {
                 "data": str(path),
+                "data_source": source.source,
                 "steps": steps,
                 "batch_size": batch_size,
                 "lr": lr,

@@ -1,12 +1,17 @@
 """`lewm` sub-commands about what the latent space knows: decoder, probes, t-SNE, surprise and
-straightness. `register(sub)` adds them to the main parser's sub-parsers; every command takes
-`--json` (its last stdout line is then one JSON object) and reports bad input as `UserError`.
+straightness, and the held-out sample they read where a model's dataset is not on disk.
+`register(sub)` adds them to the main parser's sub-parsers; every command takes `--json` (its
+last stdout line is then one JSON object) and reports bad input as `UserError`.
 
     lewm decoder-train --checkpoint runs/x [--data data/x.h5] [--steps --batch-size --lr --seed]
     lewm probe         --checkpoint runs/x [--data] [--train-frames --test-frames --no-mlp]
     lewm tsne          --checkpoint runs/x [--data] [--points 2000 --seed 0 --color agent_pos]
     lewm surprise      --checkpoint runs/x [--episodes 20 --seed 0 --steps 20 --perturb-step]
     lewm straightness  --checkpoint runs/x [--data] [--episodes 50 --split val]
+    lewm sample        --checkpoint assets/models/x --episodes 20 --steps 200 [--overwrite]
+
+Without `--data`, the commands that read frames use the model's dataset, or where it is not on
+disk the model's held-out sample (`lewm_core.samples`); each prints which ("frames: ...").
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ def cmd_decoder_train(args: argparse.Namespace) -> None:
             val_frames=args.val_frames,
             progress=progress,
         )
+    print(summary["frames_note"])
     print(
         f"decoder saved to {summary['path']}: val PSNR {summary['val_psnr']:.2f} dB "
         f"(mean frame {summary['val_psnr_mean_image']:.2f} dB), val MSE {summary['val_mse']:.5f}"
@@ -87,6 +93,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
         alpha=args.alpha,
         progress=_say(args.quiet),
     )
+    print(result["frames_note"])
     print(format_probe_table(result))
     print(f"({result['train_frames']} train / {result['test_frames']} test frames)")
     if args.json:
@@ -110,6 +117,7 @@ def cmd_tsne(args: argparse.Namespace) -> None:
         untrained=args.untrained,
         progress=_say(args.quiet),
     )
+    print(result["frames_note"])
     line = f"t-SNE of {result['points']} latents: trustworthiness {result['trustworthiness']:.4f}"
     if "untrained_trustworthiness" in result:
         line += f" (untrained encoder {result['untrained_trustworthiness']:.4f})"
@@ -123,6 +131,8 @@ def cmd_tsne(args: argparse.Namespace) -> None:
             n_neighbors=result["n_neighbors"],
             color=result["color_name"],
             data=result["data"],
+            data_source=result["data_source"],
+            frames_note=result["frames_note"],
             out=args.out,
         )
         emit_json(summary)
@@ -175,6 +185,7 @@ def cmd_straightness(args: argparse.Namespace) -> None:
         untrained=not args.no_untrained,
         progress=_say(args.quiet),
     )
+    print(result["frames_note"])
     print(
         f"mean cosine of consecutive latent velocities over {result['episodes']} episodes "
         f"({result['split']} split):"
@@ -187,11 +198,34 @@ def cmd_straightness(args: argparse.Namespace) -> None:
         emit_json(result)
 
 
+def cmd_sample(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from lewm_core.shipping import add_sample
+
+    with tqdm(total=args.episodes, unit="ep", disable=args.quiet, desc="sample") as bar:
+        info = add_sample(
+            args.checkpoint,
+            args.episodes,
+            args.steps,
+            policy=args.policy,
+            overwrite=args.overwrite,
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
+    print(
+        f"wrote {args.checkpoint}/sample.h5: {info['episodes']} episodes x {info['steps']} steps "
+        f"({info['frames']:,} frames, {info['bytes'] / 1e6:.2f} MB) in {info['wall_s']} s"
+    )
+    if args.json:
+        emit_json(info)
+
+
 # --------------------------------------------------------------------------- parser
 
 
 def register(sub) -> None:
-    """Add decoder-train, probe, tsne, surprise and straightness to argparse sub-parsers `sub`."""
+    """Add decoder-train, probe, tsne, surprise, straightness and sample to argparse
+    sub-parsers `sub`."""
     d = sub.add_parser("decoder-train", help="train the visualisation decoder on a frozen model")
     d.add_argument(
         "--checkpoint", required=True, type=_path, help="run folder; the decoder is saved there"
@@ -263,3 +297,25 @@ def register(sub) -> None:
     st.add_argument("--quiet", action="store_true")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_straightness)
+
+    sa = sub.add_parser(
+        "sample",
+        help="collect a model's held-out sample (sample.h5): frames its analyses read where "
+        "its dataset is not on disk",
+    )
+    sa.add_argument(
+        "--checkpoint", required=True, type=_path, help="model folder; the sample is saved there"
+    )
+    sa.add_argument("--episodes", type=int, default=20, help="episodes (2 to 1000; default 20)")
+    sa.add_argument(
+        "--steps",
+        type=int,
+        default=200,
+        help="raw steps per episode (the dataset's episode length; default 200); at most "
+        "100,000 frames in all",
+    )
+    sa.add_argument("--policy", default="default", help="the env's data policy (as lewm collect)")
+    sa.add_argument("--overwrite", action="store_true", help="replace an existing sample")
+    sa.add_argument("--quiet", action="store_true")
+    sa.add_argument("--json", action="store_true")
+    sa.set_defaults(func=cmd_sample)

@@ -232,9 +232,19 @@ def write_episodes(
     steps: int,
     attrs: dict,
     progress: Callable[[int, int], None] | None = None,
+    compression: str = "lzf",
 ) -> Path:
     """Write `num_episodes` episodes of `steps` rows each (dicts as `run_episode` returns) to
-    the HDF5 file `out`, atomically, with the format's attributes plus `attrs`; return `out`."""
+    the HDF5 file `out`, atomically, with the format's attributes plus `attrs`; return `out`.
+
+    `compression` "lzf": the pixels lzf-compressed (fast to write and read, the default);
+    "gzip": every per-step array gzip-compressed at level 9, bytes shuffled (a few times
+    smaller, slower to write: for files kept small, such as a model's held-out sample)."""
+    if compression not in ("lzf", "gzip"):
+        raise ValueError(f"unknown compression {compression!r}; choose lzf or gzip")
+    small = (
+        dict(compression="gzip", compression_opts=9, shuffle=True) if compression == "gzip" else {}
+    )
     try:
         layout = dataset_layout(env_name, resolution)
         n, r = num_episodes * steps, resolution
@@ -242,11 +252,11 @@ def write_episodes(
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
             chunk = (max(1, min(16, steps)), r, r, 3)
             d_pix = f.create_dataset(
-                "pixels", (n, r, r, 3), np.uint8, chunks=chunk, compression="lzf"
+                "pixels", (n, r, r, 3), np.uint8, chunks=chunk, **(small or {"compression": "lzf"})
             )
-            d_act = f.create_dataset("action", (n, layout["action_dim"]), np.float32)
-            d_state = f.create_dataset("state", (n, layout["state_dim"]), np.float32)
-            d_sim = f.create_dataset("sim_state", (n, layout["sim_dim"]), np.float64)
+            d_act = f.create_dataset("action", (n, layout["action_dim"]), np.float32, **small)
+            d_state = f.create_dataset("state", (n, layout["state_dim"]), np.float32, **small)
+            d_sim = f.create_dataset("sim_state", (n, layout["sim_dim"]), np.float64, **small)
             f.create_dataset("ep_offset", data=np.arange(num_episodes, dtype=np.int64) * steps)
             f.create_dataset("ep_len", data=np.full(num_episodes, steps, np.int64))
             f.attrs.update(**format_attrs(env_name, r, num_episodes, steps, layout), **attrs)

@@ -14,9 +14,13 @@ trained on. Targets are z-scored with the train frames' statistics; angles are p
 (Pearson correlation of prediction and truth, mean over parts). An *untrained* encoder of the
 same architecture (fixed seed) gives the floor.
 
+The frames come from `lewm_core.samples.resolve_frames`: `--data`, the model's dataset, or (where
+that is not on disk) the model's held-out sample, whose episodes divide into probe-fitting and
+probe-testing ones by `SAMPLE_SPLIT` (none of them was trained on).
+
 The module also holds the helpers the other latent-analysis modules share (`tsne`, `surprise`,
-`straightness`, `decoder`): resolving the dataset of a run, reading scattered frames quickly,
-encoding frames in batches and building an untrained twin of a model.
+`straightness`, `decoder`): reading scattered frames quickly, encoding frames in batches and
+building an untrained twin of a model.
 """
 
 from __future__ import annotations
@@ -36,33 +40,9 @@ from lewm_core.checkpoint import LoadedModel
 from lewm_core.data import open_dataset, split_episodes
 from lewm_core.errors import UserError
 from lewm_core.model import LeWM
+from lewm_core.samples import resolve_frames
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-def resolve_data_path(loaded: LoadedModel, data: str | os.PathLike | None) -> Path:
-    """The dataset to analyse: `data`, or the one the run was trained on (`meta["data"]["path"]`).
-
-    A relative stored path is tried as given (from the current folder) and relative to the run
-    folder's grandparent (the project root for `runs/<name>`). Raises UserError if none exists.
-    """
-    if data is not None:
-        path = Path(data)
-        if not path.exists():
-            raise UserError(f"dataset {path} does not exist; pass the .h5 file with --data")
-        return path
-    stored = loaded.meta.get("data", {}).get("path")
-    if not stored:
-        raise UserError(
-            f"{loaded.path} does not record its training dataset; pass the .h5 file with --data"
-        )
-    for cand in (Path(stored), loaded.path.parent.parent / stored):
-        if cand.exists():
-            return cand
-    raise UserError(
-        f"the run's dataset {stored} was not found (from here or beside {loaded.path}); "
-        "pass the .h5 file with --data"
-    )
 
 
 def dataset_quantities(f: h5py.File) -> tuple[dict[str, list[int]], tuple[str, ...]]:
@@ -329,18 +309,20 @@ def probe(
         {"linear": {Q: {"mse", "r"}}, "mlp": {...} (if mlp),
          "untrained": {"linear": {...}, "mlp": {...} (if untrained_mlp)},
          "state_floor": {"linear": {...}, "mlp": {...} (if mlp)} (`state_floor`),
-         "train_frames", "test_frames", "data", "env", "alpha", "seed"}.
+         "train_frames", "test_frames", "data" (the file read), "data_source" and "frames_note"
+         (`samples.Frames`: which file, and what it is to the model), "env", "alpha", "seed"}.
     """
     if max_train < 10 or max_test < 2:
         raise UserError("--train-frames must be at least 10 and --test-frames at least 2")
     if not (math.isfinite(alpha) and alpha >= 0):
         raise UserError("--alpha must be a finite number >= 0")
     say = progress or (lambda _msg: None)
-    path = resolve_data_path(loaded, data)
+    frames = resolve_frames(loaded, data)
+    path = frames.path
     with open_dataset(path) as f:
         check_dataset_matches(loaded, f, path)
         quantities, angles = dataset_quantities(f)
-        train_rows, test_rows = sample_split_rows(f, max_train, max_test, seed, *loaded.split)
+        train_rows, test_rows = sample_split_rows(f, max_train, max_test, seed, *frames.split)
         say(f"reading {len(train_rows)} train + {len(test_rows)} test frames")
         rows = np.concatenate([train_rows, test_rows])
         pixels = read_rows(f["pixels"], rows)
@@ -377,6 +359,8 @@ def probe(
         train_frames=int(n_train),
         test_frames=int(len(test_rows)),
         data=str(path),
+        data_source=frames.source,
+        frames_note=frames.note(n_train + len(test_rows)),
         env=env,
         alpha=alpha,
         seed=seed,

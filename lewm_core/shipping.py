@@ -3,9 +3,13 @@
 The shipped folder holds what loading and planning need, nothing for resuming:
 `config.json` (model config, action statistics, data and training info), `model.safetensors`,
 `eval.json` (the planning evaluation, if given), `probe.json` and `surprise.json` (the last JSON
-lines of `lewm probe --json` and `lewm surprise --json`, if given) and `MODEL_CARD.md` written from
-those files. Results that describe other weights (a decoder, probes, surprise) are removed when
-different weights are shipped over them.
+lines of `lewm probe --json` and `lewm surprise --json`, if given), a held-out sample of the task's
+frames (`sample.h5`, `sample.json`: `lewm_core.samples`, made with `lewm sample`) and
+`MODEL_CARD.md`, written from those files by `write_card` (so it can be written again where the
+training run and its dataset are gone). config.json records the dataset's collection recipe
+(`data.recipe`) for the card. Results that describe other weights (a decoder, probes, surprise)
+are removed when different weights are shipped over them; a sample describes the task, not the
+weights, and stays while the task and resolution do.
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ from lewm_core.checkpoint import (
 from lewm_core.data import dataset_info
 from lewm_core.errors import UserError
 from lewm_core.model import parameter_counts
+from lewm_core.samples import (
+    SAMPLE_FILE,
+    SAMPLE_FILES,
+    collect_sample,
+    read_sample_info,
+    sample_card_lines,
+)
 
 EVAL_FILE = "eval.json"
 
@@ -43,6 +54,10 @@ PROBE_FILE = "probe.json"
 SURPRISE_FILE = "surprise.json"
 LINEAGE_KEY = "lineage"  # config.json entry: the training stages of shipped weights, oldest first
 PERTURBATION_NAMES = {"teleport": "teleported", "color": "colour change"}
+CARD_FILE = "MODEL_CARD.md"
+SUMMARY_FILE = "train_summary.json"
+# What config.json's `data.recipe` keeps of `dataset_info` (the card's `lewm collect` line).
+RECIPE_KEYS = ("env", "num_episodes", "steps", "resolution", "seed", "num_steps", "policy")
 
 
 def _analysis_lines(probe: dict | None, surprise: dict | None) -> list[str]:
@@ -146,7 +161,7 @@ def training_lineage(run_dir: str | os.PathLike) -> list[dict]:
             stages.extend(reversed(recorded[:cut]))
             break
         train = config.get("train", {})
-        summary_path = current / "train_summary.json"
+        summary_path = current / SUMMARY_FILE
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         init_from = train.get("init_from")
         stages.append(
@@ -217,11 +232,13 @@ def model_card(
     decoder: dict | None = None,
     probe: dict | None = None,
     surprise: dict | None = None,
+    sample: dict | None = None,
 ) -> str:
     """The markdown model card of a shipped model.
 
-    `data_info`: `dataset_info` of its data; `decoder`: the parsed `decoder.json` beside it;
-    `probe` / `surprise`: the JSON of `lewm probe` / `lewm surprise` on these weights.
+    `data_info`: the collection recipe of its data (`RECIPE_KEYS` of `dataset_info`);
+    `decoder`: the parsed `decoder.json` beside it; `probe` / `surprise`: the JSON of
+    `lewm probe` / `lewm surprise` on these weights; `sample`: its sample.json.
     """
     data, train = config.get("data", {}), config.get("train", {})
     lineage = config.get(LINEAGE_KEY) or []
@@ -309,8 +326,68 @@ def model_card(
             f"`lewm decoder-train --checkpoint <this folder> --steps {t.get('steps')}`.",
         ]
     lines += _analysis_lines(probe, surprise)
+    if sample:
+        lines += sample_card_lines(sample)
     lines += _lineage_lines(lineage)
     return "\n".join(lines) + "\n"
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def data_recipe(config: dict) -> dict | None:
+    """How a model's dataset was collected (`RECIPE_KEYS`): from the file when it is on disk,
+    else as config.json's `data.recipe` records it (None when neither)."""
+    data = config.get("data", {})
+    path = Path(data.get("path") or "")
+    if path.is_file():
+        info = dataset_info(path)
+        return {k: info[k] for k in RECIPE_KEYS if k in info}
+    return data.get("recipe")
+
+
+def write_card(folder: str | os.PathLike, data_info: dict | None = None) -> Path:
+    """Write a shipped folder's MODEL_CARD.md from the files beside it (config.json,
+    train_summary.json, eval.json, decoder.json, probe.json, surprise.json, sample.json);
+    `data_info` defaults to `data_recipe(config)`. Returns the card's path."""
+    folder = Path(folder)
+    loaded = load_model(folder)
+    config = loaded.meta
+    evals, summary, decoder, probe, surprise = (
+        _read_json(folder / name)
+        for name in (EVAL_FILE, SUMMARY_FILE, DECODER_CONFIG, PROBE_FILE, SURPRISE_FILE)
+    )
+    params = parameter_counts(loaded.model)["params_total"]
+    card = model_card(
+        config,
+        summary or {},
+        evals or {},
+        params,
+        data_info or data_recipe(config),
+        decoder,
+        probe,
+        surprise,
+        read_sample_info(folder) if (folder / SAMPLE_FILE).is_file() else None,
+    )
+    write_bytes(folder / CARD_FILE, card.encode())
+    return folder / CARD_FILE
+
+
+def add_sample(
+    folder: str | os.PathLike,
+    episodes: int,
+    steps: int,
+    policy: str = "default",
+    overwrite: bool = False,
+    progress=None,
+) -> dict:
+    """`samples.collect_sample` into a model folder, then its model card written again (a
+    folder with a card: a shipped model) so that it describes the sample."""
+    info = collect_sample(folder, episodes, steps, policy, overwrite, progress)
+    if (Path(folder) / CARD_FILE).is_file():
+        write_card(folder)
+    return info
 
 
 def eval_label(result: dict, fallback: str) -> str:
@@ -374,37 +451,47 @@ def ship(
     lineage = training_lineage(run_dir)  # read before out_dir (maybe a stage) is overwritten
     if len(lineage) > 1:
         config[LINEAGE_KEY] = lineage
-    summary_path = run_dir / "train_summary.json"
+    before = read_config(out_dir) if (out_dir / CONFIG_FILE).is_file() else {}
+    recipe = data_recipe(config)
+    data = config.setdefault("data", {})
+    if recipe is None and before.get("data", {}).get("path") == data.get("path"):
+        recipe = before["data"].get("recipe")  # the same dataset, recorded when it was here
+    if recipe is not None:
+        data["recipe"] = recipe
+    summary_path = run_dir / SUMMARY_FILE
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     replaced = shipped.exists() and not same_weights
     with atomic_path(shipped) as tmp:
         shutil.copyfile(run_dir / MODEL_FILE, tmp)
     if replaced:
-        for name in (*DECODER_FILES, EVAL_FILE, PROBE_FILE, SURPRISE_FILE):
+        for name in (*DECODER_FILES, EVAL_FILE, PROBE_FILE, SURPRISE_FILE, SUMMARY_FILE):
             (out_dir / name).unlink(missing_ok=True)
-    if all((run_dir / name).is_file() for name in DECODER_FILES):  # trained on this run
-        for name in DECODER_FILES:
-            with atomic_path(out_dir / name) as tmp:
-                shutil.copyfile(run_dir / name, tmp)
+    for files in (DECODER_FILES, SAMPLE_FILES):  # a decoder trained, a sample made on the run
+        if (
+            all((run_dir / name).is_file() for name in files)
+            and run_dir.resolve() != out_dir.resolve()
+        ):
+            for name in files:
+                with atomic_path(out_dir / name) as tmp:
+                    shutil.copyfile(run_dir / name, tmp)
+    sample = read_sample_info(out_dir)
+    task = (data.get("env"), loaded.config.image_size)
+    if sample is not None and (sample.get("env"), sample.get("resolution")) != task:
+        for name in SAMPLE_FILES:  # frames of another task or size than the shipped model's
+            (out_dir / name).unlink(missing_ok=True)
     write_json(out_dir / CONFIG_FILE, config)
     evals = evals or {}
     if evals:
         write_json(out_dir / EVAL_FILE, evals)
     if summary:
-        write_json(out_dir / "train_summary.json", summary)
+        write_json(out_dir / SUMMARY_FILE, summary)
     for name, result in ((PROBE_FILE, probe), (SURPRISE_FILE, surprise)):
         if result is not None:
             write_json(out_dir / name, result)
-    data_path = Path(config.get("data", {}).get("path", ""))
-    data_info = dataset_info(data_path) if data_path.is_file() else None
-    params = parameter_counts(loaded.model)["params_total"]
-    decoder, probe, surprise = (
-        json.loads((out_dir / name).read_text()) if (out_dir / name).exists() else None
-        for name in (DECODER_CONFIG, PROBE_FILE, SURPRISE_FILE)
-    )  # trained or measured on the run, or on these same weights shipped here before
-    card = model_card(config, summary, evals, params, data_info, decoder, probe, surprise)
-    write_bytes(out_dir / "MODEL_CARD.md", card.encode())
+    # The card reads what lies beside the weights: the results trained or measured on the run,
+    # or on these same weights shipped here before.
+    write_card(out_dir)
     if not (out_dir / MODEL_FILE).stat().st_size < 20e6:
         raise UserError(f"{out_dir / MODEL_FILE} is over 20 MB; ship a smaller preset")
     return out_dir

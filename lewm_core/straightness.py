@@ -17,15 +17,15 @@ from collections.abc import Callable
 import numpy as np
 
 from lewm_core.checkpoint import LoadedModel
-from lewm_core.data import open_dataset, split_episodes
+from lewm_core.data import open_dataset
 from lewm_core.errors import UserError
 from lewm_core.probing import (
     check_dataset_matches,
     encode_frames,
     read_rows,
-    resolve_data_path,
     untrained_model,
 )
+from lewm_core.samples import resolve_frames
 
 
 def consecutive_cosines(traj: np.ndarray, eps: float = 1e-8) -> np.ndarray:
@@ -65,23 +65,26 @@ def straightness(
 ) -> dict:
     """Mean consecutive-velocity cosine of latent trajectories over dataset episodes.
 
-    Uses up to `episodes` episodes (sampled with `seed`) of `split` ("val": the run's held-out
-    episodes, or "all"), each read at model-frame spacing (T = ceil(len / frameskip) frames).
-    Returns {"trained": {"mean", "std", "pairs"}, "untrained": {...}, "pixels": {...},
-    "episodes", "frames_per_episode" (mean T), "split", "seed", "data"}.
+    Uses up to `episodes` episodes (sampled with `seed`) of `split` ("val": the episodes the
+    model never trained on, `Frames.held_out`: its validation episodes, or every episode of its
+    held-out sample; or "all"), each read at model-frame spacing (T = ceil(len / frameskip)
+    frames). Returns {"trained": {"mean", "std", "pairs"}, "untrained": {...}, "pixels": {...},
+    "episodes", "frames_per_episode" (mean T), "split", "seed", "data", "data_source",
+    "frames_note"}.
     """
     if episodes < 1:
         raise UserError(f"--episodes must be at least 1 (got {episodes})")
     if split not in ("val", "all"):
         raise UserError(f"unknown split '{split}'; choose val or all")
     say = progress or (lambda _msg: None)
-    path = resolve_data_path(loaded, data)
+    source = resolve_frames(loaded, data)
+    path = source.path
     fs = loaded.config.frameskip
     with open_dataset(path) as f:
         check_dataset_matches(loaded, f, path)
         off, ln = f["ep_offset"][:], f["ep_len"][:]
         if split == "val":
-            _, eps = split_episodes(len(off), *loaded.split)
+            eps = source.held_out(len(off))
             if len(eps) == 0:
                 eps = np.arange(len(off))
         else:
@@ -120,5 +123,7 @@ def straightness(
         split=split,
         seed=seed,
         data=str(path),
+        data_source=source.source,
+        frames_note=source.note(len(rows)),
     )
     return result

@@ -26,9 +26,9 @@ from lewm_core.probing import (
     dataset_quantities,
     encode_frames,
     read_rows,
-    resolve_data_path,
     untrained_model,
 )
+from lewm_core.samples import resolve_frames
 
 
 def parse_color(
@@ -121,8 +121,8 @@ def tsne_latents(
 
     Returns {"coords": (N, 2), "rows": (N,) dataset row indices, "color": (N,) values,
     "color_name": e.g. "agent_pos[0]", "trustworthiness": float, "points", "seed", "perplexity",
-    "n_neighbors", "data", and with `untrained` also "untrained_coords" (N, 2) and
-    "untrained_trustworthiness"}.
+    "n_neighbors", "data", "data_source", "frames_note" (`samples.Frames`), and with
+    `untrained` also "untrained_coords" (N, 2) and "untrained_trustworthiness"}.
     """
     if points < 10:
         raise UserError(f"--points must be at least 10 (got {points})")
@@ -131,7 +131,8 @@ def tsne_latents(
     if n_neighbors < 1:
         raise UserError(f"--neighbors must be at least 1 (got {n_neighbors})")
     say = progress or (lambda _msg: None)
-    path = resolve_data_path(loaded, data)
+    frames = resolve_frames(loaded, data)
+    path = frames.path
     with open_dataset(path) as f:
         check_dataset_matches(loaded, f, path)
         quantities, _ = dataset_quantities(f)
@@ -160,6 +161,8 @@ def tsne_latents(
         "perplexity": perplexity,
         "n_neighbors": n_neighbors,
         "data": str(path),
+        "data_source": frames.source,
+        "frames_note": frames.note(len(rows)),
     }
     if untrained:
         say("untrained encoder")

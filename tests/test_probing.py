@@ -19,10 +19,10 @@ from lewm_core.probing import (
     probe,
     quantity_targets,
     read_rows,
-    resolve_data_path,
     state_floor,
     untrained_model,
 )
+from lewm_core.samples import resolve_frames
 from lewm_core.straightness import consecutive_cosines, straightness
 
 torch.set_num_threads(1)
@@ -108,7 +108,7 @@ def test_bad_paths_are_user_errors(trained_run, tmp_path, capsys):
         load_model(tmp_path / "missing")
     loaded = load_model(trained_run["path"])
     with pytest.raises(UserError, match="--data"):
-        resolve_data_path(loaded, tmp_path / "nope.h5")
+        resolve_frames(loaded, tmp_path / "nope.h5")
     rc, _, err = run_cli(["probe", "--checkpoint", str(tmp_path / "missing")], capsys)
     assert rc == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
