@@ -32,9 +32,17 @@ from lewm_core import jobs
 from lewm_core.errors import UserError
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, str(ROOT / "app"))  # lab_store and lab_public, as Home.py imports them
-import lab_public  # noqa: E402
-import lab_store  # noqa: E402
+
+
+@pytest.fixture
+def app_modules(monkeypatch: pytest.MonkeyPatch):
+    """(lab_public, lab_store), imported from app/ as Home.py imports them: the very modules the
+    AppTest sessions of this process use."""
+    monkeypatch.syspath_prepend(str(ROOT / "app"))
+    import lab_public
+    import lab_store
+
+    return lab_public, lab_store
 
 
 def _texts(elements) -> list[str]:
@@ -56,7 +64,8 @@ def _stop_all(run_dirs) -> None:
 
 
 # --------------------------------------------------------------------------- the switch
-def test_switch_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_switch_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, app_modules) -> None:
+    lab_store = app_modules[1]
     monkeypatch.setattr(lab_store, "_scratch", None)  # no browser session here
     for value, public in (("", False), ("0", False), ("no", False), ("1", True), ("True", True)):
         monkeypatch.setenv("LEWM_PUBLIC", value)
@@ -120,14 +129,15 @@ def test_job_queue_bounds_and_orders_jobs(tiny_run: dict, tmp_path: Path) -> Non
 
 # --------------------------------------------------------------------------- the lab's pages
 @pytest.fixture
-def public_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+def public_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, app_modules) -> dict:
     """The lab's shared folders (which must stay empty), public mode with one training slot."""
+    lab_public, lab_store = app_modules
     dirs = lab_dirs(tmp_path, monkeypatch)
     monkeypatch.setenv("LEWM_PUBLIC", "1")
     monkeypatch.setenv("LEWM_PUBLIC_JOBS", "1")
     monkeypatch.setattr(lab_public, "_queue", None)  # a fresh queue with this limit
     monkeypatch.setattr(lab_store, "_scratch", None)
-    return dirs
+    return {**dirs, "lab_public": lab_public}
 
 
 def _session(page: str) -> AppTest:
@@ -139,6 +149,8 @@ def _session(page: str) -> AppTest:
 
 
 def _scratch(at: AppTest) -> Path:
+    import lab_public  # the app's own module (Home.py has put app/ on the path)
+
     return lab_public.scratch_root() / at.session_state[lab_public.SCRATCH_KEY]
 
 
@@ -151,6 +163,7 @@ def _collect(at: AppTest, name: str) -> None:
 
 
 def test_public_pages_scratch_and_queue(public_lab: dict) -> None:
+    lab_public = public_lab["lab_public"]
     alice, bob = _session("views/data.py"), _session("views/data.py")
     assert any("Public server" in t for t in _texts(alice.caption))
     _collect(alice, "mine")
@@ -281,6 +294,7 @@ def test_gradio_demo_queues_plans(request: pytest.FixtureRequest, tmp_path: Path
     url = serve_gradio(request, tmp_path, {"LEWM_APP_THREADS": "1"})
     client = Client(url, verbose=False)
     first = client.submit("tworoom", 0, 300, 10, 50, api_name="/plan")
+    _wait(lambda: first.status().code == Status.PROCESSING, 120, "the first plan running")
     later = [client.submit("tworoom", s, 16, 1, 2, api_name="/plan") for s in (1, 2)]
     seen = set()  # the places of the two later requests while both wait
     deadline = time.monotonic() + 300
