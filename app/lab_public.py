@@ -152,7 +152,7 @@ def setup() -> None:
     try:
         public = lab_store.public_mode()
         if public:
-            queue()
+            lab_store.public_job_limit()  # checked on every run, though read once by queue()
     except UserError as e:
         ui.show_error(e)
         st.stop()

@@ -25,6 +25,7 @@ from lewm_testing import (
     lab_dirs,
     serve,
     serve_gradio,
+    stop,
 )
 from streamlit.testing.v1 import AppTest
 
@@ -212,9 +213,26 @@ def test_public_pages_scratch_and_queue(public_lab: dict) -> None:
         assert not bob.exception and not bob.error, _texts(bob.error)
         assert any("Your queued run 'r' has started" in t for t in _texts(bob.success))
         assert bob.selectbox(key="train_run_w").value == "r"
-        assert jobs.read_job(runs[1])["command"][-2:] == ["--threads", "1"]  # the public cap
+        bob_job = jobs.read_job(runs[1])
+        assert bob_job["command"][-2:] == ["--threads", "1"]  # the public cap
+
+        # bob leaves (Streamlit releases his session's folder) and the time to reconnect passes:
+        # the sweep stops his job and deletes his folder; alice's stays
+        from streamlit import config as st_config
+
+        ttl = st_config.get_option("server.disconnectedSessionTTL")
+        st_config.set_option("server.disconnectedSessionTTL", 0)
+        try:
+            lab_public._release(bob.session_state[lab_public.SCRATCH_KEY])
+            time.sleep(0.1)
+            lab_public.sweep()
+        finally:
+            st_config.set_option("server.disconnectedSessionTTL", ttl)
+        assert not runs[1].parents[1].exists()
+        assert not jobs.pid_alive(bob_job["pid"], bob_job.get("proc_start"))
+        assert (runs[0].parents[1] / "data" / "mine.h5").is_file()
     finally:
-        _stop_all(runs)
+        _stop_all(run for run in runs if run.exists())
     # nothing was written into the lab's shared folders
     for key in ("data_dir", "runs_dir", "assets_dir"):
         assert list(public_lab[key].iterdir()) == [], key
@@ -231,12 +249,25 @@ def test_training_switched_off(public_lab: dict, monkeypatch: pytest.MonkeyPatch
     assert not (_scratch(at) / "runs" / "r").exists()
 
 
+def test_a_bad_switch_stops_the_app(public_lab: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, value, message in (
+        ("LEWM_PUBLIC", "maybe", "neither 1"),
+        ("LEWM_PUBLIC_JOBS", "9", "0 to 4"),
+    ):
+        monkeypatch.setenv(var, value)
+        at = AppTest.from_file(HOME, default_timeout=120).run()
+        assert not at.exception
+        assert any(message in t for t in _texts(at.error)), _texts(at.error)
+        assert not at.title  # the page did not run
+        monkeypatch.setenv(var, "1")
+
+
 # --------------------------------------------------------------------------- a real server
-def _streamlit(request, tmp_path: Path, name: str, env: dict[str, str]) -> str:
+def _streamlit(request, tmp_path: Path, name: str, env: dict[str, str]):
     cmd = [sys.executable, "-m", "streamlit", "run", HOME, "--server.headless", "true"]
     cmd += ["--server.port", "{port}", "--browser.gatherUsageStats", "false"]
     cmd += ["--server.disconnectedSessionTTL", "2"]
-    return serve(request, tmp_path, cmd, "/_stcore/health", name, env)[0]
+    return serve(request, tmp_path, cmd, "/_stcore/health", name, env)
 
 
 @pytest.mark.browser
@@ -249,8 +280,8 @@ def test_public_server_in_browser(request: pytest.FixtureRequest, tmp_path: Path
 
     scratch_parent = tmp_path / "tmp"
     scratch_parent.mkdir()
-    private = _streamlit(request, tmp_path, "private", {"LEWM_PUBLIC": "0"})
-    public = _streamlit(
+    private = _streamlit(request, tmp_path, "private", {"LEWM_PUBLIC": "0"})[0]
+    public, server = _streamlit(
         request, tmp_path, "public", {"LEWM_PUBLIC": "1", "TMPDIR": str(scratch_parent)}
     )
     deploy = "[data-testid='stAppDeployButton']"
@@ -261,28 +292,36 @@ def test_public_server_in_browser(request: pytest.FixtureRequest, tmp_path: Path
             page.set_default_timeout(120_000)
             page.goto(private)
             page.wait_for_selector(IDLE)
-            expect(page.locator(deploy)).to_be_visible()  # the developer toolbar, for contrast
+            # the developer toolbar, for contrast
+            expect(page.locator(deploy)).to_be_visible(timeout=60_000)
             page.close()
 
             context = browser.new_context(viewport={"width": 1600, "height": 1200})
             page = context.new_page()
             page.set_default_timeout(120_000)
             page.goto(f"{public}/data")
-            expect(page.get_by_text("Public server", exact=False)).to_be_visible()
+            expect(page.get_by_text("Public server", exact=False)).to_be_visible(timeout=120_000)
             page.wait_for_selector(IDLE)
             expect(page.locator(deploy)).to_have_count(0)
             page.get_by_role("spinbutton", name="Episodes", exact=True).fill("2")
             page.get_by_role("spinbutton", name="Steps / episode", exact=True).fill("10")
             page.get_by_role("textbox", name="Dataset name", exact=True).fill("visitor")
             page.get_by_role("button", name="Collect", exact=True).click()
-            expect(page.get_by_text("Wrote visitor.h5")).to_be_visible()
+            expect(page.get_by_text("Wrote visitor.h5")).to_be_visible(timeout=120_000)
             files = list(scratch_parent.glob("lewm-public-*/*/data/visitor.h5"))
             assert len(files) == 1, list(scratch_parent.rglob("*"))
             folder = files[0].parents[1]
             context.close()  # the visitor leaves: kept 2 s for a reconnect, then deleted
             _wait(lambda: not folder.exists(), 30, "the left visitor's folder deleted")
+
+            page = browser.new_page()  # a visitor still there when the server stops
+            page.goto(f"{public}/data")
+            page.wait_for_selector(IDLE)
+            assert len(list(scratch_parent.glob("lewm-public-*/*"))) == 1
         finally:
             browser.close()
+    stop(server)
+    assert not list(scratch_parent.iterdir())  # every scratch folder deleted at exit
 
 
 # --------------------------------------------------------------------------- the Gradio demo
