@@ -4,7 +4,7 @@
                      gives this browser session its scratch folder (lab_store's runs and data)
     start_training(run, **kwargs), resume_training(run, ...)
                      the Train page's starts: at once in the private lab; in public mode through
-                     the process's `jobs.JobQueue` (LEWM_PUBLIC_JOBS at once, one per visitor,
+                     the process's `JobQueue` (LEWM_PUBLIC_JOBS at once, one per visitor,
                      at most PUBLIC_MAX_STEPS steps on PUBLIC_JOB_THREADS thread)
     queue_panel()    the Train page's view of the queue: slots in use, the visitor's position
     check_collect(spec), notice()
@@ -35,6 +35,7 @@ from streamlit import config as st_config
 
 from lewm_core import jobs
 from lewm_core.errors import UserError
+from lewm_core.job_queue import JobQueue
 
 # training steps of one run: the Train page's default (the lab preset on one thread of a busy
 # 2-core machine: about 60 clips/s, so a slot is held for minutes, not hours)
@@ -48,7 +49,7 @@ SCRATCH_KEY = "lewm_public_scratch"  # session_state: this session's scratch fol
 _lock = threading.Lock()
 _root: Path | None = None
 _released: dict[str, float] = {}  # scratch name -> when its session let it go (monotonic)
-_queue: jobs.JobQueue | None = None
+_queue: JobQueue | None = None
 _sweeper: threading.Thread | None = None
 
 
@@ -63,12 +64,12 @@ def scratch_root() -> Path:
         return _root
 
 
-def queue() -> jobs.JobQueue:
+def queue() -> JobQueue:
     """The process's training queue (LEWM_PUBLIC_JOBS slots)."""
     global _queue
     with _lock:
         if _queue is None:
-            _queue = jobs.JobQueue(lab_store.public_job_limit())
+            _queue = JobQueue(lab_store.public_job_limit())
         return _queue
 
 

@@ -1,6 +1,6 @@
 """Public mode (LEWM_PUBLIC=1, app/lab_public.py): a shared server that survives its visitors.
 
-The switch and the queue of training jobs (`lewm_core.jobs.JobQueue`, real `lewm train`
+The switch and the queue of training jobs (`lewm_core.job_queue.JobQueue`, real `lewm train`
 processes), the lab's pages in AppTest (two sessions: their files land in their own scratch
 folders, the second training start waits in the queue and then starts by itself), a real
 Streamlit server in headless Chromium (no developer toolbar; a visitor's scratch folder deleted
@@ -31,6 +31,7 @@ from streamlit.testing.v1 import AppTest
 
 from lewm_core import jobs
 from lewm_core.errors import UserError
+from lewm_core.job_queue import JobQueue
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -98,8 +99,8 @@ def test_job_queue_bounds_and_orders_jobs(tiny_run: dict, tmp_path: Path) -> Non
     kwargs = dict(data=data, max_steps=100_000, batch_size=8, threads=1, checkpoint_every=1000)
     runs = {name: tmp_path / name for name in ("a", "b", "c", "d")}
     with pytest.raises(UserError, match="switched off"):
-        jobs.JobQueue(0).submit("x", runs["a"], **kwargs)
-    q = jobs.JobQueue(1)
+        JobQueue(0).submit("x", runs["a"], **kwargs)
+    q = JobQueue(1)
     try:
         assert q.submit("alice", runs["a"], **kwargs) == 0  # a free slot: started at once
         assert jobs.job_status(runs["a"])["running"]
