@@ -218,21 +218,6 @@ def list_datasets() -> list[Path]:
     return sorted(p for p in folder.glob("*.h5") if p.is_file() and not p.name.startswith("."))
 
 
-def model_dataset(config: dict) -> Path | None:
-    """The dataset a model was trained on, if it is still on disk (None otherwise)."""
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    raw = data.get("path")
-    if not raw:
-        return None
-    raw = Path(str(raw))
-    candidates = [raw] if raw.is_absolute() else [ROOT / raw, Path.cwd() / raw]
-    candidates.append(data_dir() / raw.name)
-    for c in candidates:
-        if c.is_file():
-            return c.resolve()
-    return None
-
-
 # --------------------------------------------------------------------------- loading
 def set_torch_threads() -> None:
     """Use half the cores for the app's own model work (a training job may hold the rest).

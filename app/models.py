@@ -7,6 +7,8 @@ Folders (each overridable by an environment variable, e.g. to point tests at tem
 A name typed by the user becomes a path only through `run_path` / `dataset_path`, which accept a
 plain name (letters, digits, `.`, `_`, `-`) and check the result lies inside its folder.
 Models are loaded once per (path, file modification time) and shared read-only by every session.
+The frames a page reads for a model (`model_frames`) are its dataset in the data folder, or where
+that is not there its held-out sample (`sample.h5` beside a shipped model).
 
 The Streamlit-free part (folders, names, discovery, torch threads) lives in ``lab_store.py``,
 which the Gradio demo shares; it is re-exported here, so pages keep calling ``models.<name>``.
@@ -34,7 +36,6 @@ from lab_store import (  # noqa: F401 (re-exported for the pages)
     list_datasets,
     list_runs,
     load_model_readonly,
-    model_dataset,
     run_path,
     runs_dir,
     set_torch_threads,
@@ -42,6 +43,7 @@ from lab_store import (  # noqa: F401 (re-exported for the pages)
 
 from decoder import DECODER_WEIGHTS
 from lewm_core.errors import UserError
+from lewm_core.samples import Frames, resolve_frames
 
 
 def models_or_stop(known_task_only: bool = False) -> list[ModelEntry]:
@@ -63,6 +65,37 @@ def models_or_stop(known_task_only: bool = False) -> list[ModelEntry]:
         )
         st.stop()
     return entries
+
+
+# --------------------------------------------------------------------------- frames
+def model_frames(loaded) -> Frames | None:
+    """The frames the pages read for a loaded model: its dataset, looked up by name in the data
+    folder (or at its absolute path), else its held-out sample (`lewm_core.samples`); None
+    with neither."""
+    try:
+        return resolve_frames(loaded, data_dir=data_dir())
+    except UserError:
+        return None
+
+
+def frames_or_stop(loaded, uses: str) -> Frames:
+    """`model_frames(loaded)`, with a caption when they are the model's held-out sample; with
+    none, a warning naming both fixes and `st.stop()`. `uses`: what the page does with them."""
+    frames = model_frames(loaded)
+    stored = loaded.meta.get("data", {}).get("path", "unknown")
+    if frames is None:
+        st.warning(
+            f"The model's dataset is not on disk ({stored}) and the model has no held-out "
+            f"sample; {uses}. Put the dataset in {data_dir()}, or make a sample with "
+            f"`lewm sample --checkpoint {loaded.path}`."
+        )
+        st.stop()
+    if frames.source == "sample":
+        st.caption(
+            f":material/info: Frames from the model's held-out sample (`{frames.path.name}`, "
+            f"episodes it never trained on): its dataset {stored} is not in {data_dir()}."
+        )
+    return frames
 
 
 # --------------------------------------------------------------------------- loading

@@ -3,9 +3,10 @@
 The decoder (``decoder/``) maps one latent back to pixels; it is trained after the world model,
 on its frozen encoder, and lives beside it (``decoder.safetensors``, ``decoder.json``). This page
 trains one for a user run (never for a shipped model) and shows an episode of the model's dataset
-three ways: the original frames, each frame encoded then decoded, and the first frame's latent
-rolled out open-loop by the predictor with the true actions, decoded. The model, episode, start
-step and decoder seed are mirrored in the URL (``?model=&episode=&start=&seed=``).
+(where that is not on disk, of its held-out sample: ``models.frames_or_stop``) three ways: the
+original frames, each frame encoded then decoded, and the first frame's latent rolled out
+open-loop by the predictor with the true actions, decoded. The model, episode, start step and
+decoder seed are mirrored in the URL (``?model=&episode=&start=&seed=``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import ui
 from decoder import DECODER_CONFIG, DECODER_WEIGHTS
 from decoder.rollout import decode_rollout, episode_clip
 from decoder.train import finite_mean, train_decoder
-from lewm_core.data import open_dataset, split_episodes
+from lewm_core.data import open_dataset
 from lewm_core.errors import UserError
 
 W_MODEL, W_EP, W_START, W_LEN, W_SEED = (
@@ -49,8 +50,9 @@ def _decoder_info(path) -> dict:
         return {}
 
 
-def _train_form(entry, dataset, retrain: bool) -> None:
-    """The decoder training form; trains in this script run with a progress bar."""
+def _train_form(entry, source, retrain: bool) -> None:
+    """The decoder training form (on the frames `source`, `lewm_core.samples.Frames`); trains
+    in this script run with a progress bar."""
     with st.form("decode_train_form"):
         c = st.columns(5)
         steps = c[0].number_input("Steps", 1, 100_000, 1500, key="decode_steps")
@@ -83,7 +85,7 @@ def _train_form(entry, dataset, retrain: bool) -> None:
     try:
         summary = train_decoder(
             entry.path,
-            dataset,
+            source,
             steps=int(steps),
             batch_size=int(batch),
             lr=float(lr),
@@ -101,7 +103,7 @@ def _train_form(entry, dataset, retrain: bool) -> None:
     st.rerun()  # draw the page again with the new decoder (and the message above the form)
 
 
-def _decoder_section(entry, dataset) -> bool:
+def _decoder_section(entry, source) -> bool:
     """Show the decoder's state, offer training; True when a decoder is there to use."""
     trained = st.session_state.get(TRAINED)
     if trained is not None and trained.get("model") == entry.key:
@@ -122,7 +124,7 @@ def _decoder_section(entry, dataset) -> bool:
             )
         if models.can_train_decoder(entry):
             with st.expander("Train the decoder again"):
-                _train_form(entry, dataset, retrain=True)
+                _train_form(entry, source, retrain=True)
         return models.has_decoder(entry.path)
     if not models.can_train_decoder(entry):
         st.info(
@@ -137,7 +139,7 @@ def _decoder_section(entry, dataset) -> bool:
         f"`{entry.path.name}/decoder.safetensors`.",
         icon=":material/info:",
     )
-    _train_form(entry, dataset, retrain=False)
+    _train_form(entry, source, retrain=False)
     return models.has_decoder(entry.path)
 
 
@@ -239,16 +241,10 @@ try:
 except UserError as e:
     ui.show_error(e)
     st.stop()
-dataset = models.model_dataset(loaded.meta)
-if dataset is None:
-    st.warning(
-        "The model's dataset is not on disk "
-        f"({loaded.meta.get('data', {}).get('path', 'unknown')}); the decoder trains and "
-        f"decodes on it. Put it in {models.data_dir()}."
-    )
-    st.stop()
+source = models.frames_or_stop(loaded, "the decoder trains and decodes on its frames")
+dataset = source.path
 
-if not _decoder_section(entry, dataset):
+if not _decoder_section(entry, source):
     st.stop()
 try:
     decoder = models.load_decoder_cached(entry.path)
@@ -287,11 +283,11 @@ if W_LEN not in st.session_state:
 ui.clamp_state(W_LEN, 2, fit)
 n_frames = int(c3.number_input(f"Model frames (2 to {fit})", 2, fit, key=W_LEN))
 ui.write_url({"episode": episode, "start": start})
-_, val_eps = split_episodes(n_eps, *loaded.split)
+val_eps = source.held_out(n_eps)
 held_out = episode in set(val_eps.tolist())
 st.caption(
     f"Episode {episode} has {length} raw steps; it is a "
-    + ("**validation** episode (never trained on)." if held_out else "**training** episode.")
+    + ("**held-out** episode (never trained on)." if held_out else "**training** episode.")
     + f" Held-out episodes: {', '.join(map(str, sorted(val_eps.tolist())[:12]))}"
     + (" ..." if len(val_eps) > 12 else "")
 )

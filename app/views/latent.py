@@ -1,10 +1,11 @@
 """Latent space: a t-SNE map of single-frame latents, probes of the physical state, straightness.
 
-The map comes from ``lewm_core.tsne.tsne_latents`` (seeded: the same seed gives the same map),
-the probes from ``lewm_core.probing.probe`` and the straightness from
-``lewm_core.straightness.straightness``; both are computed on demand and kept per model in the
-session. Clicking a point of the map shows its frame. The model, point count, seed and colour are
-mirrored in the URL (``?model=&points=&seed=&color=``).
+The frames are the model's dataset or, where that is not on disk, its held-out sample
+(``models.frames_or_stop``). The map comes from ``lewm_core.tsne.tsne_latents`` (seeded: the
+same seed gives the same map), the probes from ``lewm_core.probing.probe`` and the straightness
+from ``lewm_core.straightness.straightness``; both are computed on demand and kept per model in
+the session. Clicking a point of the map shows its frame. The model, point count, seed and
+colour are mirrored in the URL (``?model=&points=&seed=&color=``).
 """
 
 from __future__ import annotations
@@ -129,8 +130,9 @@ def _clicked_point() -> int | None:
     return picked
 
 
-def _tsne_section(key: str, loaded, dataset, quantities) -> None:
+def _tsne_section(key: str, loaded, source, quantities) -> None:
     st.subheader("t-SNE map of the latents")
+    dataset = source.path
     names = list(quantities)
     ui.url_int(W_POINTS, "points", 1000, 10, 20_000)
     ui.url_int(W_SEED, "seed", 0)
@@ -165,7 +167,7 @@ def _tsne_section(key: str, loaded, dataset, quantities) -> None:
                 with st.spinner(f"t-SNE of {points} frames (seconds to a minute)..."):
                     result = tsne_latents(
                         loaded,
-                        dataset,
+                        source,
                         points=points,
                         seed=seed,
                         color=color,
@@ -255,7 +257,7 @@ def _probe_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _probe_section(key: str, loaded, dataset, seed: int) -> None:
+def _probe_section(key: str, loaded, source, seed: int) -> None:
     st.subheader("Probing: can the state be read off one latent?")
     c = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
     n_train = int(c[0].number_input("Train frames", 10, 200_000, 5000, key="latent_probe_train"))
@@ -271,7 +273,7 @@ def _probe_section(key: str, loaded, dataset, seed: int) -> None:
             with st.spinner("Encoding frames and fitting probes..."):
                 result = probe(
                     loaded,
-                    dataset,
+                    source,
                     max_train=n_train,
                     max_test=n_test,
                     seed=seed,
@@ -310,7 +312,7 @@ def _probe_section(key: str, loaded, dataset, seed: int) -> None:
     )
 
 
-def _straightness_section(key: str, loaded, dataset, seed: int) -> None:
+def _straightness_section(key: str, loaded, source, seed: int) -> None:
     st.subheader("Temporal straightness")
     store = st.session_state.setdefault(STRAIGHT, {})
     c = st.columns([1, 3], vertical_alignment="bottom")
@@ -319,7 +321,7 @@ def _straightness_section(key: str, loaded, dataset, seed: int) -> None:
         models.set_torch_threads()
         try:
             with st.spinner("Encoding episodes..."):
-                store[key] = straightness(loaded, dataset, episodes=episodes, seed=seed)
+                store[key] = straightness(loaded, source, episodes=episodes, seed=seed)
         except UserError as e:
             ui.show_error(e)
             return
@@ -374,23 +376,17 @@ try:
 except UserError as e:
     ui.show_error(e)
     st.stop()
-dataset = models.model_dataset(loaded.meta)
-if dataset is None:
-    st.warning(
-        "The model's dataset is not on disk "
-        f"({loaded.meta.get('data', {}).get('path', 'unknown')}); the map and the probes use "
-        f"its frames. Put it in {models.data_dir()}."
-    )
-    st.stop()
+source = models.frames_or_stop(loaded, "the map, the probes and the straightness use its frames")
+dataset = source.path
 try:
     quantities = _quantities(str(dataset), dataset.stat().st_mtime)[0]
 except UserError as e:
     ui.show_error(e)
     st.stop()
 
-_tsne_section(key, loaded, dataset, quantities)
+_tsne_section(key, loaded, source, quantities)
 seed = int(st.session_state.get(W_SEED, 0))
 st.divider()
-_probe_section(key, loaded, dataset, seed)
+_probe_section(key, loaded, source, seed)
 st.divider()
-_straightness_section(key, loaded, dataset, seed)
+_straightness_section(key, loaded, source, seed)

@@ -95,13 +95,15 @@ def _env(name: str, res: int):
     return held["env"]
 
 
-def _task(key: tuple, env, env_name: str, source: str, seed: int, loaded, dataset):
+def _task(key: tuple, env, env_name: str, source: str, seed: int, frames):
+    """The start and goal of `source` ("dataset": from the held-out episodes of `frames`,
+    `lewm_core.samples.Frames`; "policy": a fresh policy episode), kept while `key` holds."""
     held = st.session_state.get(TASK)
     if held is None or held["key"] != key:
         if source == "dataset":
-            val_fraction, split_seed = loaded.split
+            val_fraction, split_seed = frames.split
             task = tasks_from_dataset(
-                dataset, env, 1, seed, val_fraction=val_fraction, split_seed=split_seed
+                frames.path, env, 1, seed, val_fraction=val_fraction, split_seed=split_seed
             )[0]
         else:
             task = tasks_from_policy(env_name, env, 1, seed)[0]
@@ -290,7 +292,8 @@ elites and repeats. **MPC** executes the first blocks of the plan in the real si
 the new frame and replans, until the task's success test passes or the step budget is spent.
 
 - **Start / goal**: the goal is the state 25 steps later in an episode of the task's data policy
-  (a fresh one drawn from the seed), or of the model's own dataset (its validation episodes).
+  (a fresh one drawn from the seed), or of the model's own dataset (its validation episodes;
+  where the dataset is not on disk, its held-out sample).
 - **CEM**: *Fast* (300 x 10) answers in seconds on a CPU; *Paper* (300 x 30) is the published
   setting. *Sampling*: `block` holds one action per block (moves far), `independent` samples
   every raw action (as published); each model starts on the one recorded with it, chosen on
@@ -318,7 +321,7 @@ try:
 except UserError as e:
     ui.show_error(e)
     st.stop()
-dataset = models.model_dataset(loaded.meta)
+frames = models.model_frames(loaded)
 source = c2.radio(
     "Start and goal from",
     list(SOURCES),
@@ -332,19 +335,25 @@ preset = st.radio(
     "CEM", list(CEM_PRESETS), key=W_CEM, format_func=lambda k: CEM_PRESETS[k][0], horizontal=True
 )
 _write_url({"model": key, "source": source, "seed": str(seed), "cem": preset})
-if source == "dataset" and dataset is None:
+if source == "dataset" and frames is None:
     st.warning(
         "The model's dataset is not on disk "
-        f"({loaded.meta.get('data', {}).get('path', 'unknown')}): using a fresh policy episode."
+        f"({loaded.meta.get('data', {}).get('path', 'unknown')}) and the model has no held-out "
+        "sample: using a fresh policy episode."
     )
     source = "policy"
+elif source == "dataset" and frames.source == "sample":
+    st.caption(
+        f":material/info: Start and goal from the model's held-out sample (`{frames.path.name}`, "
+        "episodes it never trained on): its dataset is not on disk."
+    )
 
 try:
     cem = _cem_settings(preset, key, loaded)
     res = int(loaded.config.image_size)
     env = _env(entry.env, res)
-    task_key = (key, source, seed, res)
-    task, start_frame, kind = _task(task_key, env, entry.env, source, seed, loaded, dataset)
+    task_key = (key, source, seed, res, frames and str(frames.path))
+    task, start_frame, kind = _task(task_key, env, entry.env, source, seed, frames)
 except UserError as e:
     ui.show_error(e)
     st.stop()
