@@ -17,7 +17,8 @@ with left:
         """
 - **JEPA, not a pixel predictor.** An encoder maps each frame to one 192-d embedding (a
   ViT-Tiny in the paper; a small CNN in the `lab` preset that the shipped models and the
-  Train page use, so that it trains in minutes on a laptop's CPU); a predictor, conditioned on the actions, predicts the **next frame's embedding**.
+  Train page use, so that it trains in minutes on a laptop's CPU); a predictor, conditioned
+  on the actions, predicts the **next frame's embedding**.
   The loss is the squared error between predicted and actual next embeddings: no pixel
   reconstruction, no target network, no stop-gradient.
 - **SIGReg keeps it from collapsing.** Predicting embeddings alone would be solved by mapping
