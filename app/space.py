@@ -14,8 +14,9 @@ packages.txt (the EGL libraries MuJoCo renders with), and three files written fo
 
 and is committed once, with no history: a Space refuses a push whose history holds a file over
 10 MB outside LFS. Without git-lfs the files are written but not committed, and the script says
-what to run. `--sdk docker` adds the Dockerfile instead: the Space serves the Streamlit lab in
-public mode (LEWM_PUBLIC=1; docs/deploy.md). Nothing here imports the project's packages.
+what to run. `--sdk docker` adds the Dockerfile (and a .dockerignore that keeps .git out of the
+image) instead: the Space serves the Streamlit lab in public mode (LEWM_PUBLIC=1;
+docs/deploy.md). Nothing here imports the project's packages.
 """
 
 from __future__ import annotations
@@ -343,6 +344,8 @@ def write_space(
     (out / "requirements.txt").write_text(requirements)
     (out / "README.md").write_text(readme(meta, source_url))
     check_front_matter((out / "README.md").read_text(), out)
+    if sdk == "docker":  # `COPY . .` would bring .git (the weights again, as LFS objects)
+        (out / ".dockerignore").write_text(".git\n")
     (out / ".gitattributes").write_text(gitattributes(out))
 
     lfs = has_git_lfs()
@@ -364,7 +367,7 @@ def write_space(
     return {
         "out": out,
         "sdk": sdk,
-        "files": len(files) + 3,
+        "files": len(files) + (4 if sdk == "docker" else 3),
         "lfs_files": lfs_files,
         "committed": committed,
         "front_matter": meta,
