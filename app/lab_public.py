@@ -6,8 +6,9 @@
                      the Train page's starts: at once in the private lab; in public mode through
                      the process's `JobQueue` (LEWM_PUBLIC_JOBS at once, one per visitor,
                      at most PUBLIC_MAX_STEPS steps on PUBLIC_JOB_THREADS thread)
-    queue_panel()    the Train page's view of the queue: slots in use, the visitor's position
-    check_collect(spec), notice()
+    queue_panel(run_key, message_key)
+                     the Train page's view of the queue: slots in use, the visitor's position
+    check_collect(episodes, steps, resolution), notice()
                      the Data page's limit on a dataset's size, and where a visitor's files go
 
 Every scratch folder lies in one temporary folder of the server process. A session's folder is
