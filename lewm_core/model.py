@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .cpu_kernels import fused_linear_gelu, fused_linear_gelu_status
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -177,24 +178,24 @@ def softmax_short(x: Tensor, dim: int) -> Tensor:
     return e / e.sum(dim, keepdim=True)
 
 
-def _fused_linear_gelu_available() -> bool:
-    return hasattr(torch.ops, "mkldnn") and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-_HAS_FUSED_LINEAR_GELU = _fused_linear_gelu_available()
-
-
-def linear_gelu(x: Tensor, layer: nn.Linear) -> Tensor:
+def linear_gelu(x: Tensor, layer: nn.Linear, allow_fused: bool = True) -> Tensor:
     """`F.gelu(layer(x))` (exact, erf GELU); (..., in) -> (..., out).
 
     For bfloat16 on the CPU this is one oneDNN call with the bias and GELU fused into the
-    matmul (`torch.ops.mkldnn._linear_pointwise`), which skips two passes over the wide
-    hidden activations (35% less time for the MLP's first layer at 300 rows). Elsewhere, or
-    where this PyTorch build lacks the op, the plain two calls.
+    matmul (`cpu_kernels.fused_linear_gelu`), which skips two passes over the wide hidden
+    activations (35% less time for the MLP's first layer at 300 rows), where the probe
+    `cpu_kernels.fused_linear_gelu_status` found that it runs here and gives the plain numbers
+    (not on a CPU without AVX-512, nor under LEWM_CPU_KERNELS=plain). Elsewhere, while
+    compiling, or with `allow_fused=False`, the plain two calls.
     """
-    fusable = x.device.type == "cpu" and x.dtype == torch.bfloat16
-    if _HAS_FUSED_LINEAR_GELU and fusable and not torch.compiler.is_compiling():
-        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu", [], "none")
+    if (
+        allow_fused
+        and x.dtype == torch.bfloat16
+        and x.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+        and fused_linear_gelu_status(x.dtype).usable
+    ):
+        return fused_linear_gelu(x, layer.weight, layer.bias)
     return F.gelu(layer(x))
 
 

@@ -18,7 +18,6 @@ Two sampling schemes:
 from __future__ import annotations
 
 import copy
-import functools
 import os
 import time
 import warnings
@@ -28,6 +27,17 @@ import numpy as np
 import torch
 
 from lewm_core.config import OBJECTIVES, SAMPLINGS
+from lewm_core.cpu_kernels import (  # noqa: F401 - matmul_gflops, synchronize: for bench/train.py
+    bf16_probe,
+    bf16_request_check,
+    compile_blocked,
+    first_line,
+    forced_plain,
+    matmul_gflops,
+    record_compile_failure,
+    synchronize,
+    warn_once,
+)
 from lewm_core.data import ActionStats
 from lewm_core.errors import UserError
 from lewm_core.model import LeWM
@@ -40,70 +50,25 @@ DTYPE_CHOICES = ("auto", *DTYPES)
 BF16_MIN_SPEEDUP = 1.5  # bfloat16 must multiply this many times faster than float32 to be used
 
 
-def bf16_capable(cpu_flags: set[str]) -> bool:
-    """True when a CPU with these /proc/cpuinfo flags multiplies bfloat16 natively (Intel AMX or
-    AVX512-BF16): the CPUs on which `default_dtype` measures whether bfloat16 pays."""
-    return "amx_bf16" in cpu_flags or "avx512_bf16" in cpu_flags
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the work queued on `device` (a GPU runs asynchronously); a no-op on the CPU.
-    Every timing of this project (benches, `matmul_gflops`) brackets its clock with it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_gflops(
-    device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, secs: float = 2.0
-) -> float:
-    """Sustained GFLOP/s of an (n, n) @ (n, n) matmul in `dtype` on `device`, timed over about
-    `secs` seconds after three warm-up products (bench/plan.py and bench/train.py report it)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    synchronize(device)
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < secs:
-        a @ b
-        reps += 1
-    synchronize(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
-
-
 def bf16_matmul_speedup() -> float:
-    """This CPU's bfloat16 / float32 `matmul_gflops` ratio on (1024, 1024) products, each timed
-    for 0.1 s (under a second in all).
+    """This CPU's bfloat16 / float32 matmul rate (`cpu_kernels.bf16_probe`, measured once per
+    process, under a second); 0.0 where bfloat16 matmuls do not run. Never raises.
 
-    Flags do not settle it: with AMX bfloat16 ran at ten times float32's rate, on an Intel Xeon
-    with AVX512-BF16 but no AMX at a third to a half of it (112-189 against 308-328 GFLOP/s,
-    where a `lab` plan took 2.86 s in bfloat16 against 1.77 s in float32; REPRODUCTION.md
-    "Planning speed").
+    Nothing but a measurement settles it: with AMX bfloat16 ran at ten times float32's rate, on
+    an Intel Xeon with AVX512-BF16 but no AMX at a third to a half of it (112-189 against
+    308-328 GFLOP/s, where a `lab` plan took 2.86 s in bfloat16 against 1.77 s in float32;
+    REPRODUCTION.md "Planning speed"), on an AVX2 CPU without AVX-512 at under 1% of it.
     """
-    cpu = torch.device("cpu")
-    bf16 = matmul_gflops(cpu, torch.bfloat16, n=1024, secs=0.1)
-    return bf16 / matmul_gflops(cpu, torch.float32, n=1024, secs=0.1)
+    return bf16_probe().speedup
 
 
-@functools.cache
-def _cpu_bf16_pays() -> bool:
-    """True when this CPU is `bf16_capable` (Linux flags) and its `bf16_matmul_speedup` is at
-    least BF16_MIN_SPEEDUP (measured once per process; the margin keeps the choice stable)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return bf16_capable(set(flags)) and bf16_matmul_speedup() >= BF16_MIN_SPEEDUP
+def choose_dtype(device: torch.device | str = "cpu") -> tuple[str, str]:
+    """The planning precision `dtype="auto"` picks on `device`, and why (one line).
 
-
-def default_dtype(device: torch.device | str = "cpu") -> str:
-    """The planning precision `dtype="auto"` picks on `device`.
-
-    bfloat16 where the hardware multiplies it fast (a CUDA GPU that supports it; a CPU with
-    AMX or AVX512-BF16 on which a bfloat16 matmul measured once runs at least 1.5x faster than a
-    float32 one: `_cpu_bf16_pays`), else float32; the environment variable LEWM_PLAN_DTYPE
-    (float32 | bfloat16) overrides it. REPRODUCTION.md holds the success rates measured in both.
+    bfloat16 where the hardware multiplies it fast (a CUDA GPU that supports it; a CPU on which
+    a bfloat16 matmul, measured once, runs at least BF16_MIN_SPEEDUP times faster than a float32
+    one), else float32. LEWM_PLAN_DTYPE (float32 | bfloat16) overrides it; LEWM_CPU_KERNELS=plain
+    keeps a CPU on float32.
     """
     forced = os.environ.get("LEWM_PLAN_DTYPE")
     if forced:
@@ -111,11 +76,32 @@ def default_dtype(device: torch.device | str = "cpu") -> str:
             raise UserError(
                 f"LEWM_PLAN_DTYPE={forced!r} is not a planning precision; use float32 or bfloat16"
             )
-        return forced
+        return forced, f"LEWM_PLAN_DTYPE={forced}"
     device = torch.device(device)
     if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if device.type == "cpu" and _cpu_bf16_pays() else "float32"
+        if torch.cuda.is_bf16_supported():
+            return "bfloat16", "this GPU supports bfloat16"
+        return "float32", "this GPU does not support bfloat16"
+    if device.type != "cpu":
+        return "float32", f"no bfloat16 measurement for {device.type}"
+    if forced_plain():
+        return "float32", "LEWM_CPU_KERNELS=plain"
+    probe = bf16_probe()
+    if not probe.runs:
+        return "float32", probe.reason
+    rates = (
+        f"bfloat16 matmul {probe.speedup:.2g}x float32 ({probe.bf16_gflops:.1f} against "
+        f"{probe.fp32_gflops:.0f} GFLOP/s at {probe.n})"
+    )
+    if probe.speedup >= BF16_MIN_SPEEDUP:
+        return "bfloat16", f"{rates}, at least {BF16_MIN_SPEEDUP}x"
+    return "float32", f"{rates}, under {BF16_MIN_SPEEDUP}x"
+
+
+def default_dtype(device: torch.device | str = "cpu") -> str:
+    """The planning precision `dtype="auto"` picks on `device` (`choose_dtype` says why).
+    REPRODUCTION.md holds the success rates measured in both."""
+    return choose_dtype(device)[0]
 
 
 @dataclass
@@ -319,13 +305,23 @@ class Planner(CEMPlanner):
         compilation (25-35 s on 2 cores with an empty inductor cache, a few seconds once the
         cache under /tmp holds it), so it pays for long evaluations, not for one interactive
         plan. Training the caller's model afterwards does not reach the frozen copy. Where
-        compilation fails (no C++ compiler, an unsupported op) the planner warns once and
-        goes on eagerly with the same numbers.
+        compilation fails (no C++ compiler, an unsupported op) the planner warns and goes on
+        eagerly with the same numbers, and so do later planners of the process, without
+        trying again (`cpu_kernels.compile_blocked`; also under LEWM_CPU_KERNELS=plain).
+
+        bfloat16 on a CPU that multiplies it slower than float32 plans (slower) with one
+        warning per process; where bfloat16 matmuls do not run at all it is refused with a
+        UserError naming --dtype float32 (`cpu_kernels.bf16_request_check`).
         """
         if dtype not in DTYPE_CHOICES:
             raise UserError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPE_CHOICES)}")
+        device = next(model.parameters()).device
         if dtype == "auto":
-            dtype = default_dtype(next(model.parameters()).device)
+            dtype = default_dtype(device)
+        if dtype == "bfloat16" and device.type == "cpu":
+            slower = bf16_request_check(bf16_probe())
+            if slower:
+                warn_once("bf16-slower", slower)
         self.dtype_name = dtype
         # bfloat16 plans with a cast copy, a compiled rollout with a frozen one: the caller's
         # (possibly shared, possibly still training) model is not touched.
@@ -333,10 +329,13 @@ class Planner(CEMPlanner):
         self.model = (copy.deepcopy(model).to(DTYPES[dtype]) if private else model).eval()
         self.dtype = DTYPES[dtype]
         self.rollout_mode = rollout_mode
-        self._compiled_rollout = (
-            torch.compile(self.model.rollout, dynamic=False) if compile_rollout else None
-        )
-        device = next(model.parameters()).device
+        self._compiled_rollout = None
+        if compile_rollout:
+            blocked = compile_blocked(device.type)
+            if blocked:
+                warn_once("compile", f"{blocked}; planning without compilation")
+            else:
+                self._compiled_rollout = torch.compile(self.model.rollout, dynamic=False)
         super().__init__(action_stats, cfg, model.cfg.frameskip, model.cfg.action_dim, device)
 
     @property
@@ -389,14 +388,16 @@ class Planner(CEMPlanner):
                 ):
                     pred = self._compiled_rollout(z, blocks, mode=self.rollout_mode)
             except Exception as err:  # noqa: BLE001 - any compiler failure: plan eagerly
-                first_line = (str(err).strip().splitlines() or [""])[0][:200]
-                warnings.warn(
-                    f"torch.compile of the rollout failed ({type(err).__name__}: {first_line}); "
-                    "planning without compilation",
-                    RuntimeWarning,
-                    stacklevel=2,
+                message = (
+                    f"torch.compile of the rollout failed ({first_line(err)}); "
+                    "planning without compilation"
                 )
                 self._compiled_rollout = None
+                if type(err).__name__ == "FailOnRecompileLimitHit":  # this process's graphs
+                    warnings.warn(message, RuntimeWarning, stacklevel=2)
+                else:  # the compiler itself: later planners of the process do not try again
+                    record_compile_failure(self.device.type, first_line(err))
+                    warn_once("compile", message)
         if pred is None:
             pred = self.model.rollout(z, blocks, mode=self.rollout_mode)
         pred = pred.float()

@@ -127,10 +127,35 @@ def test_bench_ensemble_plan_runs_the_eval_protocol(trained_run, tworoom_h5):
 
 
 def test_bench_plan_lab_smoke():
-    out = run_script("bench/plan.py", "--preset", "lab", "--repeats", "1", "--json")
+    """Two CEM iterations per plan: the chosen kernels are named with their reasons, and fast,
+    naive and the FLOP bound are reported for this machine."""
+    out = run_script(
+        "bench/plan.py", "--preset", "lab", "--repeats", "1", "--iterations", "2", "--json"
+    )
     assert out["fast_s"] > 0 and out["naive_s"] > 0 and out["flops_fast"] < out["flops_naive"]
     assert out["fast_mode"] in ("eager", "compiled") and out["fast_s"] <= out["fast_eager_s"]
     assert out["fast_context3_s"] > 0 and out["context3_over_eager"] > 0
+    assert out["bound_s"] > 0 and out["cem"] == "300x2, horizon 5" and out["meets_target"] is None
+    assert out["fast_dtype"] in ("float32", "bfloat16") and out["fast_dtype_reason"]
+    assert out["linear_gelu"] in ("fused", "plain") and out["linear_gelu_reason"]
+    assert out["fast_mode_reason"].startswith(out["fast_mode"])
+
+
+def test_bench_plan_runs_with_the_plain_kernels_forced():
+    """LEWM_CPU_KERNELS=plain, as on a CPU where no probe passes: float32, plain, eager."""
+    env = {k: v for k, v in os.environ.items() if k != "LEWM_PLAN_DTYPE"}
+    env.update(MUJOCO_GL="egl", LEWM_CPU_KERNELS="plain")
+    argv = ["bench/plan.py", "--preset", "lab", "--repeats", "1", "--iterations", "2", "--json"]
+    proc = subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["kernels"] == "plain" and out["fast_dtype"] == "float32"
+    assert out["linear_gelu"] == "plain" and out["fast_mode"] == "eager"
+    assert "LEWM_CPU_KERNELS=plain" in out["fast_mode_reason"] and out["fast_compiled_s"] is None
+    assert out["fast_s"] > 0 and out["naive_s"] > 0 and 0 < out["bound_s"]
+    assert "precision: float32 (LEWM_CPU_KERNELS=plain)" in proc.stdout
 
 
 @pytest.mark.slow

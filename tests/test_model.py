@@ -1,12 +1,24 @@
 """LeWM model and ModelConfig tests (CPU, small batches)."""
 
+import copy
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from lewm_core.config import PRESETS, ModelConfig
-from lewm_core.model import LeWM, parameter_counts, recalibrate_batchnorm
+from lewm_core.cpu_kernels import (
+    bf16_probe,
+    forced_plain,
+    fused_linear_gelu,
+    fused_linear_gelu_status,
+)
+from lewm_core.model import LeWM, linear_gelu, parameter_counts, recalibrate_batchnorm
 
 
 def pixels(b, t, size, seed=0):
@@ -266,6 +278,7 @@ def test_fast_rollout_equals_naive(preset, t0):
 
 
 def test_bfloat16_fast_rollout_stays_close_to_float32():
+    _needs_bf16()
     model = make().eval()
     randomise_adaln(model)
     cfg = model.cfg
@@ -302,18 +315,143 @@ def test_stacked_modulations_follow_weight_updates():
             torch.testing.assert_close(got, reference(blk), rtol=1e-5, atol=1e-5)
 
 
-def test_fused_linear_gelu_matches_the_two_calls():
-    from lewm_core.model import linear_gelu
+def _needs_bf16() -> None:
+    """Skip, with the probe's reason, where bfloat16 matmuls do not run on this CPU."""
+    probe = bf16_probe()
+    if not probe.runs:
+        pytest.skip(f"bfloat16 does not run here: {probe.reason}")
 
+
+def test_linear_gelu_plain_path_matches_the_fused_one():
+    """The plain path (fused op refused) and the probed path give the same numbers: exactly the
+    plain ones where the probe turned the fused op down, the fused op's own where it did not."""
+    _needs_bf16()
     torch.manual_seed(0)
     layer = torch.nn.Linear(192, 768)
     x = torch.randn(300, 192)
+    low_layer, low_x = copy.deepcopy(layer).bfloat16(), x.bfloat16()
     with torch.no_grad():
-        ref = torch.nn.functional.gelu(layer(x))
-        torch.testing.assert_close(linear_gelu(x, layer), ref)  # float32: the plain path
-        low = linear_gelu(x.bfloat16(), layer.bfloat16())  # bfloat16: fused where available
-    err = (low.float() - ref).abs().max() / ref.abs().max()
-    assert float(err) < 0.02, f"bfloat16 linear+GELU relative error {float(err):.4f}"
+        ref = F.gelu(layer(x))
+        torch.testing.assert_close(linear_gelu(x, layer), ref, rtol=0, atol=0)  # float32: plain
+        plain = linear_gelu(low_x, low_layer, allow_fused=False)
+        torch.testing.assert_close(plain, F.gelu(low_layer(low_x)), rtol=0, atol=0)
+        probed = linear_gelu(low_x, low_layer)
+        if fused_linear_gelu_status(torch.bfloat16).usable:
+            fused = fused_linear_gelu(low_x, low_layer.weight, low_layer.bias)
+            torch.testing.assert_close(probed, fused, rtol=0, atol=0)
+        else:
+            torch.testing.assert_close(probed, plain, rtol=0, atol=0)
+    for low in (plain, probed):
+        err = (low.float() - ref).abs().max() / ref.abs().max()
+        assert float(err) < 0.02, f"bfloat16 linear+GELU relative error {float(err):.4f}"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fused_probe_turns_down_an_op_that_fails(dtype):
+    """The probe says usable exactly where the raw oneDNN op runs in `dtype` and matches the plain
+    numbers (float16 fails on CPUs without AVX512-FP16, as bfloat16 does on AVX2-only CPUs)."""
+    status = fused_linear_gelu_status(dtype)
+    torch.manual_seed(1)
+    x, layer = torch.randn(4, 5, 64).to(dtype), torch.nn.Linear(64, 96).to(dtype)
+    try:
+        with torch.no_grad():
+            got = torch.ops.mkldnn._linear_pointwise(
+                x, layer.weight, layer.bias, "gelu", [], "none"
+            )
+            ref = F.gelu(F.linear(x.float(), layer.weight.float(), layer.bias.float()))
+        runs = bool((got.float() - ref).abs().max() <= 0.05 * ref.abs().max())
+    except (RuntimeError, AttributeError):
+        runs = False
+    assert status.usable == (runs and not forced_plain()), status.reason
+    if not runs:
+        assert status.reason and "matched" not in status.reason
+
+
+PLAIN_ROLLOUT_SCRIPT = """
+import sys, torch, torch.nn.functional as F
+from safetensors.torch import save_file
+from test_model import actions, make, randomise_adaln
+from lewm_core.cpu_kernels import fused_linear_gelu_status
+from lewm_core.model import linear_gelu
+status = fused_linear_gelu_status(torch.bfloat16)
+try:
+    layer = torch.nn.Linear(32, 48).bfloat16()
+    x = torch.randn(3, 32).bfloat16()
+    torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu", [], "none")
+    raw_op_runs = True
+except (RuntimeError, AttributeError):
+    raw_op_runs = False
+if not status.usable:  # the plain path, exactly
+    with torch.no_grad():
+        assert torch.equal(linear_gelu(x, layer), F.gelu(layer(x)))
+model = make().eval()
+randomise_adaln(model)
+z = torch.randn(1, 1, model.cfg.latent_dim, generator=torch.Generator().manual_seed(4))
+act = actions(64, 5, model.cfg)
+with torch.inference_mode():
+    low = model.to(torch.bfloat16).rollout(z.bfloat16(), act.bfloat16(), mode="fast")
+save_file({"rollout": low.float()}, sys.argv[1])
+print("FUSED", status.usable, "RAW_OP_RUNS", raw_op_runs, status.reason)
+"""
+
+
+def _plain_rollout(tmp_path, env_overrides: dict[str, str]) -> tuple[torch.Tensor, str]:
+    """The bfloat16 fast rollout of `make()` computed in a fresh process under `env_overrides`,
+    and what that process printed."""
+    out = tmp_path / "rollout.safetensors"
+    env = {k: v for k, v in os.environ.items() if k != "LEWM_CPU_KERNELS"}
+    env.update(env_overrides, PYTHONPATH=os.path.dirname(__file__))
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAIN_ROLLOUT_SCRIPT, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return load_file(out)["rollout"], proc.stdout
+
+
+def _bf16_rollout_reference() -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 naive and bfloat16 fast (probed kernels) rollouts of the subprocess's inputs."""
+    model = make().eval()
+    randomise_adaln(model)
+    z = torch.randn(1, 1, model.cfg.latent_dim, generator=torch.Generator().manual_seed(4))
+    act = actions(64, 5, model.cfg)
+    with torch.inference_mode():
+        ref = model.rollout(z, act, mode="naive")
+        low = model.to(torch.bfloat16).rollout(z.bfloat16(), act.bfloat16(), mode="fast")
+    return ref, low.float()
+
+
+def _relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
+    return float(((got - ref).norm(dim=-1) / ref.norm(dim=-1)).max())
+
+
+def test_forced_plain_kernels_roll_out_the_same_numbers(tmp_path):
+    """LEWM_CPU_KERNELS=plain (the fallback, forced): the fused op is refused and the bfloat16
+    rollout equals this process's (fused where the probe allows) to bfloat16 rounding."""
+    _needs_bf16()
+    plain, printed = _plain_rollout(tmp_path, {"LEWM_CPU_KERNELS": "plain"})
+    assert "FUSED False" in printed and "LEWM_CPU_KERNELS=plain" in printed, printed
+    ref, probed = _bf16_rollout_reference()
+    assert _relative_error(plain, ref) < 0.05 and _relative_error(probed, ref) < 0.05
+    if fused_linear_gelu_status(torch.bfloat16).usable:
+        assert _relative_error(plain, probed) < 0.05
+    else:  # both processes took the plain path: the same numbers, bit for bit
+        torch.testing.assert_close(plain, probed, rtol=0, atol=0)
+
+
+def test_bfloat16_rolls_out_where_onednn_lacks_the_fused_kernel(tmp_path):
+    """The failure of an AVX2-only CPU, reproduced by capping oneDNN at AVX2 (x86): the fused
+    op raises there, the probe turns it down, and the bfloat16 rollout runs the plain path."""
+    _needs_bf16()
+    low, printed = _plain_rollout(tmp_path, {"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    if "RAW_OP_RUNS True" in printed:
+        pytest.skip(f"oneDNN capped at AVX2 still runs the fused op here: {printed.strip()}")
+    assert "FUSED False" in printed and "does not run here" in printed, printed
+    ref, _ = _bf16_rollout_reference()
+    assert _relative_error(low, ref) < 0.05
 
 
 def test_rollout_broadcasts_context_under_inference_mode():
