@@ -48,8 +48,8 @@ for _p in (str(_APP_DIR), str(_APP_DIR.parent)):
 import gradio as gr  # noqa: E402
 from lab_store import discover_models, env_title, load_model_readonly, set_torch_threads  # noqa: E402
 
+from lewm_core.atomic import jsonable  # noqa: E402
 from lewm_core.checkpoint import LoadedModel  # noqa: E402
-from lewm_core.cli import jsonable  # noqa: E402
 from lewm_core.errors import UserError  # noqa: E402
 
 # The fast interactive CEM budget: REPRODUCTION.md ("Success versus CEM budget") measured it with
@@ -263,11 +263,10 @@ def plan_to_goal(
     with the goal on the right; summary markdown; details: task, seed, success, steps, budget,
     plans, plan_ms, plan_ms_median, wall_s, final_cost, goal_kind (`env.goal_kind`), cem).
     """
-    import torch
 
     from lewm_core.envs import make
     from lewm_core.evaluate import side_by_side_video, tasks_from_policy
-    from lewm_core.planning import Planner, run_mpc
+    from lewm_core.planning import Planner, episode_generator, run_mpc
 
     task, path = check_task(task)
     seed = check_int("seed", seed, 0, MAX_SEED)
@@ -286,7 +285,7 @@ def plan_to_goal(
         kind = env.unwrapped.goal_kind(goal_task.start_state, goal_task.goal_state)
         kind_text = env.unwrapped.goal_kinds[kind]
         planner = Planner(loaded.model, loaded.action_stats, cem)
-        gen = torch.Generator(device=planner.device).manual_seed(seed * 100_003)
+        gen = episode_generator(seed, 0, planner.device)
         env.reset(seed=seed)
         t0 = time.perf_counter()
         res = run_mpc(

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from decoder import DECODER_FILES
+from lewm_core.envs import ENV_TITLES
 from lewm_core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ENV_TITLES = {"tworoom": "Two-Room", "pusht": "Push-T", "reacher": "Reacher", "cube": "Cube"}
 
 
 PUBLIC_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}

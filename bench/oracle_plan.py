@@ -35,7 +35,7 @@ from lewm_core.data import ActionStats, ClipDataset
 from lewm_core.envs import make
 from lewm_core.errors import UserError
 from lewm_core.evaluate import goal_kind_summary, tasks_from_dataset, wilson_interval
-from lewm_core.planning import CEMConfig, CEMPlanner, run_mpc
+from lewm_core.planning import CEMConfig, CEMPlanner, episode_generator, run_mpc
 
 
 class SimulatorPlanner(CEMPlanner):
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     results, kinds, t0 = [], [], time.perf_counter()
     for i, task in enumerate(tasks):
         kinds.append(env.unwrapped.goal_kind(task.start_state, task.goal_state))
-        gen = torch.Generator().manual_seed(args.seed * 100_003 + i)  # as `evaluate` seeds it
+        gen = episode_generator(args.seed, i)
         env.reset(seed=args.seed + i)
         res = run_mpc(env, planner, task.start_state, task.goal_state, task.goal_frame, 50, gen)
         results.append(res)

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 
+from lewm_core.atomic import jsonable
 from lewm_core.errors import UserError
 
 
@@ -69,19 +70,6 @@ def _path(text: str) -> str:
             f"the path '{text[:40]}...' is too long (at most 255 bytes per name)"
         )
     return text
-
-
-def jsonable(x):
-    """`x` with numpy scalars as Python numbers and NaN/Inf as None (strict JSON)."""
-    if isinstance(x, dict):
-        return {k: jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def emit_json(obj: dict) -> None:

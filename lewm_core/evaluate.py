@@ -16,13 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from lewm_core.checkpoint import LoadedModel
 from lewm_core.data import open_dataset, split_episodes
 from lewm_core.errors import UserError
-from lewm_core.planning import CEMConfig, CEMPlanner, EpisodeResult, Planner, run_mpc
+from lewm_core.planning import (
+    CEMConfig,
+    CEMPlanner,
+    EpisodeResult,
+    Planner,
+    episode_generator,
+    run_mpc,
+)
 
 
 @dataclass
@@ -226,7 +232,7 @@ def evaluate(
     random_ok, kinds = [], []
     for i, task in enumerate(tqdm(tasks, desc="eval", unit="ep", disable=not progress)):
         kinds.append(env.unwrapped.goal_kind(task.start_state, task.goal_state))
-        gen = torch.Generator(device=planner.device).manual_seed(seed * 100_003 + i)
+        gen = episode_generator(seed, i, planner.device)
         env.reset(seed=seed + i)
         res = run_mpc(env, planner, task.start_state, task.goal_state, task.goal_frame, budget, gen)
         results.append(res)

@@ -23,12 +23,11 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from lewm_core.checkpoint import LoadedModel
 from lewm_core.collect import check_output_path, format_attrs, write_episodes
 from lewm_core.errors import UserError
-from lewm_core.planning import CEMConfig, Planner, run_mpc
+from lewm_core.planning import CEMConfig, Planner, episode_generator, run_mpc
 
 
 def planner_tasks(
@@ -109,7 +108,7 @@ def collect_planner_episodes(
 
     def run() -> Iterator[dict[str, np.ndarray]]:
         for i, task in enumerate(tasks):
-            gen = torch.Generator(device=planner.device).manual_seed(seed * 100_003 + i)
+            gen = episode_generator(seed, i, planner.device)
             env.reset(seed=seed + i)
             res = run_mpc(
                 env,

@@ -11,7 +11,7 @@ the `elites` cheapest; the final mean is returned.
 Two sampling schemes:
 - `independent` (as published): every raw action of every block is sampled independently.
 - `block`: one action per block, held for its `frameskip` raw steps. Independent raw actions
-  nearly cancel out over a block, so the search can barely move the agent far (CPU_FINDINGS);
+  nearly cancel out over a block, so the search can barely move the agent far;
   holding one action per block keeps the search space small and its moves large.
 """
 
@@ -106,7 +106,7 @@ def default_dtype(device: torch.device | str = "cpu") -> str:
 
 @dataclass
 class CEMConfig:
-    """CEM settings; defaults as in PAPER_FACTS (300 x 30, top 30, horizon 5 blocks)."""
+    """CEM settings; defaults as in the paper (300 x 30, top 30, horizon 5 blocks)."""
 
     samples: int = 300
     elites: int = 30
@@ -487,6 +487,15 @@ class EpisodeResult:
     actions: np.ndarray | None = None
     states: np.ndarray | None = None
     sim_states: np.ndarray | None = None
+
+
+def episode_generator(
+    seed: int, episode: int, device: torch.device | str = "cpu"
+) -> torch.Generator:
+    """CEM's random generator for `episode` of a task set drawn with `seed`. Everything that plans
+    a task set (`lewm eval`, `lewm collect-planned`, the demo, the simulator-oracle bench) seeds
+    it this way, so one seed gives the same plans everywhere."""
+    return torch.Generator(device=device).manual_seed(seed * 100_003 + episode)
 
 
 def run_mpc(

@@ -53,8 +53,8 @@ from lewm_core.sigreg import sigreg
 STATE_FILE = "trainer_state.safetensors"
 METRICS_FILE = "metrics.jsonl"
 
-# Optimiser settings per preset. `paper`: PAPER_FACTS (hours on a GPU). `lab`: what trains on two
-# CPU cores in minutes (CPU_FINDINGS: peak lr 1e-3, weight decay 0.05, short warm-up, cosine).
+# Optimiser settings per preset. `paper`: the paper's (hours on a GPU). `lab`: what trains on two
+# CPU cores in minutes (peak lr 1e-3, weight decay 0.05, short warm-up, cosine).
 TRAIN_PRESETS: dict[str, dict] = {
     "paper": dict(lr=5e-5, weight_decay=1e-3, batch_size=128, epochs=10, warmup_frac=0.01),
     "lab": dict(lr=1e-3, weight_decay=0.05, batch_size=64, epochs=10, warmup_frac=0.03),

@@ -31,7 +31,7 @@ def test_training_learns_and_eval_mode_matches_train_mode(trained_run):
     assert ev["pred_over_copy"] < 0.2 * untrained["pred_over_copy"]
     assert ev["val_pred_loss"] < 0.5 * untrained["val_pred_loss"]
     assert ev["val_pred_loss"] < 0.5 * ev["val_copy_loss"], "predictor must beat copying"
-    # BatchNorm statistics recalibrated: eval mode as good as batch statistics (CPU_FINDINGS).
+    # BatchNorm statistics recalibrated: eval mode as good as batch statistics.
     assert ev["val_pred_loss"] < 1.5 * ev["val_pred_loss_batchstats"]
     assert ev["emb_std_mean"] > 0.3
 

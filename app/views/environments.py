@@ -12,11 +12,10 @@ import numpy as np
 import streamlit as st
 import ui
 
-from lewm_core.envs import ENV_NAMES, make
+from lewm_core.envs import ENV_NAMES, ENV_TITLES, make
 
 RESOLUTIONS = (64, 96, 128, 224)
 DEFAULT_RES = 64
-ENV_TITLES = {"tworoom": "Two-Room", "pusht": "Push-T", "reacher": "Reacher", "cube": "Cube"}
 
 # session_state keys
 SETTINGS = "env_settings"  # persistent copy of {name, seed, res} (survives page switches)

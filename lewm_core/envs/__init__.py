@@ -32,19 +32,26 @@ class _Spec:
     env_class: str
     policy_class: str
     gym_id: str
+    title: str  # the task's name for people (the lab, the demo, the model cards)
     other_policies: tuple[tuple[str, str], ...] = ()  # (name, class) besides "default"
 
 
 _SPECS: dict[str, _Spec] = {
-    "tworoom": _Spec("tworoom", "TwoRoomEnv", "TwoRoomPolicy", "lewm/TwoRoom-v0"),
+    "tworoom": _Spec("tworoom", "TwoRoomEnv", "TwoRoomPolicy", "lewm/TwoRoom-v0", "Two-Room"),
     "pusht": _Spec(
-        "pusht", "PushTEnv", "PushTPolicy", "lewm/PushT-v0", (("expert", "PushTExpertPolicy"),)
+        "pusht",
+        "PushTEnv",
+        "PushTPolicy",
+        "lewm/PushT-v0",
+        "Push-T",
+        (("expert", "PushTExpertPolicy"),),
     ),
-    "reacher": _Spec("reacher", "ReacherEnv", "ReacherPolicy", "lewm/Reacher-v0"),
-    "cube": _Spec("cube", "CubeEnv", "CubePolicy", "lewm/Cube-v0"),
+    "reacher": _Spec("reacher", "ReacherEnv", "ReacherPolicy", "lewm/Reacher-v0", "Reacher"),
+    "cube": _Spec("cube", "CubeEnv", "CubePolicy", "lewm/Cube-v0", "Cube"),
 }
 
 ENV_NAMES: tuple[str, ...] = tuple(_SPECS)
+ENV_TITLES: dict[str, str] = {name: spec.title for name, spec in _SPECS.items()}
 # Data policies of each env: "default" (the one the shipped datasets use) and any others.
 POLICIES: dict[str, tuple[str, ...]] = {
     name: ("default", *(other for other, _ in spec.other_policies)) for name, spec in _SPECS.items()
@@ -52,6 +59,7 @@ POLICIES: dict[str, tuple[str, ...]] = {
 
 __all__ = [
     "ENV_NAMES",
+    "ENV_TITLES",
     "MAX_RESOLUTION",
     "POLICIES",
     "MIN_RESOLUTION",
