@@ -42,6 +42,7 @@ from lewm_core.probing import (
     sample_split_rows,
 )
 from lewm_core.samples import resolve_frames
+from lewm_core.trainer import lr_at
 
 
 def psnr(a: np.ndarray, b: np.ndarray, max_val: float = 255.0) -> np.ndarray:
@@ -80,13 +81,6 @@ def decode_images(decoder: LatentDecoder, z: np.ndarray | torch.Tensor, batch: i
     decoder.train(was)
     c = decoder.cfg
     return np.concatenate(out) if out else np.zeros((0, c.image_size, c.image_size, 3), np.uint8)
-
-
-def _lr(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def train_decoder(
@@ -152,7 +146,7 @@ def train_decoder(
     decoder.train()
     for step in range(steps):
         for g in opt.param_groups:
-            g["lr"] = _lr(step, steps, lr, warmup)
+            g["lr"] = lr_at(step, steps, lr, warmup)
         idx = torch.from_numpy(gen.integers(0, n_train, size=min(batch_size, n_train)))
         target = x_train[idx].float() / 255.0
         loss = F.mse_loss(decoder(z_train[idx]), target)

@@ -9,14 +9,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import signal
 import sys
 import threading
 import time
 
-from lewm_core.atomic import jsonable
+from lewm_core.cli_types import (
+    arch_setting,
+    emit_json,
+    finite_float,
+    path_arg,
+    seed_arg,
+)
 from lewm_core.errors import UserError
 
 
@@ -24,57 +29,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
         sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
         sys.exit(2)
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
-    return value
-
-
-MAX_SEED = 2**32 - 1
-
-
-def _seed(text: str) -> int:
-    """A seed: an integer in [0, 2**32 - 1] (numpy's and torch's seeding both accept it)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not an integer") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"{text[:40]} is not in 0..{MAX_SEED}")
-    return value
-
-
-def _arch(text: str) -> tuple:
-    """One `--arch KEY=VALUE` model-size setting (see `config.parse_arch_override`)."""
-    from lewm_core.config import parse_arch_override
-
-    try:
-        return parse_arch_override(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _path(text: str) -> str:
-    """A file or folder path the OS can take: no NUL byte, no over-long name."""
-    if "\x00" in text:
-        raise argparse.ArgumentTypeError("the path holds a NUL byte")
-    raw = os.fsencode(text)
-    if len(raw) > 4000 or any(len(part) > 255 for part in raw.split(b"/")):
-        raise argparse.ArgumentTypeError(
-            f"the path '{text[:40]}...' is too long (at most 255 bytes per name)"
-        )
-    return text
-
-
-def emit_json(obj: dict) -> None:
-    """Print `obj` as the one-line JSON object that ends a command's output."""
-    print(json.dumps(jsonable(obj)), flush=True)
 
 
 @contextlib.contextmanager
@@ -507,14 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--episodes", type=int, default=100)
     c.add_argument("--steps", type=int, default=100, help="raw steps per episode")
     c.add_argument("--resolution", type=int, default=64)
-    c.add_argument("--seed", type=_seed, default=0)
+    c.add_argument("--seed", type=seed_arg, default=0)
     c.add_argument(
         "--policy",
         default="default",
         help="the env's data policy: default, or for pusht 'expert' (pushes the T to goal poses)",
     )
     c.add_argument("--workers", type=int, default=1)
-    c.add_argument("--out", required=True, type=_path)
+    c.add_argument("--out", required=True, type=path_arg)
     c.add_argument("--overwrite", action="store_true")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--json", action="store_true")
@@ -524,15 +478,15 @@ def build_parser() -> argparse.ArgumentParser:
         "collect-planned",
         help="a dataset of the model's own planner episodes (train on them with --extra-data)",
     )
-    cp.add_argument("--checkpoint", required=True, type=_path, help="model folder")
+    cp.add_argument("--checkpoint", required=True, type=path_arg, help="model folder")
     cp.add_argument(
         "--data",
         required=True,
-        type=_path,
+        type=path_arg,
         help="the model's dataset: tasks come from its training episodes only",
     )
     cp.add_argument("--episodes", type=int, default=100)
-    cp.add_argument("--seed", type=_seed, default=0)
+    cp.add_argument("--seed", type=seed_arg, default=0)
     cp.add_argument("--budget", type=int, default=50, help="raw steps per episode")
     cp.add_argument("--goal-offset", type=int, default=25, help="goal = state this many steps on")
     cp.add_argument(
@@ -543,19 +497,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_planning_flags(cp)  # a run folder has no shipped settings: give the planner's
     cp.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
     cp.add_argument("--compile", action="store_true", help="torch.compile the rollout")
-    cp.add_argument("--out", required=True, type=_path)
+    cp.add_argument("--out", required=True, type=path_arg)
     cp.add_argument("--overwrite", action="store_true")
     cp.add_argument("--quiet", action="store_true")
     cp.add_argument("--json", action="store_true")
     cp.set_defaults(func=cmd_collect_planned)
 
     t = sub.add_parser("train", help="train a world model (or --resume one)")
-    t.add_argument("--data", type=_path)
-    t.add_argument("--out", required=True, type=_path)
+    t.add_argument("--data", type=path_arg)
+    t.add_argument("--out", required=True, type=path_arg)
     t.add_argument("--preset", default="lab", choices=PRESETS)
     t.add_argument(
         "--arch",
-        type=_arch,
+        type=arch_setting,
         action="append",
         metavar="KEY=VALUE",
         help="change one size of the preset's model, e.g. --arch pred_depth=6 (repeatable; "
@@ -564,22 +518,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int)
     t.add_argument("--max-steps", type=int)
     t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=_finite_float)
-    t.add_argument("--weight-decay", type=_finite_float)
-    t.add_argument("--sigreg-weight", type=_finite_float, help="lambda; 0 disables SIGReg")
+    t.add_argument("--lr", type=finite_float)
+    t.add_argument("--weight-decay", type=finite_float)
+    t.add_argument("--sigreg-weight", type=finite_float, help="lambda; 0 disables SIGReg")
     t.add_argument(
         "--warmup-frac",
-        type=_finite_float,
+        type=finite_float,
         help="fraction of the steps spent in the linear lr warm-up (preset default: paper 0.01, "
         "lab 0.03)",
     )
     t.add_argument(
         "--preload-max-gb",
-        type=_finite_float,
+        type=finite_float,
         help="read the dataset's pixels into RAM when they take at most this many GB "
         "(default 4; a GPU box with RAM to spare trains several times faster preloaded)",
     )
-    t.add_argument("--seed", type=_seed)
+    t.add_argument("--seed", type=seed_arg)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument(
@@ -598,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--init-from",
-        type=_path,
+        type=path_arg,
         metavar="MODEL_FOLDER",
         help="fine-tune: start from this model's weights (a run or shipped folder of the same "
         "architecture) with a fresh optimiser and schedule; recorded in config.json",
@@ -618,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--extra-data",
-        type=_path,
+        type=path_arg,
         action="append",
         metavar="H5",
         help="a training-only dataset of the same env, e.g. the planner's own episodes from "
@@ -639,20 +593,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("model-info", help="parameter counts of a preset")
     m.add_argument("--preset", default="paper", choices=PRESETS)
-    m.add_argument("--arch", type=_arch, action="append", metavar="KEY=VALUE")
+    m.add_argument("--arch", type=arch_setting, action="append", metavar="KEY=VALUE")
     m.add_argument("--action-dim", type=int, default=2)
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_model_info)
 
     e = sub.add_parser("eval", help="planning success with CEM + MPC (the paper's protocol)")
     e.add_argument(
-        "--checkpoint", required=True, type=_path, help="run folder (config.json + safetensors)"
+        "--checkpoint", required=True, type=path_arg, help="run folder (config.json + safetensors)"
     )
     e.add_argument(
-        "--data", type=_path, help="dataset for start/goal states (default: fresh policy episodes)"
+        "--data",
+        type=path_arg,
+        help="dataset for start/goal states (default: fresh policy episodes)",
     )
     e.add_argument("--episodes", type=int, default=50)
-    e.add_argument("--seed", type=_seed, default=0)
+    e.add_argument("--seed", type=seed_arg, default=0)
     e.add_argument("--budget", type=int, default=50, help="raw steps per episode")
     e.add_argument("--goal-offset", type=int, default=25, help="goal = state this many steps on")
     _add_planning_flags(e)
@@ -669,13 +625,13 @@ def build_parser() -> argparse.ArgumentParser:
         "one-time compilation of ~5-60 s",
     )
     e.add_argument("--videos", type=int, default=0, help="write videos of the first K episodes")
-    e.add_argument("--video-dir", type=_path)
+    e.add_argument("--video-dir", type=path_arg)
     e.add_argument("--quiet", action="store_true")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
     s = sub.add_parser("ship", help="copy a run to a small model folder with a model card")
-    s.add_argument("--run", required=True, type=_path)
-    s.add_argument("--out", required=True, type=_path, help="e.g. assets/models/tworoom")
+    s.add_argument("--run", required=True, type=path_arg)
+    s.add_argument("--out", required=True, type=path_arg, help="e.g. assets/models/tworoom")
     s.add_argument("--eval", action="append", help="`lewm eval --json` output file (repeatable)")
     s.add_argument(
         "--sampling",
@@ -700,8 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="record the blocks executed per plan (1 to 5) as the model's default (choose it on "
         "other episodes)",
     )
-    s.add_argument("--probe", type=_path, help="`lewm probe --json` output file on this run")
-    s.add_argument("--surprise", type=_path, help="`lewm surprise --json` output file on this run")
+    s.add_argument("--probe", type=path_arg, help="`lewm probe --json` output file on this run")
+    s.add_argument(
+        "--surprise", type=path_arg, help="`lewm surprise --json` output file on this run"
+    )
     s.set_defaults(func=cmd_ship)
 
     from lewm_core.cli_analysis import register

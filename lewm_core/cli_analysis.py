@@ -20,7 +20,7 @@ import argparse
 import math
 import sys
 
-from lewm_core.cli import _path, _seed, emit_json
+from lewm_core.cli_types import emit_json, path_arg, seed_arg
 
 
 def _say(quiet: bool):
@@ -228,13 +228,15 @@ def register(sub) -> None:
     sub-parsers `sub`."""
     d = sub.add_parser("decoder-train", help="train the visualisation decoder on a frozen model")
     d.add_argument(
-        "--checkpoint", required=True, type=_path, help="run folder; the decoder is saved there"
+        "--checkpoint", required=True, type=path_arg, help="run folder; the decoder is saved there"
     )
-    d.add_argument("--data", type=_path, help="dataset (default: the one the model was trained on)")
+    d.add_argument(
+        "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
+    )
     d.add_argument("--steps", type=int, default=1000)
     d.add_argument("--batch-size", type=int, default=64)
     d.add_argument("--lr", type=_positive_float, default=1e-3)
-    d.add_argument("--seed", type=_seed, default=0)
+    d.add_argument("--seed", type=seed_arg, default=0)
     d.add_argument("--frames", type=int, default=10000, help="training frames encoded once")
     d.add_argument("--val-frames", type=int, default=512)
     d.add_argument("--quiet", action="store_true")
@@ -242,11 +244,13 @@ def register(sub) -> None:
     d.set_defaults(func=cmd_decoder_train)
 
     p = sub.add_parser("probe", help="linear / MLP probes of the state from single latents")
-    p.add_argument("--checkpoint", required=True, type=_path)
-    p.add_argument("--data", type=_path, help="dataset (default: the one the model was trained on)")
+    p.add_argument("--checkpoint", required=True, type=path_arg)
+    p.add_argument(
+        "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
+    )
     p.add_argument("--train-frames", type=int, default=20000)
     p.add_argument("--test-frames", type=int, default=5000)
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--alpha", type=float, default=1.0, help="ridge strength (linear probe)")
     p.add_argument("--no-mlp", action="store_true", help="linear probes only")
     p.add_argument("--untrained-mlp", action="store_true", help="also MLP-probe the floor")
@@ -255,24 +259,26 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_probe)
 
     t = sub.add_parser("tsne", help="t-SNE map of latents with trustworthiness")
-    t.add_argument("--checkpoint", required=True, type=_path)
-    t.add_argument("--data", type=_path, help="dataset (default: the one the model was trained on)")
+    t.add_argument("--checkpoint", required=True, type=path_arg)
+    t.add_argument(
+        "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
+    )
     t.add_argument("--points", type=int, default=2000)
-    t.add_argument("--seed", type=_seed, default=0)
+    t.add_argument("--seed", type=seed_arg, default=0)
     t.add_argument("--color", default="agent_pos", help="state quantity, e.g. agent_pos[1]")
     t.add_argument("--component", help="component index of a vector quantity, or 'norm'")
     t.add_argument("--perplexity", type=_positive_float, default=30.0)
     t.add_argument("--neighbors", type=int, default=10, help="trustworthiness n_neighbors")
     t.add_argument("--untrained", action="store_true", help="also map an untrained encoder")
-    t.add_argument("--out", type=_path, help="write coordinates to a .csv or .npz file")
+    t.add_argument("--out", type=path_arg, help="write coordinates to a .csv or .npz file")
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_tsne)
 
     s = sub.add_parser("surprise", help="violation of expectation: teleport / colour change")
-    s.add_argument("--checkpoint", required=True, type=_path)
+    s.add_argument("--checkpoint", required=True, type=path_arg)
     s.add_argument("--episodes", type=int, default=20)
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--seed", type=seed_arg, default=0)
     s.add_argument("--steps", type=int, default=20, help="model steps per episode")
     s.add_argument("--perturb-step", type=int, help="model step of the perturbation (middle)")
     s.add_argument(
@@ -286,12 +292,12 @@ def register(sub) -> None:
     s.set_defaults(func=cmd_surprise)
 
     st = sub.add_parser("straightness", help="temporal straightness of latent trajectories")
-    st.add_argument("--checkpoint", required=True, type=_path)
+    st.add_argument("--checkpoint", required=True, type=path_arg)
     st.add_argument(
-        "--data", type=_path, help="dataset (default: the one the model was trained on)"
+        "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
     )
     st.add_argument("--episodes", type=int, default=50)
-    st.add_argument("--seed", type=_seed, default=0)
+    st.add_argument("--seed", type=seed_arg, default=0)
     st.add_argument("--split", default="val", choices=("val", "all"))
     st.add_argument("--no-untrained", action="store_true")
     st.add_argument("--quiet", action="store_true")
@@ -304,7 +310,7 @@ def register(sub) -> None:
         "its dataset is not on disk",
     )
     sa.add_argument(
-        "--checkpoint", required=True, type=_path, help="model folder; the sample is saved there"
+        "--checkpoint", required=True, type=path_arg, help="model folder; the sample is saved there"
     )
     sa.add_argument("--episodes", type=int, default=20, help="episodes (2 to 1000; default 20)")
     sa.add_argument(
