@@ -11,11 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lewm_core.envs import make, make_policy  # noqa: E402
 

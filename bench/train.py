@@ -20,8 +20,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lewm_core.config import ModelConfig
+from lewm_core.cpu_kernels import matmul_gflops, synchronize
 from lewm_core.model import LeWM
-from lewm_core.planning import matmul_gflops, synchronize
 from lewm_core.sigreg import sigreg
 from lewm_core.trainer import pick_device
 

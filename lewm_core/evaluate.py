@@ -209,7 +209,7 @@ def evaluate(
 
     `dtype` and `compile_rollout` are the `Planner`'s; with compilation the first plan's time
     includes it (the median plan time does not). `planner`: plan with this one instead of a
-    `Planner` over `loaded` (e.g. an `EnsemblePlanner`; `cem`, `dtype` and `compile_rollout`
+    `Planner` over `loaded` (e.g. research/ensemble_plan.py's; `cem`, `dtype` and `compile_rollout`
     are then its own); `loaded` still names the env, the image size and the held-out split.
     """
     from lewm_core.envs import make

@@ -27,15 +27,13 @@ import numpy as np
 import torch
 
 from lewm_core.config import OBJECTIVES, SAMPLINGS
-from lewm_core.cpu_kernels import (  # noqa: F401 - matmul_gflops, synchronize: for bench/train.py
+from lewm_core.cpu_kernels import (
     bf16_probe,
     bf16_request_check,
     compile_blocked,
     first_line,
     forced_plain,
-    matmul_gflops,
     record_compile_failure,
-    synchronize,
     warn_once,
 )
 from lewm_core.data import ActionStats
@@ -402,73 +400,6 @@ class Planner(CEMPlanner):
             pred = self.model.rollout(z, blocks, mode=self.rollout_mode)
         pred = pred.float()
         return ((pred - z_goal.reshape(1, 1, -1).float()) ** 2).sum(-1), pred
-
-
-class EnsemblePlanner(CEMPlanner):
-    """CEM through several world models at once: a candidate's cost after each block is the
-    mean over the models of its cost in each model's own latent space.
-
-    Not in the paper. One model's rollout errs, and CEM, which keeps whatever scores best,
-    finds the candidates whose predicted latents land on the goal by the model's error; a
-    plan the models rate alike is harder to win that way. A "latent" here is the models'
-    latents concatenated (M * D,); the members must share the frameskip, action size and
-    action statistics (models trained on the same data), and each plans with its own
-    `Planner` (dtype, compiled rollout) under the one CEM config.
-    """
-
-    def __init__(self, planners: list[Planner]):
-        if not planners:
-            raise UserError("an ensemble needs at least one model")
-        first = planners[0]
-        for p in planners[1:]:
-            same_stats = np.array_equal(p.stats.mean, first.stats.mean) and np.array_equal(
-                p.stats.std, first.stats.std
-            )
-            if (p.frameskip, p.action_dim) != (first.frameskip, first.action_dim) or not same_stats:
-                raise UserError(
-                    "the ensemble's models differ in frameskip, action size or action "
-                    "statistics: use models trained on the same dataset"
-                )
-        self.planners = planners
-        self._dims = [p.model.cfg.latent_dim for p in planners]
-        super().__init__(first.stats, first.cfg, first.frameskip, first.action_dim, first.device)
-        for p in planners:  # one CEM config (the search's) for every member's cost
-            p.cfg = self.cfg
-
-    @property
-    def dtype_name(self) -> str:
-        return self.planners[0].dtype_name
-
-    @property
-    def compiled(self) -> bool:
-        """True while every member's rollout runs compiled."""
-        return all(p.compiled for p in self.planners)
-
-    def _split(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return torch.split(z, self._dims, dim=-1)
-
-    def encode_observation(self, env, frames: np.ndarray) -> torch.Tensor:
-        return torch.cat([p.encode_observation(env, frames) for p in self.planners], -1)
-
-    def encode_goal(self, goal_frame: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
-        return torch.cat([p.encode_goal(goal_frame, goal_state) for p in self.planners], -1)
-
-    def step_costs(
-        self,
-        z_start: torch.Tensor,
-        z_goal: torch.Tensor,
-        blocks: torch.Tensor,
-        context_blocks: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean over the models of each one's costs (N, H); predicted latents (N, H, M * D)."""
-        parts = [
-            p.step_costs(s, g, blocks, context_blocks)
-            for p, s, g in zip(
-                self.planners, self._split(z_start), self._split(z_goal), strict=True
-            )
-        ]
-        costs = torch.stack([c for c, _ in parts]).mean(0)
-        return costs, torch.cat([z for _, z in parts], -1)
 
 
 @dataclass

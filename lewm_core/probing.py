@@ -167,8 +167,9 @@ def quantity_targets(
     return out
 
 
-def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Z-score both arrays (N, k) with the train array's per-column mean and std."""
+def standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Z-score both arrays (N, k) with the train array's per-column mean and std: how every probe
+    here scales its latents and targets (a probe fitted elsewhere scales the same way)."""
     mean = train.mean(0)
     std = train.std(0)
     std = np.where(std > 1e-12, std, 1.0)
@@ -200,7 +201,7 @@ def fit_probe(
     from sklearn.linear_model import Ridge
     from sklearn.neural_network import MLPRegressor
 
-    zs_train, zs_test = _standardise(z_train, z_test)
+    zs_train, zs_test = standardise(z_train, z_test)
     if kind == "linear":
         reg = Ridge(alpha=alpha)
     elif kind == "mlp":
@@ -252,7 +253,7 @@ def state_floor(
         x = rest_of_state(targets, name)
         if x is None:
             continue
-        y_train, y_test = _standardise(y[:n_train], y[n_train:])
+        y_train, y_test = standardise(y[:n_train], y[n_train:])
         for kind in kinds:
             out[kind][name] = fit_probe(
                 kind, x[:n_train], y_train, x[n_train:], y_test, seed, alpha, hidden
@@ -345,7 +346,7 @@ def probe(
         dest = result if which == "trained" else result["untrained"]
         kinds = ["linear"] + (["mlp"] if (mlp if which == "trained" else untrained_mlp) else [])
         for name, y in targets.items():
-            y_train, y_test = _standardise(y[:n_train], y[n_train:])
+            y_train, y_test = standardise(y[:n_train], y[n_train:])
             for kind in kinds:
                 say(f"{kind} probe of {name} ({which})")
                 dest[kind][name] = fit_probe(

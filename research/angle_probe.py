@@ -83,7 +83,7 @@ def rest_of_state(cols: dict[str, np.ndarray], quantity: str, angles: list[str])
 
 def probe_r(kind: str, z: np.ndarray, y: np.ndarray, n_train: int) -> float:
     """Pearson r (mean over parts) of a `kind` probe from features z (N, F) to targets y (N, k)."""
-    y_train, y_test = probing._standardise(y[:n_train], y[n_train:])
+    y_train, y_test = probing.standardise(y[:n_train], y[n_train:])
     return round(probing.fit_probe(kind, z[:n_train], y_train, z[n_train:], y_test)["r"], 3)
 
 

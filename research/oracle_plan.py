@@ -70,7 +70,7 @@ class SimulatorPlanner(CEMPlanner):
             env.set_state(start)
             for j, block in enumerate(raw[i]):
                 for a in block:
-                    env._step_sim(a)
+                    env.simulate(a)
                 errors = env.goal_errors(goal)
                 costs[i, j] = sum((errors[q] / tol) ** 2 for q, tol in self.tolerances.items())
         env.set_state(start)  # as found: run_mpc steps the env from here

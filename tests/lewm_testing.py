@@ -2,29 +2,53 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from lewm_core import cli
 
-# the lab-server helpers the browser benchmarks use too (appended: bench/ must not shadow app/)
-sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))
-from lab_server import (  # noqa: E402, F401 (CHROMIUM, CHROMIUM_ARGS, IDLE: for the tests)
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    IDLE,
-    ROOT,
-    free_port,
-    stop,
-    wait_healthy,
-)
+
+def load_script(path: str) -> ModuleType:
+    """The script at `path` (relative to the repository root: `bench/x.py`, `research/x.py`)
+    imported as a module named after its file, without putting its folder on sys.path. A script
+    that imports a sibling (bench/app.py: `lab_server`) is run as a subprocess instead."""
+    file = Path(__file__).resolve().parents[1] / path
+    name = file.stem
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it: dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+# the lab-server helpers the browser benchmarks use too (bench/lab_server.py)
+_lab_server = load_script("bench/lab_server.py")
+CHROMIUM, CHROMIUM_ARGS, IDLE = _lab_server.CHROMIUM, _lab_server.CHROMIUM_ARGS, _lab_server.IDLE
+ROOT, free_port = _lab_server.ROOT, _lab_server.free_port
+stop, wait_healthy = _lab_server.stop, _lab_server.wait_healthy
 
 HOME = str(ROOT / "app" / "Home.py")
 GRADIO_APP = str(ROOT / "app" / "gradio_app.py")
+
+
+def run_script(*args: str) -> dict:
+    """Run `python ARGS...` from the repository root (a bench/ or research/ script); assert it
+    exits 0 and return its last stdout line, a JSON object."""
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import h5py
 import numpy as np
@@ -205,49 +203,3 @@ def test_trainer_adds_extra_data_to_training_only(two_files, tmp_path):
     assert main([*argv, "--max-steps", "1", "--batch-size", "8", "--quiet"]) == 0
     recorded = json.loads((tmp_path / "cli" / "config.json").read_text())["train"]
     assert recorded["extra_repeat"] == [1, 4]
-
-
-def test_reached_episodes_are_found_by_replay_and_kept(tiny_run, tmp_path):
-    """`episodes_reached` draws the file's tasks again and replays each episode's actions: it
-    finds the episodes the planner reported as meeting their goal; `write_reached` keeps exactly
-    those; a file whose tasks cannot be drawn again (another seed) is refused."""
-    import shutil
-
-    from lewm_core.planner_data import episodes_reached, write_reached
-
-    loaded = load_model(tiny_run["run"])
-    out = tmp_path / "planned.h5"
-    summary = collect_planner_episodes(
-        loaded, tiny_run["h5"], out, 8, seed=4, budget=10, goal_offset=5, cem=CEM, dtype="float32"
-    )  # goals 5 steps ahead: 2 of 8 hold at the start, the tiny model meets few others
-    reached = episodes_reached(out)
-    assert reached.shape == (8,) and reached.mean() == summary["reached_goal"]
-    assert 0 < reached.sum() < 8, reached  # this seed draws both kinds of episode
-    kept = tmp_path / "kept.h5"
-    assert write_reached(out, kept) == {"out": str(kept), "episodes": int(reached.sum()), "of": 8}
-    with open_dataset(out) as f, open_dataset(kept) as g:
-        rows = np.concatenate([np.arange(10) + 10 * k for k in np.flatnonzero(reached)])
-        np.testing.assert_array_equal(g["pixels"][:], f["pixels"][:][rows])
-        np.testing.assert_array_equal(g["action"][:], f["action"][:][rows])
-        assert "met their goal" in g.attrs["filtered_from"] and g.attrs["seed"] == 4
-    with pytest.raises(UserError, match="subset"):  # its tasks cannot be drawn again
-        episodes_reached(kept)
-    # bench/planner_reached.py, the command that does the same: its JSON line, its refusals
-    script = [sys.executable, "bench/planner_reached.py", "--planned", str(out), "--out"]
-    proc = subprocess.run([*script, str(kept), "--overwrite", "--json"], **RUN)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.splitlines()[-1]) == {
-        "out": str(kept), "episodes": int(reached.sum()), "of": 8,
-    }  # fmt: skip
-    proc = subprocess.run([*script, str(kept)], **RUN)  # without --overwrite
-    assert proc.returncode == 2 and "already exists" in proc.stderr
-    proc = subprocess.run([sys.executable, "bench/planner_reached.py", "--planned", str(kept),
-                           "--out", str(tmp_path / "again.h5")], **RUN)  # fmt: skip
-    assert proc.returncode == 2 and "subset" in proc.stderr
-    assert not (tmp_path / "again.h5").exists()
-    wrong = tmp_path / "wrong.h5"
-    shutil.copy(out, wrong)
-    with h5py.File(wrong, "a") as f:
-        f.attrs["seed"] = 5
-    with pytest.raises(UserError, match="does not replay"):
-        episodes_reached(wrong)

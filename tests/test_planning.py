@@ -27,7 +27,7 @@ from lewm_core.data import ActionStats
 from lewm_core.errors import UserError
 from lewm_core.evaluate import wilson_interval
 from lewm_core.model import LeWM
-from lewm_core.planning import CEMConfig, EnsemblePlanner, Planner
+from lewm_core.planning import CEMConfig, Planner
 
 
 def _random_action_model(seed: int = 0) -> LeWM:
@@ -130,37 +130,6 @@ def test_min_objective_scores_the_closest_predicted_latent():
     assert result.cost < 0.2 * float(random_costs.median())
     with pytest.raises(UserError, match="unknown CEM objective 'mean'; choose last or min"):
         CEMConfig(objective="mean").validate()
-
-
-def test_ensemble_cost_is_the_mean_of_its_members_costs():
-    """EnsemblePlanner: latents are the members' latents side by side; a candidate's cost
-    after each block is the mean of its cost through each model, in each model's own latent
-    space; one model twice plans as that model alone; members of other data are refused."""
-    a, b = _random_action_model(4), _random_action_model(5)
-    cem = CEMConfig(objective="min")
-    pa, pb = (Planner(m, STATS, cem, dtype="float32") for m in (a, b))
-    ens = EnsemblePlanner([pa, pb])
-    gen = torch.Generator().manual_seed(0)
-    frames = torch.randint(0, 256, (1, 64, 64, 3), generator=gen, dtype=torch.uint8).numpy()
-    z0 = ens.encode_observation(None, frames)[-1]
-    z_goal = ens.encode_goal(frames[0] // 2, np.zeros(1))
-    assert z0.shape == z_goal.shape == (2 * 192,)
-    torch.testing.assert_close(z0[:192], pa.encode(frames)[-1])
-    blocks = torch.randn(8, 5, 10, generator=gen)
-    per_block, pred = ens.step_costs(z0, z_goal, blocks)
-    ca, za = pa.step_costs(z0[:192], z_goal[:192], blocks)
-    cb, zb = pb.step_costs(z0[192:], z_goal[192:], blocks)
-    torch.testing.assert_close(per_block, (ca + cb) / 2)
-    torch.testing.assert_close(pred, torch.cat([za, zb], -1))
-    assert not torch.allclose(ca, cb)  # the two models disagree
-    torch.testing.assert_close(ens.cost(z0, z_goal, blocks)[0], per_block.min(1).values)
-    twice = EnsemblePlanner([pa, Planner(a, STATS, cem, dtype="float32")])
-    alone = pa.plan(z0[:192], z_goal[:192], torch.Generator().manual_seed(1), keep_history=False)
-    both = twice.plan(z0[:192].repeat(2), z_goal[:192].repeat(2), torch.Generator().manual_seed(1))
-    np.testing.assert_allclose(both.actions, alone.actions, rtol=1e-5, atol=1e-6)
-    other = ActionStats(np.ones(2, np.float32), np.ones(2, np.float32))
-    with pytest.raises(UserError, match="trained on the same dataset"):
-        EnsemblePlanner([pa, Planner(b, other, cem, dtype="float32")])
 
 
 def test_run_mpc_plans_from_the_last_observed_blocks():
@@ -662,7 +631,7 @@ def test_recompile_limit_falls_back_with_a_warning():
 FALLBACK_SCRIPT = """
 import warnings, torch
 from test_planning import STATS, _compile_test_model
-from lewm_core.planning import CEMConfig, EnsemblePlanner, Planner
+from lewm_core.planning import CEMConfig, Planner
 model = _compile_test_model()
 cfg = CEMConfig(samples=16, elites=4, iterations=2)
 z0, zg = torch.randn(2, model.cfg.latent_dim, generator=torch.Generator().manual_seed(1))

@@ -121,8 +121,7 @@ class LewmEnv(gymnasium.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Advance one control step with ``action`` (clipped to [-1, 1]^action_dim)."""
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(self.action_dim), -1.0, 1.0)
-        self._step_sim(a)
+        self.simulate(action)
         self._frame = self._render_frame()
         return self._frame, 0.0, False, False, {"state": self._state_dict()}
 
@@ -157,6 +156,14 @@ class LewmEnv(gymnasium.Env):
                 "pass an array from get_state()"
             )
         self._set_sim_state(state)
+        self._frame = None
+
+    def simulate(self, action: Any) -> None:
+        """Advance the physics one control step with ``action`` (clipped to [-1, 1]^action_dim)
+        without rendering: the env as a simulator (``set_state``, ``simulate``, ``goal_errors``).
+        ``step`` is this plus the frame."""
+        a = np.clip(np.asarray(action, dtype=np.float64).reshape(self.action_dim), -1.0, 1.0)
+        self._step_sim(a)
         self._frame = None
 
     def goal_errors(self, goal_state: np.ndarray) -> dict[str, float]:

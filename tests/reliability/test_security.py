@@ -1,9 +1,9 @@
 """Security: no unpickling anywhere, no upload without a limit, no name that leaves its folder.
 
-- The source (lewm_core/, decoder/, app/, bench/) is walked with `ast`: `pickle.load(s)` (and
-  its relatives: dill, joblib, shelve, marshal, pandas.read_pickle, `yaml.load` without a safe
-  loader), `torch.load` without `weights_only=True` and `np.load(..., allow_pickle=True)` fail
-  the test, whatever the import aliases.
+- The source (lewm_core/, decoder/, app/, bench/, research/, recipes/) is walked with `ast`:
+  `pickle.load(s)` (and its relatives: dill, joblib, shelve, marshal, pandas.read_pickle,
+  `yaml.load` without a safe loader), `torch.load` without `weights_only=True` and
+  `np.load(..., allow_pickle=True)` fail the test, whatever the import aliases.
 - Uploads: the lab has no upload widget (no `st.file_uploader`, no Gradio File/Upload); the test
   fails if one appears, so that adding one comes with a size limit and validation (and then a
   `server.maxUploadSize` in .streamlit/config.toml, checked here when that file exists).
@@ -30,7 +30,7 @@ from reliability_tools import RECORD, ROOT, assert_clean_error, file_hashes
 from lewm_core import cli
 from lewm_core.errors import UserError
 
-SOURCE_DIRS = ("lewm_core", "decoder", "app", "bench")
+SOURCE_DIRS = ("lewm_core", "decoder", "app", "bench", "research", "recipes")
 
 # callee (fully qualified) -> what must hold for the call to be safe (None: never safe)
 UNSAFE_ALWAYS = {
