@@ -3,7 +3,7 @@
 CEM picks the action sequences that the model rates closest to the goal, and a model is least
 accurate on sequences unlike its training data: on Push-T the shipped model's 5-block prediction
 error is 2.4x larger along CEM's plans than along the data's own goal-reaching actions
-(`bench/expert_cost.py`). Running the planner in the simulator and recording what really
+(`research/expert_cost.py`). Running the planner in the simulator and recording what really
 happened gives exactly those transitions with their true outcome; training on them (`lewm train
 --extra-data`) corrects the model there. This is DAgger's idea applied to a world model: the
 data follow the distribution the model's own planner visits.

@@ -170,7 +170,7 @@ class CEMPlanner:
     rolls a batch of normalised action blocks (N, H, F*A) out from a start latent and returns
     the cost after each block (N, H) and the predicted latents (N, H, D); `cost` reduces them
     by the configured objective. `Planner` does it through a world model;
-    `bench/oracle_plan.py` through the simulator itself, with the same `plan()`.
+    `research/oracle_plan.py` through the simulator itself, with the same `plan()`.
     """
 
     def __init__(
@@ -424,8 +424,8 @@ def episode_generator(
     seed: int, episode: int, device: torch.device | str = "cpu"
 ) -> torch.Generator:
     """CEM's random generator for `episode` of a task set drawn with `seed`. Everything that plans
-    a task set (`lewm eval`, `lewm collect-planned`, the demo, the simulator-oracle bench) seeds
-    it this way, so one seed gives the same plans everywhere."""
+    a task set (`lewm eval`, `lewm collect-planned`, the demo, research/oracle_plan.py) seeds it
+    this way, so one seed gives the same plans everywhere."""
     return torch.Generator(device=device).manual_seed(seed * 100_003 + episode)
 
 

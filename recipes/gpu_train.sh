@@ -3,7 +3,7 @@
 # REPRODUCTION.md): collect 10,000 episodes there (data seed 2, disjoint from the seed-1 episodes
 # the shipped models are evaluated on), preload the pixels into RAM, train at batch 256, and pack
 # the run folder (weights, config, metrics; not the optimiser state) in pieces of at most 15 MB.
-#   bash bench/gpu_train.sh ENV OUT_DIR [EPISODES] [STEPS] [WARMUP_FRAC]
+#   bash recipes/gpu_train.sh ENV OUT_DIR [EPISODES] [STEPS] [WARMUP_FRAC]
 # Runs with the box's own python3 (PYTHON=...) with the repo root on PYTHONPATH. Reassemble the
 # run with `cat OUT_DIR/ENV-gpu.tar.gz.* | tar -xz` and evaluate, probe and ship it on any machine.
 # On an H100 (16 cores): collection 102 s, loading 25 GB of pixels 171 s (read twice then, once
@@ -11,9 +11,9 @@
 # one checkpoint, at the end, as in that run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ENV="${1:?usage: bench/gpu_train.sh ENV OUT_DIR [EPISODES] [STEPS] [WARMUP_FRAC]}"
+ENV="${1:?usage: recipes/gpu_train.sh ENV OUT_DIR [EPISODES] [STEPS] [WARMUP_FRAC]}"
 OUT_DIR="${2:?output folder}"
-source bench/recipes.sh
+source recipes/recipes.sh
 recipe "$ENV"
 STEPS_PER_EP="$STEPS"  # the shipped recipe's episode length; the rest comes from the arguments
 EPISODES="${3:-10000}"

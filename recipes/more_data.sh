@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the shipped model further on many more episodes of its env's data policy, and ship the
 # result if it plans better on the selection episodes.
-#   bash bench/more_data.sh pusht
+#   bash recipes/more_data.sh pusht
 # The recipe's MORE_DATA is "episodes:seed:steps": `lewm collect` that many episodes of the
 # data policy with a fresh data seed (disjoint from data/<env>.h5's episodes) into
 # data/<env>-more.h5, then `lewm train --init-from` the shipped model (copied once to
@@ -15,17 +15,17 @@
 # this 2-core machine (the new episodes are read from disk: about 2.3 steps/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ENV="${1:?usage: bench/more_data.sh pusht|cube}"
-source bench/recipes.sh
+ENV="${1:?usage: recipes/more_data.sh pusht|cube}"
+source recipes/recipes.sh
 recipe "$ENV"
 if [ -z "$MORE_DATA" ]; then
-  echo "error: the $ENV recipe has no more-data stage (MORE_DATA in bench/recipes.sh)" >&2; exit 2
+  echo "error: the $ENV recipe has no more-data stage (MORE_DATA in recipes/recipes.sh)" >&2; exit 2
 fi
 IFS=: read -r MORE_EPISODES MORE_SEED MORE_STEPS <<< "$MORE_DATA"
 DATA="data/$ENV.h5"
 MORE="data/$ENV-more.h5"
 DIR="runs/$ENV-more"
-[ -f "$DATA" ] || { echo "error: $DATA is missing; run bench/train_assets.sh $ENV first" >&2; exit 2; }
+[ -f "$DATA" ] || { echo "error: $DATA is missing; run recipes/train_assets.sh $ENV first" >&2; exit 2; }
 start_from_shipped "$DIR"  # sets PLAN
 [ -f "$MORE" ] || $LEWM collect --env "$ENV" --episodes "$MORE_EPISODES" --steps "$STEPS" \
   --resolution "$RESOLUTION" --seed "$MORE_SEED" --workers 2 --out "$MORE" --quiet

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # One more round of training on the planner's own episodes, on top of the shipped model (after
-# bench/more_data.sh), and ship the result if it plans better on the selection episodes.
-#   bash bench/planner_round.sh pusht
+# recipes/more_data.sh), and ship the result if it plans better on the selection episodes.
+#   bash recipes/planner_round.sh pusht
 # The recipe's TOP_ROUND is "episodes:seed:repeat:iterations": the shipped model (copied once to
 # runs/<env>-top/start, so a rerun starts from the same weights) plans that many tasks of the
 # goal kinds GOAL_KINDS, drawn with that seed from the data's training split, with its shipped
 # planning at CEM budget 300 x iterations (10: three times faster than 300 x 30, and as good on
 # the selection episodes), each for the full 50-step budget (`lewm collect-planned`, into
 # data/<env>-planned-top.h5); then `lewm train --init-from` it for FT_STEPS steps on the data,
-# bench/more_data.sh's episodes (data/<env>-more.h5, once each) and the planner episodes (each
+# recipes/more_data.sh's episodes (data/<env>-more.h5, once each) and the planner episodes (each
 # clip `repeat` times: 400 Push-T episodes x 50 make about a quarter of the clips at 50). Both
 # models are evaluated with the shipped planning on the selection episodes (eval seeds 1 and 2);
 # a strictly better new model is evaluated on the reported episodes (seed 0), gets its decoder,
@@ -17,11 +17,11 @@
 # machine (Intel; 2.4-2.7 s per 300 x 30 plan), 15 of selection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ENV="${1:?usage: bench/planner_round.sh pusht}"
-source bench/recipes.sh
+ENV="${1:?usage: recipes/planner_round.sh pusht}"
+source recipes/recipes.sh
 recipe "$ENV"
 if [ -z "$TOP_ROUND" ]; then
-  echo "error: the $ENV recipe has no planner round on top (TOP_ROUND in bench/recipes.sh)" >&2
+  echo "error: the $ENV recipe has no planner round on top (TOP_ROUND in recipes/recipes.sh)" >&2
   exit 2
 fi
 IFS=: read -r EPS SEED REPEAT ITERATIONS <<< "$TOP_ROUND"
@@ -30,7 +30,7 @@ MORE="data/$ENV-more.h5"
 PLANNED="data/$ENV-planned-top.h5"
 DIR="runs/$ENV-top"
 for F in "$DATA" "$MORE"; do
-  [ -f "$F" ] || { echo "error: $F is missing; run bench/more_data.sh $ENV first" >&2; exit 2; }
+  [ -f "$F" ] || { echo "error: $F is missing; run recipes/more_data.sh $ENV first" >&2; exit 2; }
 done
 start_from_shipped "$DIR"  # sets PLAN
 KINDS=(); for K in $GOAL_KINDS; do KINDS+=(--goal-kind "$K"); done

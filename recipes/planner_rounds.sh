@@ -2,8 +2,8 @@
 # Train a shipped model further on its own planner's episodes, round by round (DAgger's idea for
 # a world model: the planner visits states the data policy never does, and the model errs most
 # there), then ship the round that plans best on the selection episodes.
-#   bash bench/planner_rounds.sh pusht
-# Starts from assets/models/<env> as bench/train_assets.sh shipped it (copied once to
+#   bash recipes/planner_rounds.sh pusht
+# Starts from assets/models/<env> as recipes/train_assets.sh shipped it (copied once to
 # runs/<env>-rounds/round0, so a rerun starts from the same weights). The recipe's ROUNDS lists
 # "episodes:seed:repeat" per round; round k:
 #   1. `lewm collect-planned`: round k-1's model plans (its shipped CEM settings) EPISODES tasks
@@ -20,20 +20,20 @@
 # three rounds: about 2 hours 20 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ENV="${1:?usage: bench/planner_rounds.sh pusht}"
-source bench/recipes.sh
+ENV="${1:?usage: recipes/planner_rounds.sh pusht}"
+source recipes/recipes.sh
 recipe "$ENV"
 if [ -z "$ROUNDS" ]; then
-  echo "error: the $ENV recipe has no planner rounds (ROUNDS in bench/recipes.sh)" >&2; exit 2
+  echo "error: the $ENV recipe has no planner rounds (ROUNDS in recipes/recipes.sh)" >&2; exit 2
 fi
 DATA="data/$ENV.h5"
 DIR="runs/$ENV-rounds"
-[ -f "$DATA" ] || { echo "error: $DATA is missing; run bench/train_assets.sh $ENV first" >&2; exit 2; }
+[ -f "$DATA" ] || { echo "error: $DATA is missing; run recipes/train_assets.sh $ENV first" >&2; exit 2; }
 mkdir -p "$DIR"
 if [ ! -d "$DIR/round0" ]; then
   if grep -q '"lineage"' "assets/models/$ENV/config.json"; then
     echo "error: assets/models/$ENV was trained in stages already (its config.json has a" \
-      "lineage): ship the base model with bench/train_assets.sh $ENV first, or put the base" \
+      "lineage): ship the base model with recipes/train_assets.sh $ENV first, or put the base" \
       "weights in $DIR/round0" >&2
     exit 2
   fi

@@ -1,14 +1,14 @@
-# The recipe of each shipped model's data and training, sourced by bench/train_assets.sh,
-# bench/planner_rounds.sh, bench/more_data.sh, bench/planner_round.sh and bench/gpu_train.sh so
+# The recipe of each shipped model's data and training, sourced by recipes/train_assets.sh,
+# recipes/planner_rounds.sh, recipes/more_data.sh, recipes/planner_round.sh and recipes/gpu_train.sh so
 # that they collect episodes of the same length, and the steps those scripts share.
 #   recipe ENV   sets EPISODES, STEPS (raw steps per episode), RESOLUTION (image side, px),
 #                TRAIN_STEPS, SEED (data seed), CKPT (checkpoint every CKPT steps) and
 #                CONTEXTS and PLANNERS (the planning contexts and CEM objective:receding
 #                horizon pairs train_assets.sh evaluates, unless set already); ROUNDS,
-#                GOAL_KINDS and FT_STEPS of bench/planner_rounds.sh (ROUNDS empty: the env's
+#                GOAL_KINDS and FT_STEPS of recipes/planner_rounds.sh (ROUNDS empty: the env's
 #                shipped model is train_assets.sh's); MORE_DATA "episodes:seed:steps" of
-#                bench/more_data.sh and TOP_ROUND "episodes:seed:repeat:iterations" of
-#                bench/planner_round.sh (empty: no such stage); SAMPLE_EPISODES, the episodes
+#                recipes/more_data.sh and TOP_ROUND "episodes:seed:repeat:iterations" of
+#                recipes/planner_round.sh (empty: no such stage); SAMPLE_EPISODES, the episodes
 #                (of STEPS steps, the dataset's length) of the shipped model's held-out sample
 #                (`lewm sample`: what the analyses read where data/<env>.h5 is not on disk;
 #                2,400 to 12,000 frames, under 4 MB; Push-T needs the most episodes, as a

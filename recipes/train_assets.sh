@@ -4,7 +4,7 @@
 # episodes, train the visualisation decoder, probe the latents, measure surprise, and ship
 # config + weights + decoder + model card to assets/models/<env>/, with a held-out sample of the
 # task's frames (`lewm sample`, for the analyses where data/<env>.h5 is not on disk).
-#   bash bench/train_assets.sh tworoom|pusht|reacher|cube
+#   bash recipes/train_assets.sh tworoom|pusht|reacher|cube
 # SAMPLINGS="block" limits the evaluation to one CEM sampling scheme; CONTEXTS (the recipe's:
 # "1 3" for Reacher, "1" for the others) the planning contexts (observed frames) tried;
 # PLANNERS (the recipe's: "last:5 min:2") the CEM objective:blocks-executed-per-plan pairs
@@ -14,8 +14,8 @@
 # Wall times on this 2-core machine are in each model card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ENV="${1:?usage: bench/train_assets.sh tworoom|pusht|reacher|cube}"
-source bench/recipes.sh
+ENV="${1:?usage: recipes/train_assets.sh tworoom|pusht|reacher|cube}"
+source recipes/recipes.sh
 recipe "$ENV"
 DATA="data/$ENV.h5"
 RUN="runs/$ENV-lab"

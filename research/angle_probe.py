@@ -1,9 +1,9 @@
 """Why latents miss a quantity (Push-T's block angle first): probes per checkpoint, and a
 supervised ceiling.
 
-    python bench/angle_probe.py --data data/pusht.h5 --checkpoints runs/a runs/b ... [--json]
-    python bench/angle_probe.py --data data/pusht.h5 --supervised-steps 600 [--json]
-    python bench/angle_probe.py --data data/cube.h5 --quantity gripper_opening ...
+    python research/angle_probe.py --data data/pusht.h5 --checkpoints runs/a runs/b ... [--json]
+    python research/angle_probe.py --data data/pusht.h5 --supervised-steps 600 [--json]
+    python research/angle_probe.py --data data/cube.h5 --quantity gripper_opening ...
 
 For each checkpoint: Pearson r of linear (ridge) and MLP probes of the target quantity (an
 angle as its cos and sin; default: Push-T's block angle; with --minus B, the quantity minus

@@ -1,6 +1,7 @@
 """Is a planning failure the model's or the search's? The model's cost of the data's own actions.
 
-    python bench/expert_cost.py --checkpoint runs/x --data data/x.h5 --episodes 50 --seed 0 [--json]
+    python research/expert_cost.py --checkpoint runs/x --data data/x.h5 --episodes 50 --seed 0 \
+        [--json]
 
 Each `lewm eval` task drawn from a dataset (same seed = same start and goal states) starts at a
 row of an episode whose goal is the frame `goal_offset` = horizon x frameskip raw steps later:

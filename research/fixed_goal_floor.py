@@ -1,6 +1,6 @@
 """How much of Push-T's block angle the positions give away in data pushed to one goal pose.
 
-    python bench/fixed_goal_floor.py [--episodes 300] [--json]
+    python research/fixed_goal_floor.py [--episodes 300] [--json]
 
 The paper's Push-T data are expert demonstrations that push the T into the classic task's one
 goal pose; probes read its latents at linear r 0.902 for the angle. Where every episode ends at

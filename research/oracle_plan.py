@@ -1,6 +1,6 @@
 """The planning protocol's ceiling: the same CEM and MPC loop with the true simulator as the model.
 
-    python bench/oracle_plan.py --env pusht --data data/pusht.h5 --episodes 20 --seed 0 [--json]
+    python research/oracle_plan.py --env pusht --data data/pusht.h5 --episodes 20 --seed 0 [--json]
         [--sampling independent --objective min --receding-horizon 2]  (a model's shipped planning)
 
 Where `lewm eval` rolls candidates out through the world model and scores the last predicted

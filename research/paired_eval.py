@@ -1,6 +1,6 @@
 """Two planners on the same evaluation tasks: paired success and an exact sign test.
 
-    python bench/paired_eval.py --a runs/a-seed0.json runs/a-seed1.json \
+    python research/paired_eval.py --a runs/a-seed0.json runs/a-seed1.json \
         --b runs/b-seed0.json runs/b-seed1.json [--json]
 
 Each file is `lewm eval --json` output (its last line is the JSON summary); the i-th file of

@@ -1,6 +1,6 @@
 """How far a model's own rollout drifts: multi-step prediction error relative to copying.
 
-    python bench/rollout_error.py --data data/pusht.h5 --checkpoints runs/a runs/b ... [--json]
+    python research/rollout_error.py --data data/pusht.h5 --checkpoints runs/a runs/b ... [--json]
         [--split all]   (every clip of a file no model trained on, e.g. planner episodes)
 
 Planning rolls the predictor out autoregressively from the current frame; training (the

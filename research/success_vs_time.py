@@ -1,6 +1,6 @@
 """Planning success versus CEM budget for a shipped model, so the lab can offer a fast setting.
 
-    python bench/success_vs_time.py --model assets/models/tworoom --data data/tworoom.h5 \
+    python research/success_vs_time.py --model assets/models/tworoom --data data/tworoom.h5 \
         [--budgets 300x30,300x10,100x10] [--episodes 50] [--seed 0] [--json]
 
 Runs the standard evaluation protocol (`lewm_core.evaluate.evaluate`) once per CEM budget
