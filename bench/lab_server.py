@@ -1,5 +1,6 @@
 """Lab servers in a subprocess, watched from outside: shared by the browser benchmarks
-(`bench/app.py`, `bench/load.py`) and the browser tests (`tests/lewm_testing.py`).
+(`bench/app.py`, `bench/load.py`, `bench/deploy_memory.py`, which import it as a sibling) and the
+browser tests (`tests/lewm_testing.py` loads it from its file).
 
 Chromium is Debian's (`/usr/bin/chromium`; `playwright install` cannot download here), started
 with the flags this machine needs. Nothing here imports Streamlit, Gradio or Playwright.
