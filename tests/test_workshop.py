@@ -4,6 +4,7 @@ figures regenerate from `recipes/workshop.py`."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from lewm_testing import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDES = (ROOT / "docs" / "workshop.md", ROOT / "docs" / "workshop-handout.md")
@@ -21,11 +23,16 @@ QUOTE = re.compile(
 )
 
 
+@functools.cache
+def _figures() -> dict:
+    return json.loads(FIGURES.read_text())
+
+
 def _source(key: str) -> float:
     """The value a tag names: `workshop.NAME` (docs/workshop_figures.json, a figure or a setting) or
     `ENV/FILE.json:a.b.c` (a JSON file beside a shipped model in assets/models)."""
     if key.startswith("workshop."):  # a measured figure, else a setting of the recipe
-        doc, name = json.loads(FIGURES.read_text()), key.split(".", 1)[1]
+        doc, name = _figures(), key.split(".", 1)[1]
         return float(
             doc["figures"][name]["value"] if name in doc["figures"] else doc["settings"][name]
         )
@@ -69,7 +76,7 @@ def test_every_quoted_figure_matches_its_source() -> None:
 
 def test_the_five_minute_planner_meets_the_target() -> None:
     """The issue's aim: >= 80% of unseen Two-Room goals after <= 5 minutes of training."""
-    figs = json.loads(FIGURES.read_text())["figures"]
+    figs = _figures()["figures"]
     assert figs["plan_success_pct"]["value"] >= 80
     assert figs["train_min"]["value"] <= 5
     # the collapse demo shows a collapse (std) next to a healthy run
@@ -89,23 +96,13 @@ def test_welcome_page_and_guide_agree_with_the_lab() -> None:
             assert title in text, (page, title)
 
 
-def _lewm_json(args: list[str]) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "lewm_core", *args, "--quiet", "--json"],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def test_surprise_figures_regenerate_with_the_guides_settings() -> None:
     """Exercise 4's settings (20 episodes x 20 steps, perturbation at 10, seed 0) give the
     p-values the guide quotes from the shipped surprise.json."""
-    got = _lewm_json(
-        ["surprise", "--checkpoint", "assets/models/tworoom", "--episodes", "20"]
-        + ["--steps", "20", "--perturb-step", "10", "--seed", "0"]
+    got = run_script(
+        *("-m", "lewm_core", "surprise", "--checkpoint", "assets/models/tworoom"),
+        *("--episodes", "20", "--steps", "20", "--perturb-step", "10", "--seed", "0"),
+        *("--quiet", "--json"),
     )
     for kind in ("teleport", "color"):
         quoted = _source(f"tworoom/surprise.json:{kind}.p_value")
@@ -123,7 +120,7 @@ def test_exercise_figures_regenerate(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     got = json.loads(out.read_text())["figures"]
-    want = json.loads(FIGURES.read_text())["figures"]
+    want = _figures()["figures"]
     assert got["train_steps"]["value"] == want["train_steps"]["value"]
     assert got["plan_success_pct"]["value"] >= 80
     lo, hi = want["plan_ci_lo_pct"]["value"], want["plan_ci_hi_pct"]["value"]
