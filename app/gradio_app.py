@@ -10,11 +10,12 @@ with ``gradio_client``:
                (mean surprise per step, unperturbed and teleported, and the statistics)
 
 The app is thin: the task is episode 0 of ``lewm eval --seed <seed>`` with start and goal from a
-fresh episode of the data policy (``lewm_core.evaluate.tasks_from_policy``), planned with
-``lewm_core.planning.Planner`` + ``run_mpc``; the surprise curves are
-``lewm_core.surprise.surprise_experiment`` with the teleport perturbation. The shipped models
-(``assets/models/<task>/``, or LEWM_ASSETS_DIR) are loaded once, kept in a small LRU cache and
-shared read-only by every session; torch uses LEWM_APP_THREADS threads (default: half the cores).
+fresh episode of the data policy (``lewm_core.planning.evaluate.tasks_from_policy``), planned with
+``lewm_core.planning.cem.Planner`` + ``run_mpc``; the surprise curves are
+``lewm_core.analysis.surprise.surprise_experiment`` with the teleport perturbation. The shipped
+models (``assets/models/<task>/``, or LEWM_ASSETS_DIR) are loaded once, kept in a small LRU cache
+and shared read-only by every session; torch uses LEWM_APP_THREADS threads (default: half the
+cores).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ import gradio as gr  # noqa: E402
 from lab_store import discover_models, env_title, load_model_readonly, set_torch_threads  # noqa: E402
 
 from lewm_core.atomic import jsonable  # noqa: E402
-from lewm_core.checkpoint import LoadedModel  # noqa: E402
 from lewm_core.errors import UserError  # noqa: E402
+from lewm_core.world_model.checkpoint import LoadedModel  # noqa: E402
 
 # The fast interactive CEM budget: REPRODUCTION.md ("Success versus CEM budget") measured it with
 # each shipped model's planning defaults (50 episodes each, against the paper's 300 x 30): the
@@ -265,8 +266,8 @@ def plan_to_goal(
     """
 
     from lewm_core.envs import make
-    from lewm_core.evaluate import side_by_side_video, tasks_from_policy
-    from lewm_core.planning import Planner, episode_generator, run_mpc
+    from lewm_core.planning.cem import Planner, episode_generator, run_mpc
+    from lewm_core.planning.evaluate import side_by_side_video, tasks_from_policy
 
     task, path = check_task(task)
     seed = check_int("seed", seed, 0, MAX_SEED)
@@ -354,14 +355,14 @@ def teleport_surprise(
 ) -> tuple[Any, str, dict]:
     """The world model's surprise when the agent is teleported, vs an unperturbed copy.
 
-    `lewm_core.surprise.surprise_experiment` with the teleport perturbation: each episode of
-    the data policy is replayed with the same actions, teleported just before `perturb_step`.
+    `lewm_core.analysis.surprise.surprise_experiment` with the teleport perturbation: each episode
+    of the data policy is replayed with the same actions, teleported just before `perturb_step`.
 
     Returns (Plotly figure of the mean curves; summary markdown; details: task, seed, episodes,
     steps, perturb_step, unperturbed and teleport (mean surprise per step, None at step 0),
     stats (jump, ratio, t, p_value, argmax_rate, ... at the teleport step)).
     """
-    from lewm_core.surprise import curve_summary, surprise_experiment
+    from lewm_core.analysis.surprise import curve_summary, surprise_experiment
 
     task, path = check_task(task)
     seed = check_int("seed", seed, 0, MAX_SEED)

@@ -34,9 +34,9 @@ import streamlit as st
 import ui
 from streamlit import config as st_config
 
-from lewm_core import jobs
 from lewm_core.errors import UserError
-from lewm_core.job_queue import JobQueue
+from lewm_core.training import jobs
+from lewm_core.training.job_queue import JobQueue
 
 # training steps of one run: the Train page's default (the lab preset on one thread of a busy
 # 2-core machine: about 60 clips/s, so a slot is held for minutes, not hours)

@@ -236,8 +236,9 @@ def set_torch_threads() -> None:
 
 
 def load_model_readonly(path: str | os.PathLike):
-    """`lewm_core.checkpoint.load_model(path)` with every parameter frozen (shared read-only)."""
-    from lewm_core.checkpoint import load_model
+    """`lewm_core.world_model.checkpoint.load_model(path)` with every parameter frozen (shared
+    read-only)."""
+    from lewm_core.world_model.checkpoint import load_model
 
     loaded = load_model(path)
     for p in loaded.model.parameters():

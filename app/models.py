@@ -42,8 +42,8 @@ from lab_store import (  # noqa: F401 (re-exported for the pages)
 )
 
 from decoder import DECODER_WEIGHTS
+from lewm_core.data.samples import Frames, resolve_frames
 from lewm_core.errors import UserError
-from lewm_core.samples import Frames, resolve_frames
 
 
 def models_or_stop(known_task_only: bool = False) -> list[ModelEntry]:
@@ -70,7 +70,7 @@ def models_or_stop(known_task_only: bool = False) -> list[ModelEntry]:
 # --------------------------------------------------------------------------- frames
 def model_frames(loaded) -> Frames | None:
     """The frames the pages read for a loaded model: its dataset, looked up by name in the data
-    folder (or at its absolute path), else its held-out sample (`lewm_core.samples`); None
+    folder (or at its absolute path), else its held-out sample (`lewm_core.data.samples`); None
     with neither."""
     try:
         return resolve_frames(loaded, data_dir=data_dir())
@@ -106,7 +106,8 @@ def _load(path: str, mtime: float):
 
 
 def load_model_cached(path: str | os.PathLike):
-    """`lewm_core.checkpoint.load_model(path)`, cached by path and weights' mtime (read-only)."""
+    """`lewm_core.world_model.checkpoint.load_model(path)`, cached by path and weights' mtime
+    (read-only)."""
     path = Path(path).resolve()
     try:
         mtime = (path / "model.safetensors").stat().st_mtime

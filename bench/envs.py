@@ -56,7 +56,7 @@ def measure_collection(
     import tempfile
     from pathlib import Path
 
-    from lewm_core.collect import CollectSpec, collect
+    from lewm_core.data.collect import CollectSpec, collect
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

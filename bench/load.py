@@ -330,8 +330,8 @@ async def drive(
 # --------------------------------------------------------------------------- main
 def _stop_jobs(runs: Path) -> int:
     """Stop every training job still running in runs/ (they outlive the server); count them."""
-    from lewm_core import jobs
     from lewm_core.errors import UserError
+    from lewm_core.training import jobs
 
     stopped = 0
     for run in sorted(p for p in runs.iterdir() if p.is_dir()):
@@ -347,8 +347,8 @@ def _stop_jobs(runs: Path) -> int:
 def _check_runs(runs: Path) -> list[str]:
     """Every run folder is whole: loadable checkpoints, no temporaries left."""
     from lewm_core.atomic import TMP_MARK
-    from lewm_core.checkpoint import load_model
     from lewm_core.errors import UserError
+    from lewm_core.world_model.checkpoint import load_model
 
     problems = []
     for run in sorted(p for p in runs.iterdir() if p.is_dir()):

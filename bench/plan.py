@@ -3,8 +3,8 @@
     python bench/plan.py [--preset lab|paper|all] [--repeats 3] [--iterations 30]
                          [--device auto|cpu|cuda] [--no-compile] [--json]
 
-Runs on every CPU: each kernel choice is probed first (`lewm_core.cpu_kernels`) and the output
-says what was chosen and why: the precision (bfloat16 only where a bfloat16 matmul measured
+Runs on every CPU: each kernel choice is probed first (`lewm_core.world_model.cpu_kernels`) and the
+output says what was chosen and why: the precision (bfloat16 only where a bfloat16 matmul measured
 here runs at least 1.5x faster than float32), the linear + GELU (the fused oneDNN op where it
 runs here, else the plain two calls) and the rollout (compiled or eager). LEWM_CPU_KERNELS=plain
 forces the plain path of all three.
@@ -24,7 +24,7 @@ Measures, in one run on this machine, the median seconds per plan of:
                   skips it.
 `fast_context3_s` is the eager fast rollout planning from three observed frames (`lewm eval
 --context 3`, Reacher's default), `context3_over_eager` its ratio to `fast_eager_s`.
-`fast_eager_s` is the fast rollout in the precision `lewm_core.planning.choose_dtype` picks for
+`fast_eager_s` is the fast rollout in the precision `lewm_core.planning.cem.choose_dtype` picks for
 the device; `fast_s` is the faster of it and the compiled rollout (`fast_mode` says which), and
 `speedup` is naive_s / fast_s (`speedup_eager` for the eager rollout alone). FLOPs are counted
 with torch's FlopCounterMode over one full plan in float32 (bfloat16 does the same arithmetic,
@@ -47,8 +47,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lewm_core.config import ModelConfig
-from lewm_core.cpu_kernels import (
+from lewm_core.data.dataset import ActionStats
+from lewm_core.planning.cem import CEMConfig, Planner, choose_dtype
+from lewm_core.world_model.config import ModelConfig
+from lewm_core.world_model.cpu_kernels import (
     BF16_SCREEN,
     bf16_probe,
     compile_blocked,
@@ -58,9 +60,7 @@ from lewm_core.cpu_kernels import (
     matmul_gflops,
     synchronize,
 )
-from lewm_core.data import ActionStats
-from lewm_core.model import LeWM
-from lewm_core.planning import CEMConfig, Planner, choose_dtype
+from lewm_core.world_model.model import LeWM
 
 VARIANTS = (("naive", "float32"), ("fast", "float32"), ("fast", "bfloat16"))
 

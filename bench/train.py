@@ -19,11 +19,11 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lewm_core.config import ModelConfig
-from lewm_core.cpu_kernels import matmul_gflops, synchronize
-from lewm_core.model import LeWM
-from lewm_core.sigreg import sigreg
-from lewm_core.trainer import pick_device
+from lewm_core.training.trainer import pick_device
+from lewm_core.world_model.config import ModelConfig
+from lewm_core.world_model.cpu_kernels import matmul_gflops, synchronize
+from lewm_core.world_model.model import LeWM
+from lewm_core.world_model.sigreg import sigreg
 
 BATCH = {"lab": 64, "lab-vit": 64, "paper": 16}
 

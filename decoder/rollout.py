@@ -18,9 +18,9 @@ import torch
 
 from decoder.model import LatentDecoder
 from decoder.train import decode_images, psnr
-from lewm_core.checkpoint import LoadedModel
-from lewm_core.data import ActionStats, open_dataset
+from lewm_core.data.dataset import ActionStats, open_dataset
 from lewm_core.errors import UserError
+from lewm_core.world_model.checkpoint import LoadedModel
 
 
 def episode_clip(

@@ -4,7 +4,7 @@ Frames of the run's training episodes are encoded once by the frozen encoder (ev
 gradient), then the decoder learns latent -> pixels with an MSE loss on pixels in [0, 1]
 (AdamW, linear warm-up then cosine decay). Held-out frames (the run's validation episodes)
 give the reported MSE and PSNR. Where the run's dataset is not on disk the frames come from
-its held-out sample (`lewm_core.samples.resolve_frames`), split by `SAMPLE_SPLIT`. The result
+its held-out sample (`lewm_core.data.samples.resolve_frames`), split by `SAMPLE_SPLIT`. The result
 is written beside the world model, atomically:
 
     runs/<name>/decoder.safetensors   decoder weights (safetensors, never a pickle)
@@ -25,24 +25,24 @@ import torch.nn.functional as F
 
 from decoder import DECODER_CONFIG, DECODER_WEIGHTS
 from decoder.model import DecoderConfig, LatentDecoder
+from lewm_core.analysis.probing import (
+    check_dataset_matches,
+    encode_frames,
+    read_rows,
+    sample_split_rows,
+)
 from lewm_core.atomic import write_json
-from lewm_core.checkpoint import (
+from lewm_core.data.dataset import open_dataset
+from lewm_core.data.samples import resolve_frames
+from lewm_core.errors import UserError
+from lewm_core.training.trainer import lr_at
+from lewm_core.world_model.checkpoint import (
     check_weights_match,
     load_model,
     load_tensors,
     save_tensors,
     tensor_shapes,
 )
-from lewm_core.data import open_dataset
-from lewm_core.errors import UserError
-from lewm_core.probing import (
-    check_dataset_matches,
-    encode_frames,
-    read_rows,
-    sample_split_rows,
-)
-from lewm_core.samples import resolve_frames
-from lewm_core.trainer import lr_at
 
 
 def psnr(a: np.ndarray, b: np.ndarray, max_val: float = 255.0) -> np.ndarray:

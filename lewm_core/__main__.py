@@ -2,6 +2,6 @@
 
 import sys
 
-from lewm_core.cli import main
+from lewm_core.cli.main import main
 
 sys.exit(main())

@@ -4,7 +4,7 @@ The shipped folder holds what loading and planning need, nothing for resuming:
 `config.json` (model config, action statistics, data and training info), `model.safetensors`,
 `eval.json` (the planning evaluation, if given), `probe.json` and `surprise.json` (the last JSON
 lines of `lewm probe --json` and `lewm surprise --json`, if given), a held-out sample of the task's
-frames (`sample.h5`, `sample.json`: `lewm_core.samples`, made with `lewm sample`) and
+frames (`sample.h5`, `sample.json`: `lewm_core.data.samples`, made with `lewm sample`) and
 `MODEL_CARD.md`, written from those files by `write_card` (so it can be written again where the
 training run and its dataset are gone). config.json records the dataset's collection recipe
 (`data.recipe`) for the card. Results that describe other weights (a decoder, probes, surprise)
@@ -22,7 +22,16 @@ from pathlib import Path
 
 from decoder import DECODER_CONFIG, DECODER_FILES
 from lewm_core.atomic import atomic_path, write_bytes, write_json
-from lewm_core.checkpoint import (
+from lewm_core.data.dataset import dataset_info
+from lewm_core.data.samples import (
+    SAMPLE_FILE,
+    SAMPLE_FILES,
+    collect_sample,
+    read_sample_info,
+    sample_card_lines,
+)
+from lewm_core.errors import UserError
+from lewm_core.world_model.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
     PlanningDefaults,
@@ -32,16 +41,7 @@ from lewm_core.checkpoint import (
     planning_defaults,
     read_config,
 )
-from lewm_core.data import dataset_info
-from lewm_core.errors import UserError
-from lewm_core.model import parameter_counts
-from lewm_core.samples import (
-    SAMPLE_FILE,
-    SAMPLE_FILES,
-    collect_sample,
-    read_sample_info,
-    sample_card_lines,
-)
+from lewm_core.world_model.model import parameter_counts
 
 EVAL_FILE = "eval.json"
 

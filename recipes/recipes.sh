@@ -57,7 +57,7 @@ eval_successes() {
 # (config.json "planning"), one line; an error (exit 2) when it records none (a run folder).
 planning_flags() {
   .venv/bin/python -c 'import dataclasses, json, sys
-from lewm_core.checkpoint import planning_defaults
+from lewm_core.world_model.checkpoint import planning_defaults
 config = json.load(open(sys.argv[1]))
 if "planning" not in config:
     print(f"error: {sys.argv[1]} records no planning settings (not a shipped folder)", file=sys.stderr)

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lewm_core.atomic import write_json
-from lewm_core.cpu_kernels import cpu_description
+from lewm_core.world_model.cpu_kernels import cpu_description
 
 
 @dataclass

@@ -10,8 +10,8 @@ angle as its cos and sin; default: Push-T's block angle; with --minus B, the qua
 quantity B), read from the 192-d latent, from the encoder output before the projector and from
 the latent together with the true values of the env's other quantities, and the linear r of
 the env's other quantities, on held-out frames (8,000 train / 3,000 test frames from disjoint
-episodes, `lewm_core.probing`). Once per run: the same probes from the other quantities alone
-("state_floor"), the floor of a latent that holds the target only through them; a latent that
+episodes, `lewm_core.analysis.probing`). Once per run: the same probes from the other quantities
+alone ("state_floor"), the floor of a latent that holds the target only through them; a latent that
 holds it on its own lifts "latent_and_rest" above that floor.
 With --supervised-steps N, the `lab` encoder (and projector) is trained from scratch with a
 linear head to regress the target on the same train frames (AdamW, lr 1e-3, batch 64, seed 0)
@@ -30,12 +30,12 @@ import sys
 import numpy as np
 import torch
 
-from lewm_core import probing
-from lewm_core.checkpoint import load_model
-from lewm_core.config import ModelConfig
-from lewm_core.data import open_dataset
+from lewm_core.analysis import probing
+from lewm_core.data.dataset import open_dataset
 from lewm_core.errors import UserError
-from lewm_core.model import LeWM
+from lewm_core.world_model.checkpoint import load_model
+from lewm_core.world_model.config import ModelConfig
+from lewm_core.world_model.model import LeWM
 
 TRAIN_FRAMES, TEST_FRAMES = 8000, 3000
 

@@ -20,10 +20,10 @@ import sys
 import numpy as np
 import torch
 
-from lewm_core.checkpoint import load_model
 from lewm_core.errors import UserError
-from lewm_core.evaluate import evaluate
-from lewm_core.planning import CEMPlanner, Planner
+from lewm_core.planning.cem import CEMPlanner, Planner
+from lewm_core.planning.evaluate import evaluate
+from lewm_core.world_model.checkpoint import load_model
 
 
 class EnsemblePlanner(CEMPlanner):

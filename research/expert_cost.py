@@ -42,12 +42,12 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from lewm_core.checkpoint import load_model
-from lewm_core.config import OBJECTIVES
-from lewm_core.data import open_dataset
+from lewm_core.data.dataset import open_dataset
 from lewm_core.envs import make
-from lewm_core.evaluate import reaches_goal, render_state, tasks_from_dataset
-from lewm_core.planning import Planner
+from lewm_core.planning.cem import Planner
+from lewm_core.planning.evaluate import reaches_goal, render_state, tasks_from_dataset
+from lewm_core.world_model.checkpoint import load_model
+from lewm_core.world_model.config import OBJECTIVES
 
 
 def _recording(env, actions, frameskip: int, frames: list):

@@ -9,12 +9,13 @@ reads some of it through them. This runs `PushTExpertPolicy` (`lewm collect --po
 with one fixed goal pose for every episode (centre of mass at (256, 256), angle pi/4, as the
 classic task's T sits in the middle at 45 degrees; our T's origin is its centre of mass, not
 the classic bar edge), each episode ending when the T is within 15 px and 0.15 rad of it or
-after 300 steps, as demonstrations end at success. Then it fits `lewm_core.probing.state_floor`
-(the angle's probe from the true agent position, velocity and block position) on 8,000 train /
-3,000 test frames of disjoint episodes, and the same for the random goal poses of `--policy
-expert` (each episode a new pose), as `lewm probe` does for a dataset. States only: nothing is
-rendered beyond the env's own 32-px frames. The last stdout line with --json is one JSON
-object: {"fixed_goal": {"linear", "mlp", "frames", "episodes_met"}, "random_goals": {...}}.
+after 300 steps, as demonstrations end at success. Then it fits
+`lewm_core.analysis.probing.state_floor` (the angle's probe from the true agent position, velocity
+and block position) on 8,000 train / 3,000 test frames of disjoint episodes, and the same for the
+random goal poses of `--policy expert` (each episode a new pose), as `lewm probe` does for a
+dataset. States only: nothing is rendered beyond the env's own 32-px frames. The last stdout line
+with --json is one JSON object: {"fixed_goal": {"linear", "mlp", "frames", "episodes_met"},
+"random_goals": {...}}.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import math
 
 import numpy as np
 
-from lewm_core import probing
-from lewm_core.collect import dataset_layout
+from lewm_core.analysis import probing
+from lewm_core.data.collect import dataset_layout
 from lewm_core.envs import make, make_policy
 
 GOAL = (np.array([256.0, 256.0]), math.pi / 4)

@@ -21,12 +21,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from lewm_core.collect import check_output_path, format_attrs, write_episodes
-from lewm_core.data import open_dataset
+from lewm_core.data.collect import check_output_path, format_attrs, write_episodes
+from lewm_core.data.dataset import open_dataset
 from lewm_core.envs import make
 from lewm_core.errors import UserError
-from lewm_core.evaluate import reaches_goal
-from lewm_core.planner_data import planner_tasks
+from lewm_core.planning.evaluate import reaches_goal
+from lewm_core.planning.planner_data import planner_tasks
 
 
 def episodes_reached(path: str | os.PathLike, split: tuple[float, int] = (0.1, 0)) -> np.ndarray:

@@ -31,9 +31,9 @@ import sys
 import numpy as np
 import torch
 
-from lewm_core.checkpoint import load_model
-from lewm_core.data import ClipDataset, open_dataset
+from lewm_core.data.dataset import ClipDataset, open_dataset
 from lewm_core.envs import make
+from lewm_core.world_model.checkpoint import load_model
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@
     python research/success_vs_time.py --model assets/models/tworoom --data data/tworoom.h5 \
         [--budgets 300x30,300x10,100x10] [--episodes 50] [--seed 0] [--json]
 
-Runs the standard evaluation protocol (`lewm_core.evaluate.evaluate`) once per CEM budget
+Runs the standard evaluation protocol (`lewm_core.planning.evaluate.evaluate`) once per CEM budget
 (samples x iterations) on the same episodes and prints success, its interval and the median plan
 time side by side. The last stdout line with --json is a JSON object {budget: summary}.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from lewm_core.checkpoint import load_model
-from lewm_core.evaluate import evaluate
-from lewm_core.planning import SAMPLINGS
+from lewm_core.planning.cem import SAMPLINGS
+from lewm_core.planning.evaluate import evaluate
+from lewm_core.world_model.checkpoint import load_model
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from lewm_core import cli
+from lewm_core.cli import main as cli
 
 
 def load_script(path: str) -> ModuleType:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from lewm_testing import CHROMIUM, CHROMIUM_ARGS, IDLE, serve_streamlit
 
-from lewm_core import jobs
+from lewm_core.training import jobs
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 PLOT = "[data-testid='stPlotlyChart']"

@@ -27,8 +27,8 @@ from lewm_testing import (
 )
 from streamlit.testing.v1 import AppTest
 
-from lewm_core import jobs
-from lewm_core.data import open_dataset
+from lewm_core.data.dataset import open_dataset
+from lewm_core.training import jobs
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 

@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from lewm_core.collect import CollectSpec, collect
-from lewm_core.data import ClipDataset, dataset_info, open_dataset, split_episodes
+from lewm_core.data.collect import CollectSpec, collect
+from lewm_core.data.dataset import ClipDataset, dataset_info, open_dataset, split_episodes
 from lewm_core.envs import make
 from lewm_core.errors import UserError
 
@@ -83,7 +83,7 @@ def test_splits_share_one_preloaded_pixel_array(tworoom_h5, tmp_path):
 
 
 def test_preloaded_training_holds_one_copy_of_the_pixels(tworoom_h5, tmp_path):
-    from lewm_core.trainer import TrainConfig, Trainer
+    from lewm_core.training.trainer import TrainConfig, Trainer
 
     cfg = TrainConfig.from_preset("lab", tworoom_h5, str(tmp_path / "run"), max_steps=1)
     trainer = Trainer(cfg)  # the test dataset is far under the 4 GB preload limit

@@ -23,8 +23,8 @@ from decoder.train import (
     psnr,
     train_decoder,
 )
-from lewm_core.checkpoint import load_model
 from lewm_core.errors import UserError
+from lewm_core.world_model.checkpoint import load_model
 
 torch.set_num_threads(1)
 

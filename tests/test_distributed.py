@@ -26,11 +26,11 @@ from lewm_testing import free_port
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from lewm_core import distributed as ddp
-from lewm_core.checkpoint import load_model
-from lewm_core.collect import CollectSpec, collect
-from lewm_core.sigreg import sigreg
-from lewm_core.trainer import METRICS_FILE, TrainConfig, Trainer, TrainingDiverged
+from lewm_core.data.collect import CollectSpec, collect
+from lewm_core.training import distributed as ddp
+from lewm_core.training.trainer import METRICS_FILE, TrainConfig, Trainer, TrainingDiverged
+from lewm_core.world_model.checkpoint import load_model
+from lewm_core.world_model.sigreg import sigreg
 
 WORLD = 2
 LAMBDA = 0.09

@@ -1,5 +1,6 @@
-"""Background training jobs (lewm_core.jobs): a real tiny `lewm train` started, refused a second
-time, stopped with a checkpoint, resumed; and the lock file's edge cases with stand-in processes."""
+"""Background training jobs (lewm_core.training.jobs): a real tiny `lewm train` started, refused a
+second time, stopped with a checkpoint, resumed; and the lock file's edge cases with stand-in
+processes."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lewm_core import jobs
-from lewm_core.collect import CollectSpec, collect
+from lewm_core.data.collect import CollectSpec, collect
 from lewm_core.errors import UserError
+from lewm_core.training import jobs
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -48,7 +49,7 @@ def _fake_python(tmp_path: Path, body: str) -> str:
 
 
 def test_start_refuse_stop_resume(tiny_h5: Path, tmp_path: Path) -> None:
-    from lewm_core.checkpoint import load_model
+    from lewm_core.world_model.checkpoint import load_model
 
     run = tmp_path / "run"
     # epochs=1000 so that max_steps (not the 10-epoch default) bounds the run

@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from lewm_core.config import PRESETS, ModelConfig
-from lewm_core.cpu_kernels import (
+from lewm_core.world_model.config import PRESETS, ModelConfig
+from lewm_core.world_model.cpu_kernels import (
     bf16_probe,
     forced_plain,
     fused_linear_gelu,
     fused_linear_gelu_status,
 )
-from lewm_core.model import LeWM, linear_gelu, parameter_counts, recalibrate_batchnorm
+from lewm_core.world_model.model import LeWM, linear_gelu, parameter_counts, recalibrate_batchnorm
 
 
 def pixels(b, t, size, seed=0):
@@ -371,8 +371,8 @@ PLAIN_ROLLOUT_SCRIPT = """
 import sys, torch, torch.nn.functional as F
 from safetensors.torch import save_file
 from test_model import actions, make, randomise_adaln
-from lewm_core.cpu_kernels import fused_linear_gelu_status
-from lewm_core.model import linear_gelu
+from lewm_core.world_model.cpu_kernels import fused_linear_gelu_status
+from lewm_core.world_model.model import linear_gelu
 status = fused_linear_gelu_status(torch.bfloat16)
 try:
     layer = torch.nn.Linear(32, 48).bfloat16()
@@ -559,7 +559,7 @@ def test_state_dict_round_trip():
 
 
 def test_parse_arch_override_types_each_field():
-    from lewm_core.config import parse_arch_override
+    from lewm_core.world_model.config import parse_arch_override
 
     assert parse_arch_override("pred_depth=6") == ("pred_depth", 6)
     assert parse_arch_override(" dropout = 0.25 ") == ("dropout", 0.25)

@@ -11,14 +11,14 @@ import pytest
 import torch
 from lewm_testing import ROOT
 
-from lewm_core.checkpoint import load_model
-from lewm_core.cli import main
-from lewm_core.collect import CollectSpec, collect
-from lewm_core.data import ClipDataset, ClipMix, open_dataset, split_episodes
+from lewm_core.cli.main import main
+from lewm_core.data.collect import CollectSpec, collect
+from lewm_core.data.dataset import ClipDataset, ClipMix, open_dataset, split_episodes
 from lewm_core.errors import UserError
-from lewm_core.planner_data import collect_planner_episodes
-from lewm_core.planning import CEMConfig, Planner, run_mpc
-from lewm_core.trainer import TrainConfig, Trainer
+from lewm_core.planning.cem import CEMConfig, Planner, run_mpc
+from lewm_core.planning.planner_data import collect_planner_episodes
+from lewm_core.training.trainer import TrainConfig, Trainer
+from lewm_core.world_model.checkpoint import load_model
 
 RUN = dict(
     cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"}

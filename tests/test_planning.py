@@ -13,9 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from lewm_core.checkpoint import PlanningDefaults
-from lewm_core.config import ModelConfig
-from lewm_core.cpu_kernels import (
+from lewm_core.data.dataset import ActionStats
+from lewm_core.errors import UserError
+from lewm_core.planning.cem import CEMConfig, Planner
+from lewm_core.planning.evaluate import wilson_interval
+from lewm_core.world_model.checkpoint import PlanningDefaults
+from lewm_core.world_model.config import ModelConfig
+from lewm_core.world_model.cpu_kernels import (
     BF16_SCREEN,
     Bf16Probe,
     bf16_probe,
@@ -23,11 +27,7 @@ from lewm_core.cpu_kernels import (
     forced_plain,
     kernel_mode_from,
 )
-from lewm_core.data import ActionStats
-from lewm_core.errors import UserError
-from lewm_core.evaluate import wilson_interval
-from lewm_core.model import LeWM
-from lewm_core.planning import CEMConfig, Planner
+from lewm_core.world_model.model import LeWM
 
 
 def _random_action_model(seed: int = 0) -> LeWM:
@@ -136,7 +136,7 @@ def test_run_mpc_plans_from_the_last_observed_blocks():
     """context 3: the second plan starts from the frames at steps 0, 5, 10 and the two executed
     blocks between them (normalised); the first, with one frame observed, from that frame."""
     from lewm_core.envs import make
-    from lewm_core.planning import run_mpc
+    from lewm_core.planning.cem import run_mpc
 
     class Recording(Planner):
         def plan(self, z_start, z_goal, generator=None, keep_history=True, context_blocks=None):
@@ -181,7 +181,7 @@ def test_reaches_goal_counts_the_start_and_stops_where_told():
     """The success test holds at the start, after some action, or never; with
     `stop_at_goal` the later actions are not drawn, without it the env ends after the last."""
     from lewm_core.envs import make
-    from lewm_core.evaluate import EvalTask, random_policy_success, reaches_goal
+    from lewm_core.planning.evaluate import EvalTask, random_policy_success, reaches_goal
 
     env = make("tworoom", resolution=32)
     env.reset(seed=0)
@@ -257,8 +257,8 @@ def test_eval_cli_on_trained_model_is_repeatable(trained_run, tworoom_h5, tmp_pa
 
 
 def test_ship_writes_loadable_model_with_card(trained_run, tmp_path):
-    from lewm_core.checkpoint import load_model
     from lewm_core.shipping import ship
+    from lewm_core.world_model.checkpoint import load_model
 
     evals = {
         "block": {
@@ -307,7 +307,7 @@ def test_ship_summarises_probe_and_surprise_in_the_card(trained_run, tmp_path, c
     """`lewm ship --probe --surprise` keeps the real outputs of `lewm probe` / `lewm surprise`
     beside the weights and writes their section of the card; re-shipping the same weights keeps
     them, shipping other weights drops them; results of another env are refused."""
-    from lewm_core.cli import main
+    from lewm_core.cli.main import main
 
     run = trained_run["path"]
     probe, surprise = tmp_path / "probe.out", tmp_path / "surprise.out"
@@ -351,8 +351,8 @@ def test_shipped_sampling_and_context_are_the_defaults_of_eval(
     """`lewm ship --sampling --context` records the model's CEM sampling and planning context;
     `lewm eval` plans with them unless told otherwise; a config naming an unknown sampling or a
     context beyond the model's history fails at load with the fix."""
-    from lewm_core.checkpoint import load_model
-    from lewm_core.cli import main
+    from lewm_core.cli.main import main
+    from lewm_core.world_model.checkpoint import load_model
 
     loaded = load_model(trained_run["path"])
     assert loaded.planning == PlanningDefaults("block", 1, "last", 5)  # nothing recorded
@@ -453,7 +453,7 @@ def test_bfloat16_planning_finds_the_goal_and_leaves_the_model_alone():
 
 
 def test_default_dtype_and_its_override(monkeypatch):
-    from lewm_core.planning import default_dtype
+    from lewm_core.planning.cem import default_dtype
 
     monkeypatch.delenv("LEWM_PLAN_DTYPE", raising=False)
     assert default_dtype("cpu") in ("float32", "bfloat16")
@@ -469,7 +469,7 @@ def test_default_dtype_and_its_override(monkeypatch):
 def test_bf16_probe_measures_and_never_raises():
     """The bfloat16 probe runs a real matmul and times it against float32; `choose_dtype` picks
     bfloat16 on the CPU exactly where it measured at least BF16_MIN_SPEEDUP times faster."""
-    from lewm_core.planning import BF16_MIN_SPEEDUP, bf16_matmul_speedup, choose_dtype
+    from lewm_core.planning.cem import BF16_MIN_SPEEDUP, bf16_matmul_speedup, choose_dtype
 
     probe = bf16_probe()
     assert bf16_matmul_speedup() == probe.speedup
@@ -511,8 +511,8 @@ def test_kernel_mode_values():
 FORCED_PLAIN_SCRIPT = """
 import warnings, torch
 from test_planning import STATS, _compile_test_model
-from lewm_core.cpu_kernels import compile_blocked, fused_linear_gelu_status
-from lewm_core.planning import CEMConfig, Planner, choose_dtype
+from lewm_core.world_model.cpu_kernels import compile_blocked, fused_linear_gelu_status
+from lewm_core.planning.cem import CEMConfig, Planner, choose_dtype
 assert choose_dtype("cpu") == ("float32", "LEWM_CPU_KERNELS=plain"), choose_dtype("cpu")
 assert not fused_linear_gelu_status(torch.bfloat16).usable
 model = _compile_test_model()
@@ -631,7 +631,7 @@ def test_recompile_limit_falls_back_with_a_warning():
 FALLBACK_SCRIPT = """
 import warnings, torch
 from test_planning import STATS, _compile_test_model
-from lewm_core.planning import CEMConfig, Planner
+from lewm_core.planning.cem import CEMConfig, Planner
 model = _compile_test_model()
 cfg = CEMConfig(samples=16, elites=4, iterations=2)
 z0, zg = torch.randn(2, model.cfg.latent_dim, generator=torch.Generator().manual_seed(1))
@@ -677,10 +677,10 @@ def test_ship_records_the_training_stages_of_fine_tuned_weights(tiny_run, tmp_pa
     training history: every stage in config.json and the card, kept when the runs are gone."""
     import shutil
 
-    from lewm_core.checkpoint import read_config
-    from lewm_core.collect import CollectSpec, collect
+    from lewm_core.data.collect import CollectSpec, collect
     from lewm_core.shipping import ship
-    from lewm_core.trainer import TrainConfig, Trainer
+    from lewm_core.training.trainer import TrainConfig, Trainer
+    from lewm_core.world_model.checkpoint import read_config
 
     extra = tmp_path / "extra.h5"
     collect(CollectSpec("tworoom", episodes=3, steps=40, resolution=64, seed=5), extra)

@@ -10,9 +10,7 @@ import pytest
 import torch
 from lewm_testing import run_cli  # noqa: E402
 
-from lewm_core.checkpoint import load_model
-from lewm_core.errors import UserError
-from lewm_core.probing import (
+from lewm_core.analysis.probing import (
     encode_frames,
     fit_probe,
     pearson_r,
@@ -22,8 +20,10 @@ from lewm_core.probing import (
     state_floor,
     untrained_model,
 )
-from lewm_core.samples import resolve_frames
-from lewm_core.straightness import consecutive_cosines, straightness
+from lewm_core.analysis.straightness import consecutive_cosines, straightness
+from lewm_core.data.samples import resolve_frames
+from lewm_core.errors import UserError
+from lewm_core.world_model.checkpoint import load_model
 
 torch.set_num_threads(1)
 

@@ -1,7 +1,7 @@
 """Public mode (LEWM_PUBLIC=1, app/lab_public.py): a shared server that survives its visitors.
 
-The switch and the queue of training jobs (`lewm_core.job_queue.JobQueue`, real `lewm train`
-processes), the lab's pages in AppTest (two sessions: their files land in their own scratch
+The switch and the queue of training jobs (`lewm_core.training.job_queue.JobQueue`, real `lewm
+train` processes), the lab's pages in AppTest (two sessions: their files land in their own scratch
 folders, the second training start waits in the queue and then starts by itself), a real
 Streamlit server in headless Chromium (no developer toolbar; a visitor's scratch folder deleted
 after they leave) and the Gradio demo's queue (positions through `gradio_client`).
@@ -29,9 +29,9 @@ from lewm_testing import (
 )
 from streamlit.testing.v1 import AppTest
 
-from lewm_core import jobs
 from lewm_core.errors import UserError
-from lewm_core.job_queue import JobQueue
+from lewm_core.training import jobs
+from lewm_core.training.job_queue import JobQueue
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 

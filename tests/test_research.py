@@ -15,11 +15,11 @@ from lewm_testing import ROOT, load_script, run_script
 from test_planner_data import CEM, RUN
 from test_planning import STATS, _random_action_model
 
-from lewm_core.checkpoint import load_model
-from lewm_core.data import ActionStats, open_dataset
+from lewm_core.data.dataset import ActionStats, open_dataset
 from lewm_core.errors import UserError
-from lewm_core.planner_data import collect_planner_episodes
-from lewm_core.planning import CEMConfig, Planner
+from lewm_core.planning.cem import CEMConfig, Planner
+from lewm_core.planning.planner_data import collect_planner_episodes
+from lewm_core.world_model.checkpoint import load_model
 
 ENSEMBLE = load_script("research/ensemble_plan.py")
 REACHED = load_script("research/planner_reached.py")

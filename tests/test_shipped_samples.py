@@ -18,18 +18,18 @@ import numpy as np
 import pytest
 from lewm_testing import ROOT, run_cli
 
-from lewm_core.checkpoint import load_model
-from lewm_core.collect import dataset_layout, episode_seed, run_episode
-from lewm_core.data import open_dataset
-from lewm_core.envs import make, make_policy
-from lewm_core.errors import UserError
-from lewm_core.samples import (
+from lewm_core.data.collect import dataset_layout, episode_seed, run_episode
+from lewm_core.data.dataset import open_dataset
+from lewm_core.data.samples import (
     SAMPLE_SEED_BASE,
     SAMPLE_SPLIT,
     check_sample,
     resolve_frames,
 )
+from lewm_core.envs import make, make_policy
+from lewm_core.errors import UserError
 from lewm_core.shipping import write_card
+from lewm_core.world_model.checkpoint import load_model
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 ASSETS = ROOT / "assets" / "models"

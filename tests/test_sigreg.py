@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lewm_core.sigreg import SIGReg, epps_pulley, random_directions, sigreg
+from lewm_core.world_model.sigreg import SIGReg, epps_pulley, random_directions, sigreg
 
 D = 64
 N = 256

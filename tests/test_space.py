@@ -104,7 +104,9 @@ def test_only_what_the_space_runs(space: Path) -> None:
         "decoder",
         "assets",
     }
-    assert (space / "app/gradio_app.py").is_file() and (space / "lewm_core/planning.py").is_file()
+    assert (space / "app/gradio_app.py").is_file() and (
+        space / "lewm_core/planning/cem.py"
+    ).is_file()
     assert not list(space.rglob("__pycache__")) and not list(space.glob("tests"))
     assert sorted(p.name for p in (space / "assets").iterdir()) == ["models"]
     assert (space / "packages.txt").read_text() == (ROOT / "packages.txt").read_text()

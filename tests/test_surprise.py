@@ -9,10 +9,7 @@ import pytest
 import torch
 from lewm_testing import run_cli  # noqa: E402
 
-from lewm_core.checkpoint import load_model
-from lewm_core.envs import make, make_policy
-from lewm_core.errors import UserError
-from lewm_core.surprise import (
+from lewm_core.analysis.surprise import (
     contrast_color,
     perturbation_stats,
     record_episode,
@@ -20,6 +17,9 @@ from lewm_core.surprise import (
     surprise_curves,
     surprise_experiment,
 )
+from lewm_core.envs import make, make_policy
+from lewm_core.errors import UserError
+from lewm_core.world_model.checkpoint import load_model
 
 torch.set_num_threads(1)
 

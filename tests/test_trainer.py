@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lewm_core.checkpoint import load_model
 from lewm_core.errors import UserError
-from lewm_core.trainer import METRICS_FILE, TrainConfig, Trainer, TrainingDiverged, lr_at
+from lewm_core.training.trainer import METRICS_FILE, TrainConfig, Trainer, TrainingDiverged, lr_at
+from lewm_core.world_model.checkpoint import load_model
 
 
 def test_lr_schedule_warmup_then_cosine_to_zero():

@@ -10,9 +10,9 @@ import pytest
 import torch
 from lewm_testing import run_cli  # noqa: E402
 
-from lewm_core.checkpoint import load_model
+from lewm_core.analysis.tsne import parse_color, trust, tsne_latents, write_tsne
 from lewm_core.errors import UserError
-from lewm_core.tsne import parse_color, trust, tsne_latents, write_tsne
+from lewm_core.world_model.checkpoint import load_model
 
 torch.set_num_threads(1)
 

@@ -1,6 +1,6 @@
 """Data: collect a dataset with an environment's data policy, list datasets, browse an episode.
 
-Datasets are HDF5 files in ``data/`` (``LEWM_DATA_DIR``) written by ``lewm_core.collect``; the
+Datasets are HDF5 files in ``data/`` (``LEWM_DATA_DIR``) written by ``lewm_core.data.collect``; the
 browsed dataset and episode are mirrored in the URL (``?dataset=&episode=``).
 """
 
@@ -15,14 +15,14 @@ import pandas as pd
 import streamlit as st
 import ui
 
-from lewm_core.collect import (
+from lewm_core.data.collect import (
     MAX_RESOLUTION,
     MIN_RESOLUTION,
     CollectSpec,
     collect,
     validate_spec,
 )
-from lewm_core.data import dataset_info, open_dataset
+from lewm_core.data.dataset import dataset_info, open_dataset
 from lewm_core.envs import ENV_NAMES, POLICIES
 from lewm_core.errors import UserError
 

@@ -21,7 +21,7 @@ import ui
 from decoder import DECODER_CONFIG, DECODER_WEIGHTS
 from decoder.rollout import decode_rollout, episode_clip
 from decoder.train import finite_mean, train_decoder
-from lewm_core.data import open_dataset
+from lewm_core.data.dataset import open_dataset
 from lewm_core.errors import UserError
 
 W_MODEL, W_EP, W_START, W_LEN, W_SEED = (
@@ -51,7 +51,7 @@ def _decoder_info(path) -> dict:
 
 
 def _train_form(entry, source, retrain: bool) -> None:
-    """The decoder training form (on the frames `source`, `lewm_core.samples.Frames`); trains
+    """The decoder training form (on the frames `source`, `lewm_core.data.samples.Frames`); trains
     in this script run with a progress bar."""
     with st.form("decode_train_form"):
         c = st.columns(5)

@@ -1,11 +1,11 @@
 """Latent space: a t-SNE map of single-frame latents, probes of the physical state, straightness.
 
 The frames are the model's dataset or, where that is not on disk, its held-out sample
-(``models.frames_or_stop``). The map comes from ``lewm_core.tsne.tsne_latents`` (seeded: the
-same seed gives the same map), the probes from ``lewm_core.probing.probe`` and the straightness
-from ``lewm_core.straightness.straightness``; both are computed on demand and kept per model in
-the session. Clicking a point of the map shows its frame. The model, point count, seed and
-colour are mirrored in the URL (``?model=&points=&seed=&color=``).
+(``models.frames_or_stop``). The map comes from ``lewm_core.analysis.tsne.tsne_latents`` (seeded:
+the same seed gives the same map), the probes from ``lewm_core.analysis.probing.probe`` and the
+straightness from ``lewm_core.analysis.straightness.straightness``; both are computed on demand and
+kept per model in the session. Clicking a point of the map shows its frame. The model, point count,
+seed and colour are mirrored in the URL (``?model=&points=&seed=&color=``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import pandas as pd
 import streamlit as st
 import ui
 
-from lewm_core.data import open_dataset
+from lewm_core.analysis.probing import dataset_quantities, probe
+from lewm_core.analysis.straightness import straightness
+from lewm_core.analysis.tsne import color_values, parse_color, tsne_latents
+from lewm_core.data.dataset import open_dataset
 from lewm_core.errors import UserError
-from lewm_core.probing import dataset_quantities, probe
-from lewm_core.straightness import straightness
-from lewm_core.tsne import color_values, parse_color, tsne_latents
 
 W_MODEL, W_POINTS, W_SEED, W_COLOR, W_COMP = (
     "latent_model_w",
@@ -52,7 +52,7 @@ def _row_frame(path: str, row: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_state(path: str, rows: np.ndarray) -> np.ndarray:
-    from lewm_core.probing import read_rows
+    from lewm_core.analysis.probing import read_rows
 
     with open_dataset(path) as f:
         return read_rows(f["state"], rows)
@@ -361,8 +361,8 @@ organised by the physics, or arbitrary?
   consecutive steps). Physical motion at steady velocity gives straight latent paths in a good
   world model.
 
-All numbers come from `lewm_core.tsne`, `lewm_core.probing` and `lewm_core.straightness`.
-The model, point count, seed and colour are in the page URL.
+All numbers come from `lewm_core.analysis.tsne`, `lewm_core.analysis.probing` and
+`lewm_core.analysis.straightness`. The model, point count, seed and colour are in the page URL.
 """
 )
 

@@ -16,16 +16,16 @@ import numpy as np
 import streamlit as st
 import ui
 
-from lewm_core.checkpoint import LoadedModel
 from lewm_core.envs import make
 from lewm_core.errors import UserError
-from lewm_core.evaluate import (
+from lewm_core.planning.cem import OBJECTIVES, SAMPLINGS, CEMConfig, Planner, run_mpc
+from lewm_core.planning.evaluate import (
     render_state,
     side_by_side_video,
     tasks_from_dataset,
     tasks_from_policy,
 )
-from lewm_core.planning import OBJECTIVES, SAMPLINGS, CEMConfig, Planner, run_mpc
+from lewm_core.world_model.checkpoint import LoadedModel
 
 CEM_PRESETS = {
     "fast": ("Fast (300 samples x 10 iterations)", dict(samples=300, iterations=10)),
@@ -97,7 +97,7 @@ def _env(name: str, res: int):
 
 def _task(key: tuple, env, env_name: str, source: str, seed: int, frames):
     """The start and goal of `source` ("dataset": from the held-out episodes of `frames`,
-    `lewm_core.samples.Frames`; "policy": a fresh policy episode), kept while `key` holds."""
+    `lewm_core.data.samples.Frames`; "policy": a fresh policy episode), kept while `key` holds."""
     held = st.session_state.get(TASK)
     if held is None or held["key"] != key:
         if source == "dataset":
@@ -303,7 +303,7 @@ the new frame and replans, until the task's success test passes or the step budg
   replanning took Reacher from 71% to 95% of its goals.
 - **Plot**: the cost of the best candidate and the spread of the elites at each iteration of the
   first plan; a search that converges narrows the box and lowers the cost.
-- Success, steps, times and costs are computed by `lewm_core.planning.run_mpc`.
+- Success, steps, times and costs are computed by `lewm_core.planning.cem.run_mpc`.
 
 The model, seed and settings are in the page URL.
 """

@@ -1,9 +1,9 @@
 """Surprise: does the world model notice when physics is broken (violation of expectation)?
 
-Runs ``lewm_core.surprise.surprise_experiment``: episodes of the task's data policy are replayed
-with and without a perturbation (a teleport or a colour change) at one step, and the model's
-surprise (distance between the predicted and the observed next latent) is compared. The model,
-perturbation, its step, the number of episodes and the seed are mirrored in the URL
+Runs ``lewm_core.analysis.surprise.surprise_experiment``: episodes of the task's data policy are
+replayed with and without a perturbation (a teleport or a colour change) at one step, and the
+model's surprise (distance between the predicted and the observed next latent) is compared. The
+model, perturbation, its step, the number of episodes and the seed are mirrored in the URL
 (``?model=&perturbation=&steps=&step=&episodes=&seed=``).
 """
 
@@ -14,15 +14,15 @@ import numpy as np
 import streamlit as st
 import ui
 
-from lewm_core.envs import make, make_policy
-from lewm_core.errors import UserError
-from lewm_core.surprise import (
+from lewm_core.analysis.surprise import (
     PERTURBATIONS,
     record_episode,
     replay_episode,
     surprise_experiment,
     surprise_seed,
 )
+from lewm_core.envs import make, make_policy
+from lewm_core.errors import UserError
 
 W_MODEL, W_KIND, W_STEPS, W_STEP, W_EPS, W_SEED = (
     "surprise_model_w",
@@ -240,7 +240,7 @@ the latent of the frame actually seen.
   surprise the model for that reason alone.
 - **Frames**: the example episode around the perturbation, both versions.
 
-Every number comes from `lewm_core.surprise.surprise_experiment`. The model, perturbation,
+Every number comes from `lewm_core.analysis.surprise.surprise_experiment`. The model, perturbation,
 steps, episodes and seed are in the page URL.
 """
 )

@@ -1,9 +1,9 @@
 """Train: start, stop and resume a background training job; watch its curves live.
 
-Training runs as a detached `lewm train` process managed by ``lewm_core.jobs``: its state is in
-the run folder (``job.json``, ``metrics.jsonl``, ``train.log``), so a reload or another browser
-finds it again. A fragment polls ``metrics.jsonl`` every 2 s while a job runs. The monitored run
-is in the URL (``?run=``).
+Training runs as a detached `lewm train` process managed by ``lewm_core.training.jobs``: its state
+is in the run folder (``job.json``, ``metrics.jsonl``, ``train.log``), so a reload or another
+browser finds it again. A fragment polls ``metrics.jsonl`` every 2 s while a job runs. The monitored
+run is in the URL (``?run=``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import models
 import streamlit as st
 import ui
 
-from lewm_core import jobs
 from lewm_core.errors import UserError
-from lewm_core.trainer import TRAIN_PRESETS
+from lewm_core.training import jobs
+from lewm_core.training.trainer import TRAIN_PRESETS
 
 W_RUN, W_COMPARE = "train_run_w", "train_compare_w"
 MSG = "train_message"  # (kind, text) shown once after a start/stop/resume

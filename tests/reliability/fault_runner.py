@@ -11,7 +11,7 @@
                     (the temporary is complete, the target still the old one) or `after` it.
                     The deterministic counterpart of killing at a random moment.
 
-Nothing else differs from `python -m lewm_core <arguments>`: the same `lewm_core.cli.main`.
+Nothing else differs from `python -m lewm_core <arguments>`: the same `lewm_core.cli.main.main`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sys
 
 def _install(log_every: int | None, progress: str | None, die_at: int | None, when: str) -> None:
     if progress is not None:
-        from lewm_core import trainer
+        from lewm_core.training import trainer
 
         step = trainer.Trainer.step
 
@@ -36,7 +36,7 @@ def _install(log_every: int | None, progress: str | None, die_at: int | None, wh
 
         trainer.Trainer.step = logged_step
     if log_every is not None:
-        from lewm_core import trainer
+        from lewm_core.training import trainer
 
         original = trainer.TrainConfig.from_preset.__func__
 
@@ -75,7 +75,7 @@ def main() -> int:
     p.add_argument("--die-when", choices=("before", "after"), default="before")
     opts = p.parse_args(argv[:split])
     _install(opts.log_every, opts.progress, opts.die_at_replace, opts.die_when)
-    from lewm_core.cli import main as lewm_main
+    from lewm_core.cli.main import main as lewm_main
 
     return lewm_main(argv[split + 1 :])
 

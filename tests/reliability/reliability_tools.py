@@ -160,7 +160,7 @@ def assert_clean_error(rc: int, err: str, needle: str | None = None) -> str:
 # --------------------------------------------------------------------------- datasets
 def check_dataset(path: Path, episodes: int, steps: int) -> None:
     """`path` opens with `open_dataset` and holds `episodes` whole episodes of `steps` steps."""
-    from lewm_core.data import open_dataset
+    from lewm_core.data.dataset import open_dataset
 
     with open_dataset(path) as f:
         assert f["pixels"].shape[0] == episodes * steps
@@ -206,13 +206,13 @@ def check_run_folder(run: Path, allow_temporaries: bool) -> dict:
     """Every file of a run folder is complete and loadable; returns what was found.
 
     config.json and train_summary.json parse, model.safetensors loads with its config through
-    `lewm_core.checkpoint.load_model`, trainer_state.safetensors loads and gives a resume
-    config, every metrics.jsonl line parses. Temporaries only where `allow_temporaries`.
+    `lewm_core.world_model.checkpoint.load_model`, trainer_state.safetensors loads and gives a
+    resume config, every metrics.jsonl line parses. Temporaries only where `allow_temporaries`.
     """
     from safetensors.torch import load_file
 
-    from lewm_core.checkpoint import load_model
-    from lewm_core.trainer import resume_config
+    from lewm_core.training.trainer import resume_config
+    from lewm_core.world_model.checkpoint import load_model
 
     temps = temporaries(run) if run.exists() else []
     assert allow_temporaries or not temps, f"temporaries left: {temps}"

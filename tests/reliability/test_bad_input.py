@@ -10,7 +10,7 @@
 Always: exit status 2 with exactly one line `error: ...`, no traceback, no hang (pytest-timeout),
 and nothing that existed before is modified (SHA-256 of the inputs before and after). A damaged
 file that still happens to be a usable dataset or model may also succeed (exit status 0).
-The commands run in-process (`lewm_core.cli.main`); `test_bad_input_in_subprocess` runs a few
+The commands run in-process (`lewm_core.cli.main.main`); `test_bad_input_in_subprocess` runs a few
 as real processes. Short: a handful of examples per target; full (`--full`): many more.
 """
 
@@ -35,12 +35,12 @@ from hypothesis import strategies as st
 from reliability_tools import RECORD, ROOT, assert_clean_error, file_hashes, lewm_env
 from safetensors.torch import load_file, save_file
 
-from lewm_core import cli
-from lewm_core.collect import FORMAT
-from lewm_core.config import ModelConfig
-from lewm_core.data import REQUIRED_KEYS
+from lewm_core.cli import main as cli
+from lewm_core.data.collect import FORMAT
+from lewm_core.data.dataset import REQUIRED_KEYS
 from lewm_core.errors import UserError
-from lewm_core.model import LeWM
+from lewm_core.world_model.config import ModelConfig
+from lewm_core.world_model.model import LeWM
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -447,7 +447,7 @@ def _damage_config(path: Path, data: st.DataObject) -> None:
 def test_bad_model_checkpoints(inputs: dict, full: bool, tmp_path: Path) -> None:
     """config.json + model.safetensors into `load_model` (every command and lab page that loads
     a model) and through `lewm straightness` / `lewm probe` in-process."""
-    from lewm_core.checkpoint import load_model
+    from lewm_core.world_model.checkpoint import load_model
 
     @examples(full, short=8, many=80)
     @given(data=st.data())

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_tools import RECORD, ROOT, assert_clean_error, file_hashes
 
-from lewm_core import cli
+from lewm_core.cli import main as cli
 from lewm_core.errors import UserError
 
 SOURCE_DIRS = ("lewm_core", "decoder", "app", "bench", "research", "recipes")

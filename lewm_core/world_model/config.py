@@ -16,12 +16,12 @@ PRESETS: tuple[str, ...] = ("paper", "lab", "lab-vit")
 
 ENCODERS: tuple[str, ...] = ("vit", "cnn")
 
-# CEM action sampling (lewm_core.planning): "block" holds one action per frameskip block,
+# CEM action sampling (lewm_core.planning.cem): "block" holds one action per frameskip block,
 # "independent" samples every raw action (as published). Here, not in planning, so that the CLI
 # and config.json checks name them without importing torch.
 SAMPLINGS: tuple[str, ...] = ("block", "independent")
 
-# CEM objective (lewm_core.planning): "last" scores the last predicted latent against the goal's
+# CEM objective (lewm_core.planning.cem): "last" scores the last predicted latent against the goal's
 # (as published); "min" the predicted latent closest to it over the horizon's block boundaries,
 # since the success test counts the goal reached at any step.
 OBJECTIVES: tuple[str, ...] = ("last", "min")

@@ -49,7 +49,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from lewm_core.errors import UserError
-from lewm_core.sigreg import sigreg
+from lewm_core.world_model.sigreg import sigreg
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,7 @@ def global_sigreg(
     t_max: float = 3.0,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """SIGReg (`lewm_core.sigreg.sigreg`) of the global batch, from this rank's shard.
+    """SIGReg (`lewm_core.world_model.sigreg.sigreg`) of the global batch, from this rank's shard.
 
     z: this rank's (N_r, D) or (T, N_r, D) embeddings (samples on dim -2; every rank the same
     shape). The shards are all-gathered with gradients into (W * N_r, D) / (T, W * N_r, D) and

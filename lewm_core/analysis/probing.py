@@ -14,9 +14,9 @@ trained on. Targets are z-scored with the train frames' statistics; angles are p
 (Pearson correlation of prediction and truth, mean over parts). An *untrained* encoder of the
 same architecture (fixed seed) gives the floor.
 
-The frames come from `lewm_core.samples.resolve_frames`: `--data`, the model's dataset, or (where
-that is not on disk) the model's held-out sample, whose episodes divide into probe-fitting and
-probe-testing ones by `SAMPLE_SPLIT` (none of them was trained on).
+The frames come from `lewm_core.data.samples.resolve_frames`: `--data`, the model's dataset, or
+(where that is not on disk) the model's held-out sample, whose episodes divide into probe-fitting
+and probe-testing ones by `SAMPLE_SPLIT` (none of them was trained on).
 
 The module also holds the helpers the other latent-analysis modules share (`tsne`, `surprise`,
 `straightness`, `decoder`): reading scattered frames quickly, encoding frames in batches and
@@ -36,11 +36,11 @@ import h5py
 import numpy as np
 import torch
 
-from lewm_core.checkpoint import LoadedModel
-from lewm_core.data import open_dataset, split_episodes
+from lewm_core.data.dataset import open_dataset, split_episodes
+from lewm_core.data.samples import resolve_frames
 from lewm_core.errors import UserError
-from lewm_core.model import LeWM
-from lewm_core.samples import resolve_frames
+from lewm_core.world_model.checkpoint import LoadedModel
+from lewm_core.world_model.model import LeWM
 
 # --------------------------------------------------------------------------- shared helpers
 

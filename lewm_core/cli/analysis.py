@@ -11,7 +11,7 @@ last stdout line is then one JSON object) and reports bad input as `UserError`.
     lewm sample        --checkpoint assets/models/x --episodes 20 --steps 200 [--overwrite]
 
 Without `--data`, the commands that read frames use the model's dataset, or where it is not on
-disk the model's held-out sample (`lewm_core.samples`); each prints which ("frames: ...").
+disk the model's held-out sample (`lewm_core.data.samples`); each prints which ("frames: ...").
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import argparse
 import math
 import sys
 
-from lewm_core.cli_types import emit_json, path_arg, seed_arg
+from lewm_core.cli.arguments import emit_json, path_arg, seed_arg
 
 
 def _say(quiet: bool):
@@ -78,8 +78,8 @@ def cmd_decoder_train(args: argparse.Namespace) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    from lewm_core.checkpoint import load_model
-    from lewm_core.probing import format_probe_table, probe
+    from lewm_core.analysis.probing import format_probe_table, probe
+    from lewm_core.world_model.checkpoint import load_model
 
     loaded = load_model(args.checkpoint)
     result = probe(
@@ -101,8 +101,8 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def cmd_tsne(args: argparse.Namespace) -> None:
-    from lewm_core.checkpoint import load_model
-    from lewm_core.tsne import tsne_latents, write_tsne
+    from lewm_core.analysis.tsne import tsne_latents, write_tsne
+    from lewm_core.world_model.checkpoint import load_model
 
     loaded = load_model(args.checkpoint)
     result = tsne_latents(
@@ -141,8 +141,8 @@ def cmd_tsne(args: argparse.Namespace) -> None:
 def cmd_surprise(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from lewm_core.checkpoint import load_model
-    from lewm_core.surprise import curve_summary, surprise_experiment
+    from lewm_core.analysis.surprise import curve_summary, surprise_experiment
+    from lewm_core.world_model.checkpoint import load_model
 
     loaded = load_model(args.checkpoint)
     kinds = tuple(args.perturbation) if args.perturbation else ("teleport", "color")
@@ -172,8 +172,8 @@ def cmd_surprise(args: argparse.Namespace) -> None:
 
 
 def cmd_straightness(args: argparse.Namespace) -> None:
-    from lewm_core.checkpoint import load_model
-    from lewm_core.straightness import straightness
+    from lewm_core.analysis.straightness import straightness
+    from lewm_core.world_model.checkpoint import load_model
 
     loaded = load_model(args.checkpoint)
     result = straightness(

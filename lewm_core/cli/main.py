@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from lewm_core.cli_types import (
+from lewm_core.cli.arguments import (
     arch_setting,
     emit_json,
     finite_float,
@@ -81,7 +81,7 @@ def _add_planning_flags(parser: argparse.ArgumentParser) -> None:
     """The planning flags `_cem_from_args` reads: the CEM budget (--samples, --iterations,
     --elites, --horizon; the paper's 300, 30, 30, 5) and --receding-horizon, --context,
     --sampling and --objective, each defaulting to the model's shipped setting."""
-    from lewm_core.config import OBJECTIVES, SAMPLINGS
+    from lewm_core.world_model.config import OBJECTIVES, SAMPLINGS
 
     parser.add_argument("--samples", type=int, default=300, help="CEM candidates per iteration")
     parser.add_argument("--iterations", type=int, default=30, help="CEM iterations per plan")
@@ -125,7 +125,7 @@ def _cem_from_args(loaded, args: argparse.Namespace):
     (`CEM_FLAGS`, as `_add_planning_flags` adds them) applied, each checked: the budget against
     its range, --context against the model's history, --receding-horizon against the horizon,
     naming the flag."""
-    from lewm_core.checkpoint import check_context
+    from lewm_core.world_model.checkpoint import check_context
 
     for flag, value, lo, hi in (
         ("--samples", args.samples, 1, 100_000),  # CEM holds samples x horizon latents
@@ -143,7 +143,7 @@ def _cem_from_args(loaded, args: argparse.Namespace):
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    from lewm_core.collect import CollectSpec, check_output_path, collect, validate_spec
+    from lewm_core.data.collect import CollectSpec, check_output_path, collect, validate_spec
 
     spec = CollectSpec(args.env, args.episodes, args.steps, args.resolution, args.seed, args.policy)
     validate_spec(spec, args.workers)  # bad input fails before any progress bar is drawn
@@ -169,9 +169,9 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 
 def cmd_collect_planned(args: argparse.Namespace) -> None:
-    from lewm_core.checkpoint import load_model
-    from lewm_core.collect import check_output_path
-    from lewm_core.planner_data import collect_planner_episodes
+    from lewm_core.data.collect import check_output_path
+    from lewm_core.planning.planner_data import collect_planner_episodes
+    from lewm_core.world_model.checkpoint import load_model
 
     for flag, value, lo, hi in (
         ("--episodes", args.episodes, 1, 100_000),
@@ -212,7 +212,7 @@ def cmd_collect_planned(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     """Train in this process, or as one rank of `torchrun --nproc_per_node N -m lewm_core train`."""
-    from lewm_core import distributed
+    from lewm_core.training import distributed
 
     in_main = threading.current_thread() is threading.main_thread()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
@@ -230,7 +230,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from lewm_core.trainer import TrainConfig, Trainer, resume_config
+    from lewm_core.training.trainer import TrainConfig, Trainer, resume_config
 
     # Ctrl-C (SIGINT) while the data loads stops at once (nothing is written yet); once training
     # runs it saves a checkpoint. Even when a parent process ignored SIGINT for us.
@@ -333,8 +333,8 @@ def _train(args: argparse.Namespace) -> None:
 def cmd_model_info(args: argparse.Namespace) -> None:
     import torch
 
-    from lewm_core.config import ModelConfig
-    from lewm_core.model import LeWM, parameter_counts
+    from lewm_core.world_model.config import ModelConfig
+    from lewm_core.world_model.model import LeWM, parameter_counts
 
     _check_range("--action-dim", args.action_dim, 1, 1024)
     arch = dict(args.arch or [])
@@ -353,8 +353,8 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from lewm_core.checkpoint import load_model
-    from lewm_core.evaluate import evaluate
+    from lewm_core.planning.evaluate import evaluate
+    from lewm_core.world_model.checkpoint import load_model
 
     for flag, value, lo, hi in (
         ("--episodes", args.episodes, 1, 100_000),
@@ -451,7 +451,7 @@ def cmd_ship(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lewm_core.config import OBJECTIVES, PRESETS, SAMPLINGS
+    from lewm_core.world_model.config import OBJECTIVES, PRESETS, SAMPLINGS
 
     p = _Parser(prog="lewm", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -662,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_ship)
 
-    from lewm_core.cli_analysis import register
+    from lewm_core.cli.analysis import register
 
     register(sub)  # decoder-train, probe, tsne, surprise, straightness
     return p

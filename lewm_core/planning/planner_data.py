@@ -12,7 +12,7 @@ Each episode starts from a (start, goal) pair of the model's dataset drawn as `l
 them, but from the dataset's *training* episodes, so the held-out episodes that evaluation uses
 stay unseen. The planner runs `budget` raw steps without stopping at the goal (every episode has
 the same length; after reaching it the planner keeps aiming at it). The file has the layout of
-`lewm collect` (`lewm_core.collect`), with attributes naming the model, the source dataset and
+`lewm collect` (`lewm_core.data.collect`), with attributes naming the model, the source dataset and
 the CEM settings.
 """
 
@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from lewm_core.checkpoint import LoadedModel
-from lewm_core.collect import check_output_path, write_episodes
+from lewm_core.data.collect import check_output_path, write_episodes
 from lewm_core.errors import UserError
-from lewm_core.planning import CEMConfig, Planner, episode_generator, run_mpc
+from lewm_core.planning.cem import CEMConfig, Planner, episode_generator, run_mpc
+from lewm_core.world_model.checkpoint import LoadedModel
 
 
 def planner_tasks(
@@ -43,7 +43,7 @@ def planner_tasks(
     """The `episodes` (start, goal) tasks a planner-episode file of this seed plans: drawn as
     `lewm eval` draws them, from the training episodes of `data` under the model's episode
     `split` (val_fraction, split_seed), only of `goal_kinds` (the env's `goal_kind`) if given."""
-    from lewm_core.evaluate import tasks_from_dataset
+    from lewm_core.planning.evaluate import tasks_from_dataset
 
     base = env.unwrapped
     keep = None
@@ -131,7 +131,7 @@ def collect_planner_episodes(
     c = planner.cfg
     attrs = dict(
         seed=seed,
-        policy=f"CEM planner of {loaded.path} (lewm_core.planner_data)",
+        policy=f"CEM planner of {loaded.path} (lewm_core.planning.planner_data)",
         source_data=str(data),
         source_split="train",
         split=json.dumps(list(loaded.split)),  # (val_fraction, split_seed) the tasks came from

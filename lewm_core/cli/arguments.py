@@ -1,5 +1,5 @@
-"""The command line's argument types and its JSON output, shared by `lewm_core.cli` and
-`lewm_core.cli_analysis`: each type turns one flag's text into a value or raises
+"""The command line's argument types and its JSON output, shared by `lewm_core.cli.main` and
+`lewm_core.cli.analysis`: each type turns one flag's text into a value or raises
 `argparse.ArgumentTypeError` with a one-line reason (the parser prints it and exits 2)."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def seed_arg(text: str) -> int:
 
 def arch_setting(text: str) -> tuple:
     """One `--arch KEY=VALUE` model-size setting (see `config.parse_arch_override`)."""
-    from lewm_core.config import parse_arch_override
+    from lewm_core.world_model.config import parse_arch_override
 
     try:
         return parse_arch_override(text)

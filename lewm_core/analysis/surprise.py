@@ -36,10 +36,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from lewm_core.checkpoint import LoadedModel
+from lewm_core.analysis.probing import encode_frames
 from lewm_core.errors import UserError
-from lewm_core.model import LeWM
-from lewm_core.probing import encode_frames
+from lewm_core.world_model.checkpoint import LoadedModel
+from lewm_core.world_model.model import LeWM
 
 PERTURBATIONS: tuple[str, ...] = ("teleport", "color")
 MAX_EPISODES, MAX_MODEL_STEPS = 10_000, 1_000  # beyond: hours of work, or memory

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ModelConfig
-from .cpu_kernels import fused_linear_gelu, fused_linear_gelu_status
+from lewm_core.world_model.config import ModelConfig
+from lewm_core.world_model.cpu_kernels import fused_linear_gelu, fused_linear_gelu_status
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

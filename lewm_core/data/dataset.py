@@ -1,4 +1,4 @@
-"""Reading LeWM datasets: the HDF5 file written by `lewm_core.collect`, as training clips.
+"""Reading LeWM datasets: the HDF5 file written by `lewm_core.data.collect`, as training clips.
 
 A clip is T frames spaced `frameskip` raw steps apart inside one episode (T = history + 1 unless
 `clip_frames` asks for more, as the trainer's rollout loss does), with one action *block* per
@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import torch
 
-from lewm_core.collect import FORMAT
+from lewm_core.data.collect import FORMAT
 from lewm_core.errors import UserError
 
 REQUIRED_KEYS = ("pixels", "action", "state", "sim_state", "ep_offset", "ep_len")

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lewm_core.checkpoint import LoadedModel
-from lewm_core.data import open_dataset, split_episodes
+from lewm_core.data.dataset import open_dataset, split_episodes
 from lewm_core.errors import UserError
-from lewm_core.planning import (
+from lewm_core.planning.cem import (
     CEMConfig,
     CEMPlanner,
     EpisodeResult,
@@ -29,6 +28,7 @@ from lewm_core.planning import (
     episode_generator,
     run_mpc,
 )
+from lewm_core.world_model.checkpoint import LoadedModel
 
 
 @dataclass

@@ -31,7 +31,7 @@ from lewm_core.errors import UserError
 
 JOB_FILE = "job.json"
 LOG_FILE = "train.log"
-METRICS_FILE = "metrics.jsonl"  # written by lewm_core.trainer
+METRICS_FILE = "metrics.jsonl"  # written by lewm_core.training.trainer
 SUMMARY_FILE = "train_summary.json"
 STATE_FILE = "trainer_state.safetensors"
 _GUARD_FILE = ".job.lock"  # flock'ed while a start checks and writes the lock

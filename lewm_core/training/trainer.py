@@ -10,9 +10,9 @@ lab both drive. A run folder holds `config.json`, `model.safetensors`, `trainer_
 A NaN/Inf loss or gradient stops the run; the last good checkpoint stays on disk untouched.
 
 One code path for one or several processes (`torchrun --nproc_per_node N -m lewm_core train`,
-DistributedDataParallel; see `lewm_core.distributed`). `batch_size` is the GLOBAL batch: the clips
-of step s are the same as in one process and rank r trains on the r-th contiguous shard of them.
-SIGReg and BatchNorm see the global batch, so the gradients equal one process's on the
+DistributedDataParallel; see `lewm_core.training.distributed`). `batch_size` is the GLOBAL batch:
+the clips of step s are the same as in one process and rank r trains on the r-th contiguous shard of
+them. SIGReg and BatchNorm see the global batch, so the gradients equal one process's on the
 concatenated batch. Rank 0 alone logs, recalibrates, evaluates and writes; the others wait.
 """
 
@@ -34,9 +34,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from lewm_core import __version__
-from lewm_core import distributed as ddp
 from lewm_core.atomic import atomic_path, remove_stale_temporaries, write_json
-from lewm_core.checkpoint import (
+from lewm_core.data.dataset import ClipDataset, ClipMix, dataset_info
+from lewm_core.errors import UserError
+from lewm_core.training import distributed as ddp
+from lewm_core.world_model.checkpoint import (
     check_weights_match,
     expected_shapes,
     load_tensors,
@@ -44,11 +46,9 @@ from lewm_core.checkpoint import (
     save_tensors,
     tensor_shapes,
 )
-from lewm_core.config import ModelConfig
-from lewm_core.data import ClipDataset, ClipMix, dataset_info
-from lewm_core.errors import UserError
-from lewm_core.model import LeWM, recalibrate_batchnorm
-from lewm_core.sigreg import sigreg
+from lewm_core.world_model.config import ModelConfig
+from lewm_core.world_model.model import LeWM, recalibrate_batchnorm
+from lewm_core.world_model.sigreg import sigreg
 
 STATE_FILE = "trainer_state.safetensors"
 METRICS_FILE = "metrics.jsonl"

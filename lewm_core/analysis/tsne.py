@@ -17,18 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lewm_core.atomic import atomic_path
-from lewm_core.checkpoint import LoadedModel
-from lewm_core.data import open_dataset
-from lewm_core.errors import UserError
-from lewm_core.probing import (
+from lewm_core.analysis.probing import (
     check_dataset_matches,
     dataset_quantities,
     encode_frames,
     read_rows,
     untrained_model,
 )
-from lewm_core.samples import resolve_frames
+from lewm_core.atomic import atomic_path
+from lewm_core.data.dataset import open_dataset
+from lewm_core.data.samples import resolve_frames
+from lewm_core.errors import UserError
+from lewm_core.world_model.checkpoint import LoadedModel
 
 
 def parse_color(

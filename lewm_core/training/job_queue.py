@@ -4,7 +4,8 @@
                       later starts wait in first-come order, one job per owner
 
 The lab's public mode (app/lab_public.py) keeps one per server process, an owner being a browser
-session. The jobs themselves are `lewm_core.jobs` jobs: detached processes whose state is on disk.
+session. The jobs themselves are `lewm_core.training.jobs` jobs: detached processes whose state is
+on disk.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lewm_core import jobs
 from lewm_core.errors import UserError
+from lewm_core.training import jobs
 
 
 def _alive(run_dir: Path) -> bool:

@@ -21,10 +21,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from lewm_core.atomic import write_bytes, write_json
-from lewm_core.config import OBJECTIVES, SAMPLINGS, ModelConfig
-from lewm_core.data import ActionStats
+from lewm_core.data.dataset import ActionStats
 from lewm_core.errors import UserError
-from lewm_core.model import LeWM
+from lewm_core.world_model.config import OBJECTIVES, SAMPLINGS, ModelConfig
+from lewm_core.world_model.model import LeWM
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -141,7 +141,7 @@ class PlanningDefaults:
         """A `CEMConfig` with these defaults, where `overrides` (any CEMConfig field; None
         keeps the default) do not say otherwise; the receding horizon is capped at the
         horizon."""
-        from lewm_core.planning import CEMConfig
+        from lewm_core.planning.cem import CEMConfig
 
         given = {k: v for k, v in overrides.items() if v is not None}
         cfg = CEMConfig(**{**self.__dict__, **given})

@@ -4,10 +4,10 @@ Three choices depend on the processor and the PyTorch build. None is read from /
 from an instruction-set name, so nothing here assumes x86: an ARM laptop gets the same probes.
 
 - Fused linear + GELU (`fused_linear_gelu`): the oneDNN op `torch.ops.mkldnn._linear_pointwise`,
-  which `lewm_core.model.linear_gelu` uses for bfloat16. The probe runs it on tiny tensors and
-  compares it with the plain `F.gelu(F.linear(...))`. A missing op, a RuntimeError (oneDNN has
-  no such kernel on this CPU: a bfloat16 inner product on AVX2 without AVX-512 fails with "could
-  not create a primitive descriptor") or a wrong answer all mean the plain two calls.
+  which `lewm_core.world_model.model.linear_gelu` uses for bfloat16. The probe runs it on tiny
+  tensors and compares it with the plain `F.gelu(F.linear(...))`. A missing op, a RuntimeError
+  (oneDNN has no such kernel on this CPU: a bfloat16 inner product on AVX2 without AVX-512 fails
+  with "could not create a primitive descriptor") or a wrong answer all mean the plain two calls.
 - bfloat16 matmuls (`bf16_probe`): whether a small one runs and matches float32 to bfloat16
   rounding, and its rate against float32 here, timed on (512, 512) products and, where
   bfloat16 is not far slower, on (1024, 1024) ones: about a second in all, less where bfloat16
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
+from lewm_core.errors import UserError
 
 KERNEL_MODES = ("auto", "plain")  # values of LEWM_CPU_KERNELS
 BF16_SCREEN = 0.25  # bfloat16 below this fraction of float32's matmul rate is not timed further
@@ -212,7 +212,7 @@ def bf16_probe() -> Bf16Probe:
     float32 rate there, again on (1024, 1024) products timed 0.1 s each (the larger size is the
     one the planner's choice rests on; the smaller keeps the probe short where bfloat16 is
     emulated). Never raises: an error is reported in `reason`. Not affected by
-    LEWM_CPU_KERNELS: it measures, and `lewm_core.planning.default_dtype` decides.
+    LEWM_CPU_KERNELS: it measures, and `lewm_core.planning.cem.default_dtype` decides.
     """
     problem = _bf16_matches()
     if problem:

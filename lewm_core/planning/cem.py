@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from lewm_core.config import OBJECTIVES, SAMPLINGS
-from lewm_core.cpu_kernels import (
+from lewm_core.data.dataset import ActionStats
+from lewm_core.errors import UserError
+from lewm_core.world_model.config import OBJECTIVES, SAMPLINGS
+from lewm_core.world_model.cpu_kernels import (
     bf16_probe,
     bf16_request_check,
     compile_blocked,
@@ -36,9 +38,7 @@ from lewm_core.cpu_kernels import (
     record_compile_failure,
     warn_once,
 )
-from lewm_core.data import ActionStats
-from lewm_core.errors import UserError
-from lewm_core.model import LeWM
+from lewm_core.world_model.model import LeWM
 
 # Planning precision: bfloat16 matmuls run several times faster on CPUs with bf16 units.
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

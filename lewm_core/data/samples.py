@@ -34,8 +34,8 @@ import numpy as np
 
 from lewm_core import __version__
 from lewm_core.atomic import write_json
-from lewm_core.checkpoint import LoadedModel, read_config
-from lewm_core.data import open_dataset, split_episodes
+from lewm_core.world_model.checkpoint import LoadedModel, read_config
+from lewm_core.data.dataset import open_dataset, split_episodes
 from lewm_core.errors import UserError
 
 SAMPLE_FILE = "sample.h5"
@@ -162,7 +162,7 @@ def sample_episode_seed(episode: int) -> int:
 
 
 def _episodes(env_name: str, resolution: int, policy: str, episodes: int, steps: int) -> Iterator:
-    from lewm_core.collect import run_episode
+    from lewm_core.data.collect import run_episode
     from lewm_core.envs import make, make_policy
 
     env = make(env_name, resolution=resolution)
@@ -187,7 +187,7 @@ def collect_sample(
     SAMPLE_SEED_BASE + k. Writes sample.h5 (gzip) and then sample.json, each atomically, and
     returns the description written to sample.json. `progress(done, total)` after each episode.
     UserError on bad input, before anything is written."""
-    from lewm_core.collect import CollectSpec, validate_spec, write_episodes
+    from lewm_core.data.collect import CollectSpec, validate_spec, write_episodes
 
     folder = Path(folder)
     config = read_config(folder)

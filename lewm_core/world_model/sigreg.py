@@ -12,7 +12,7 @@ Under the null (Z ~ N(0, I)) its expectation does not depend on N (about 1.06 fo
 any departure from an isotropic standard Gaussian makes it grow linearly with N.
 
 The statistic needs the whole batch at once: with several training processes use
-`lewm_core.distributed.global_sigreg`, which all-gathers the shards (with gradients) first.
+`lewm_core.training.distributed.global_sigreg`, which all-gathers the shards (with gradients) first.
 """
 
 from __future__ import annotations

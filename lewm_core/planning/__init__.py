@@ -1,0 +1,2 @@
+"""Planning: CEM through the predictor, model-predictive control, precision and the paper's
+evaluation."""

@@ -1,0 +1,2 @@
+"""Training: the loop, its configuration, recovery, validation, distributed runs and background
+jobs."""

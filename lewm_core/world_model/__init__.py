@@ -1,0 +1,2 @@
+"""The world model: its config and presets, the LeWM network, SIGReg, checkpoints and CPU
+kernels."""
