@@ -18,7 +18,8 @@ from lewm_core.world_model.cpu_kernels import (
     fused_linear_gelu,
     fused_linear_gelu_status,
 )
-from lewm_core.world_model.model import LeWM, linear_gelu, parameter_counts, recalibrate_batchnorm
+from lewm_core.world_model.fast_rollout import linear_gelu, modulations
+from lewm_core.world_model.model import LeWM, parameter_counts, recalibrate_batchnorm
 
 
 def pixels(b, t, size, seed=0):
@@ -292,7 +293,7 @@ def test_bfloat16_fast_rollout_stays_close_to_float32():
 
 
 def test_stacked_modulations_follow_weight_updates():
-    """`Predictor.modulations` (one stacked matmul, cached weights) equals each block's own
+    """`fast_rollout.modulations` (one stacked matmul, cached weights) equals each block's own
     AdaLN + 1 on the scales, and again after the weights change (the cache is rebuilt)."""
     model = make().eval()
     randomise_adaln(model)
@@ -306,12 +307,12 @@ def test_stacked_modulations_follow_weight_updates():
         return mod
 
     with torch.no_grad():
-        for got, blk in zip(pred.modulations(c), pred.blocks, strict=True):
+        for got, blk in zip(modulations(pred, c), pred.blocks, strict=True):
             torch.testing.assert_close(got, reference(blk), rtol=1e-5, atol=1e-5)
         for blk in pred.blocks:  # as an optimizer step would: in place
             blk.adaln[1].weight.add_(0.5)
             blk.adaln[1].bias.sub_(0.25)
-        for got, blk in zip(pred.modulations(c), pred.blocks, strict=True):
+        for got, blk in zip(modulations(pred, c), pred.blocks, strict=True):
             torch.testing.assert_close(got, reference(blk), rtol=1e-5, atol=1e-5)
 
 
@@ -372,7 +373,7 @@ import sys, torch, torch.nn.functional as F
 from safetensors.torch import save_file
 from test_model import actions, make, randomise_adaln
 from lewm_core.world_model.cpu_kernels import fused_linear_gelu_status
-from lewm_core.world_model.model import linear_gelu
+from lewm_core.world_model.fast_rollout import linear_gelu
 status = fused_linear_gelu_status(torch.bfloat16)
 try:
     layer = torch.nn.Linear(32, 48).bfloat16()

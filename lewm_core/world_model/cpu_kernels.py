@@ -4,14 +4,15 @@ Three choices depend on the processor and the PyTorch build. None is read from /
 from an instruction-set name, so nothing here assumes x86: an ARM laptop gets the same probes.
 
 - Fused linear + GELU (`fused_linear_gelu`): the oneDNN op `torch.ops.mkldnn._linear_pointwise`,
-  which `lewm_core.world_model.model.linear_gelu` uses for bfloat16. The probe runs it on tiny
-  tensors and compares it with the plain `F.gelu(F.linear(...))`. A missing op, a RuntimeError
+  which `lewm_core.world_model.fast_rollout.linear_gelu` uses for bfloat16 (the predictor's MLP
+  in the rollout that planning runs). The probe runs it on tiny tensors and compares it with
+  the plain `F.gelu(F.linear(...))`. A missing op, a RuntimeError
   (oneDNN has no such kernel on this CPU: a bfloat16 inner product on AVX2 without AVX-512 fails
   with "could not create a primitive descriptor") or a wrong answer all mean the plain two calls.
 - bfloat16 matmuls (`bf16_probe`): whether a small one runs and matches float32 to bfloat16
   rounding, and its rate against float32 here, timed on (512, 512) products and, where
-  bfloat16 is not far slower, on (1024, 1024) ones: about a second in all, less where bfloat16
-  is emulated (about 1% of the float32 rate on an AVX2 CPU: the first size settles it).
+  bfloat16 is not far slower, on (1024, 1024) ones (`bf16_probe` says how long each is timed);
+  where bfloat16 is emulated (an AVX2 CPU without AVX-512) the first size settles it.
 - torch.compile (`compile_blocked`): a probe would compile a graph (seconds to a minute), so the
   planner tries it on its first plan; where the compiler fails, the failure is recorded here
   and every later planner of the process plans eagerly, with one warning for the process.

@@ -12,7 +12,8 @@ Read top to bottom:
     pred[:, t] is the prediction of emb[:, t + 1].
 
 The loss (prediction MSE + lambda * SIGReg) lives in the trainer; this file only has the model,
-`parameter_counts` and `recalibrate_batchnorm`.
+`parameter_counts` and `recalibrate_batchnorm`. The rollout's fast path for planning (the same
+numbers with less work, and the CPU kernels it uses) lives in `fast_rollout`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lewm_core.world_model.config import ModelConfig
-from lewm_core.world_model.cpu_kernels import fused_linear_gelu, fused_linear_gelu_status
+from lewm_core.world_model.fast_rollout import rollout_fast
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -151,69 +152,6 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale) + shift
 
 
-def window_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
-    """Softmax attention over a handful of keys, as two small batched matmuls.
-
-    q: (B, h, Q, d); k, v: (B, h, P, d) with P <= history (a few tokens). `causal` masks key
-    j > query i (Q == P). Returns (B, h, Q, d), equal to `F.scaled_dot_product_attention`.
-    At these lengths the fused kernel's fixed cost per call dominates (31% of a lab plan's
-    time in float32, more in bfloat16); plain matmuls do the same arithmetic without it.
-    The softmax runs in float32.
-    """
-    scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5  # (B, h, Q, P)
-    if causal:
-        n = q.shape[2]
-        mask = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
-        scores = scores.masked_fill(mask, float("-inf"))
-    return softmax_short(scores, -1).to(v.dtype) @ v
-
-
-def softmax_short(x: Tensor, dim: int) -> Tensor:
-    """`x.softmax(dim)` written out (max, exp, sum), for a `dim` of a few elements.
-
-    On the CPU the fused softmax kernel vectorises along `dim`; with 3 elements there it runs
-    4x slower than these four elementwise passes (measured on (300, 4, 3, 3) float32).
-    """
-    e = (x - x.amax(dim, keepdim=True)).exp()
-    return e / e.sum(dim, keepdim=True)
-
-
-def linear_gelu(x: Tensor, layer: nn.Linear, allow_fused: bool = True) -> Tensor:
-    """`F.gelu(layer(x))` (exact, erf GELU); (..., in) -> (..., out).
-
-    For bfloat16 on the CPU this is one oneDNN call with the bias and GELU fused into the
-    matmul (`cpu_kernels.fused_linear_gelu`), which skips two passes over the wide hidden
-    activations (35% less time for the MLP's first layer at 300 rows), where the probe
-    `cpu_kernels.fused_linear_gelu_status` found that it runs here and gives the plain numbers
-    (not on a CPU without AVX-512, nor under LEWM_CPU_KERNELS=plain). Elsewhere, while
-    compiling, or with `allow_fused=False`, the plain two calls.
-    """
-    if (
-        allow_fused
-        and x.dtype == torch.bfloat16
-        and x.device.type == "cpu"
-        and not torch.compiler.is_compiling()
-        and fused_linear_gelu_status(x.dtype).usable
-    ):
-        return fused_linear_gelu(x, layer.weight, layer.bias)
-    return F.gelu(layer(x))
-
-
-def newest_token_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Attention of one query over a handful of keys, token-major, written out elementwise.
-
-    q: (B, 1, h, d); k, v: (B, P, h, d), P <= history. Returns (B, 1, h, d), equal to
-    softmax(q k^T / sqrt(d)) v per head. With one key the softmax weight is exactly 1 and the
-    output is v. No transposes to head-major layout and no batched matmuls of 1 x P matrices,
-    whose fixed costs dominate at these sizes.
-    """
-    if k.shape[1] == 1:
-        return v
-    scores = (q * k).float().sum(-1) * q.shape[-1] ** -0.5  # (B, P, h)
-    weights = scores.softmax(1).to(v.dtype)
-    return (weights.unsqueeze(-1) * v).sum(1, keepdim=True)
-
-
 class PredictorBlock(nn.Module):
     """DiT block with AdaLN-zero: per-token shift/scale/gate from the action embedding."""
 
@@ -246,46 +184,6 @@ class PredictorBlock(nn.Module):
         h = modulate(self.norm2(x), shift2, scale2)
         return x + gate2 * self.drop(self.fc2(self.drop(F.gelu(self.fc1(h)))))
 
-    def forward_incremental(
-        self, x: Tensor, mod: Tensor, past: tuple[Tensor, Tensor] | None, last_only: bool
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Inference-only forward of n new tokens that follow `past` cached keys/values.
-
-        x: (B, n, W) new tokens; mod: (B, n, 6W) their AdaLN output from `Predictor.modulations`
-        (1 added to both scales);
-        past: keys and values (B, P, heads, head_dim) of the P earlier tokens (token-major),
-        or None. With `last_only`, queries, output projection and MLP run on the newest token
-        alone (its output is all that is used). Returns the output (B, n or 1, W) and the
-        keys/values of all P + n tokens. Equals `forward` on the full sequence (eval mode) to
-        float rounding; each modulation and gated residual is one fused multiply-add.
-        """
-        b, n, _ = x.shape
-        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
-        h = torch.addcmul(shift1, self.norm1(x), scale1)
-        q, k, v = self.qkv(h).view(b, n, 3, self.heads, self.head_dim).unbind(2)
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=1), torch.cat([past[1], v], dim=1)
-        if last_only and n > 1:
-            x, q = x[:, -1:], q[:, -1:]
-            gate1, shift2, scale2, gate2 = (
-                gate1[:, -1:],
-                shift2[:, -1:],
-                scale2[:, -1:],
-                gate2[:, -1:],
-            )
-        # A single query (the newest token) may see every key; several new tokens with no past
-        # are the whole window and attend causally.
-        if q.shape[1] == 1:
-            a = newest_token_attention(q, k, v)
-        else:
-            if past is not None:
-                raise ValueError("several new tokens after a cache are not supported")
-            a = window_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), True)
-            a = a.transpose(1, 2)
-        x = torch.addcmul(x, gate1, self.proj(a.reshape(b, q.shape[1], -1)))
-        h = torch.addcmul(shift2, self.norm2(x), scale2)
-        return torch.addcmul(x, gate2, self.fc2(linear_gelu(h, self.fc1))), (k, v)
-
 
 class Predictor(nn.Module):
     """Causal transformer over (B, T <= history, D) latents conditioned on (B, T, D) actions."""
@@ -300,58 +198,12 @@ class Predictor(nn.Module):
             for _ in range(cfg.pred_depth)
         )
         self.norm = nn.LayerNorm(w)
-        self._adaln_cache: tuple | None = None  # (key, weight) of `modulations`; not state
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
         x = z + self.pos_embed[:, : z.shape[1]]
         for block in self.blocks:
             x = block(x, c)
         return self.norm(x)
-
-    def modulations(self, c: Tensor) -> list[Tensor]:
-        """Every block's AdaLN output for `forward_incremental`: (B, L, W) -> depth x (B, L, 6W).
-
-        Each equals `block.adaln(c)` with 1 added to both scales (so that modulating is one
-        fused multiply-add, `addcmul(shift, x, 1 + scale)`), all computed by one matmul: SiLU(c)
-        with two extra input columns of ones, times the blocks' AdaLN weights stacked with their
-        biases and the scales' +1 as two extra weight columns (zero-padded to a multiple of 32
-        inputs for the matrix units). No bias pass and no +1 pass over the (B, L, depth * 6W)
-        output, which cost more than the matmul itself in bfloat16 on the CPU (5.3 ms against
-        1.2 ms per lab rollout of 300 candidates).
-        """
-        weight = self._stacked_adaln(c.dtype, c.device)
-        s = F.silu(c)
-        pad = weight.shape[1] - s.shape[-1] - 2
-        s = torch.cat([s, s.new_ones(*s.shape[:-1], 2), s.new_zeros(*s.shape[:-1], pad)], -1)
-        return list(F.linear(s, weight).split(weight.shape[0] // len(self.blocks), dim=-1))
-
-    def _stacked_adaln(self, dtype: torch.dtype, device: torch.device) -> Tensor:
-        """(depth * 6W, K) weights of `modulations`, rebuilt when any AdaLN parameter changes."""
-        if torch.compiler.is_compiling():  # traced into the graph; no data_ptr guards
-            return self._build_stacked_adaln(dtype, device)
-        params = [p for blk in self.blocks for p in blk.adaln[1].parameters()]
-        key = (dtype, device, tuple((p.data_ptr(), p._version) for p in params))
-        if self._adaln_cache is not None and self._adaln_cache[0] == key:
-            return self._adaln_cache[1]
-        weight = self._build_stacked_adaln(dtype, device)
-        self._adaln_cache = (key, weight)
-        return weight
-
-    def _build_stacked_adaln(self, dtype: torch.dtype, device: torch.device) -> Tensor:
-        width = self.blocks[0].adaln[1].in_features
-        k = -(-(width + 2) // 32) * 32
-        rows = []
-        with torch.no_grad():
-            for blk in self.blocks:
-                lin = blk.adaln[1]
-                one = torch.zeros(lin.out_features, device=device)
-                one[width : 2 * width] = 1.0  # scale1
-                one[4 * width : 5 * width] = 1.0  # scale2
-                pad = torch.zeros(lin.out_features, k - width - 2, device=device)
-                rows.append(
-                    torch.cat([lin.weight.float(), lin.bias.float()[:, None], one[:, None], pad], 1)
-                )
-            return torch.cat(rows).to(dtype)
 
 
 # --------------------------------------------------------------------------- the world model
@@ -450,8 +302,9 @@ class LeWM(nn.Module):
 
         mode "naive" does what the public code does: every step recomputes the whole window
         and runs pred_proj on every token. mode "fast" (inference, eval mode) computes the same
-        numbers with less work: AdaLN modulations once per action, cached keys/values while the
-        window grows, the last layer and pred_proj on the newest token only.
+        numbers with less work (`fast_rollout.rollout_fast`): AdaLN modulations once per
+        action, cached keys/values while the window grows, the last layer and pred_proj on the
+        newest token only. In train mode both run the naive loop.
         """
         if mode not in ("fast", "naive"):
             raise ValueError(f"unknown rollout mode '{mode}'; choose fast or naive")
@@ -472,7 +325,7 @@ class LeWM(nn.Module):
         act = self.encode_actions(action_blocks)  # (B, T0 - 1 + H, D)
         if mode == "naive" or self.training:
             return self._rollout_naive(latents, act, horizon)
-        return self._rollout_fast(latents, act, horizon)
+        return rollout_fast(self, latents, act, horizon)
 
     def _rollout_naive(self, latents: Tensor, act: Tensor, horizon: int) -> Tensor:
         hist, t0 = self.cfg.history, latents.shape[1]
@@ -482,34 +335,6 @@ class LeWM(nn.Module):
             start = max(0, end - hist)
             z = torch.stack(seq[start:end], dim=1)
             nxt = self._pred_proj(self._predict_hidden(z, act[:, start:end]))[:, -1]
-            seq.append(nxt)
-            out.append(nxt)
-        return torch.stack(out, dim=1)
-
-    def _rollout_fast(self, latents: Tensor, act: Tensor, horizon: int) -> Tensor:
-        hist, t0 = self.cfg.history, latents.shape[1]
-        pred = self.predictor
-        blocks = pred.blocks
-        mods = pred.modulations(act)  # (B, L, 6W) per layer, once per action
-        seq, out = list(latents.unbind(1)), []
-        cache: list | None = None  # keys/values per layer, valid while the window starts at 0
-        for k in range(horizon):
-            end = t0 + k
-            start = max(0, end - hist)
-            if start == 0 and cache is not None:  # growing window: one new token
-                new = slice(end - 1, end)
-                x = seq[end - 1][:, None] + pred.pos_embed[:, end - 1 : end]
-            else:  # first step or sliding window (positions shift): the whole window
-                new = slice(start, end)
-                x = torch.stack(seq[start:end], dim=1) + pred.pos_embed[:, : end - start]
-                cache = None
-            kvs = []
-            for i, blk in enumerate(blocks):
-                past = cache[i] if cache is not None else None
-                x, kv = blk.forward_incremental(x, mods[i][:, new], past, i == len(blocks) - 1)
-                kvs.append(kv)
-            cache = kvs if start == 0 else None
-            nxt = self.pred_proj(pred.norm(x[:, -1]))
             seq.append(nxt)
             out.append(nxt)
         return torch.stack(out, dim=1)
