@@ -8,7 +8,9 @@ imported lazily, so the MuJoCo stack of Reacher and Cube (and OGBench's assets f
 loaded when used.
 
 To add an environment, write a module with a :class:`~lewm_core.envs.base.LewmEnv` subclass and
-a :class:`~lewm_core.envs.base.Policy` subclass and add one ``_Spec`` to ``_SPECS``.
+a :class:`~lewm_core.envs.base.Policy` subclass and add one ``_Spec`` to ``_SPECS``; policies
+that outgrow the env's module go in a module of their own beside it (Push-T's
+``pusht_policies``), named by ``policy_module``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class _Spec:
     gym_id: str
     title: str  # the task's name for people (the lab, the demo, the model cards)
     other_policies: tuple[tuple[str, str], ...] = ()  # (name, class) besides "default"
+    policy_module: str = ""  # module under lewm_core.envs holding the policies; "": `module`
 
 
 _SPECS: dict[str, _Spec] = {
@@ -45,6 +48,7 @@ _SPECS: dict[str, _Spec] = {
         "lewm/PushT-v0",
         "Push-T",
         (("expert", "PushTExpertPolicy"),),
+        "pusht_policies",
     ),
     "reacher": _Spec("reacher", "ReacherEnv", "ReacherPolicy", "lewm/Reacher-v0", "Reacher"),
     "cube": _Spec("cube", "CubeEnv", "CubePolicy", "lewm/Cube-v0", "Cube"),
@@ -104,7 +108,7 @@ def make_policy(name: str, env: gymnasium.Env, seed: int, policy: str = "default
         raise ValueError(
             f"env {name!r} has no data policy {policy!r}; choose one of {', '.join(classes)}"
         )
-    module = importlib.import_module(f"{__name__}.{spec.module}")
+    module = importlib.import_module(f"{__name__}.{spec.policy_module or spec.module}")
     return getattr(module, classes[policy])(env, seed)
 
 
