@@ -38,9 +38,10 @@ collision meshes are hidden; the arm is drawn with its own collision capsules an
 gripper with one box per part (the bounding box of the part's mesh) plus its collision finger
 pads, the cube in its OGBench red; no shadows, no multisampling; a fixed camera in front of the
 table looking down at 70 degrees that shows the whole cube area (OGBench's ``front_pixels``
-camera cuts off its corners). The goal marker is hidden (goals are given as images). Rendering uses
-:class:`~lewm_core.envs.mujoco_render.OffscreenRenderer` (any thread, lazy, see Reacher's notes
-on forked workers).
+camera cuts off its corners). The goal marker is hidden (goals are given as images). Colour
+parts: ``cube``, ``arm`` and ``gripper``, always drawn flat in their colours. Rendering goes
+through :mod:`lewm_core.envs.mujoco_render` (any thread, lazy; its notes on worker processes
+apply).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .base import GOAL_MET, Policy, wrap_angle  # noqa: E402
-from .mujoco_render import MujocoEnv, OffscreenRenderer, prepare_model  # noqa: E402
+from .mujoco_render import MujocoEnv, prepare_model  # noqa: E402
 
 SUCCESS_DIST = 0.04
 PHYSICS_TIMESTEP = 0.002  # OGBench ManipSpaceEnv defaults
@@ -231,9 +232,6 @@ class CubeEnv(MujocoEnv):
         cube_geom = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "object_0")
         target = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "target_object_0")
         m.geom_rgba[target, 3] = 0.0  # goals are images: hide OGBench's goal marker
-        self._part_geoms = {"cube": [cube_geom], "arm": arm, "gripper": grip}
-        self._default_rgba = m.geom_rgba.copy()
-        self._default_matid = m.geom_matid.copy()
         option = mujoco.MjvOption()
         option.geomgroup[:] = 0
         option.geomgroup[_VIS_GROUP] = 1
@@ -241,8 +239,8 @@ class CubeEnv(MujocoEnv):
         cam.type = mujoco.mjtCamera.mjCAMERA_FREE
         cam.lookat[:] = CAMERA_LOOKAT
         cam.distance, cam.azimuth, cam.elevation = CAMERA_DISTANCE, CAMERA_AZIMUTH, CAMERA_ELEVATION
-        self._renderer = OffscreenRenderer(m, self.resolution, cam, option, name="Cube")
-        self._apply_colors()
+        parts = {"cube": [cube_geom], "arm": arm, "gripper": grip}
+        self._init_rendering(cam, parts, option, name="Cube")
 
         # Differential IK on the bare UR5e (as OGBench) and the fixed pinch -> flange transform.
         self._ik = DiffIKController(model=built["ik_model"], sites=["attachment_site"])
@@ -326,19 +324,6 @@ class CubeEnv(MujocoEnv):
         # mj_step leaves the kinematics of the last substep's start: OGBench's controller input
         self._read_controller_input()
         mujoco.mj_forward(self.model, self.data)  # current kinematics for render and state
-
-    def _render_frame(self) -> np.ndarray:
-        """Render from any thread: the GL context is bound for this call only."""
-        return self._renderer.render(self.data)
-
-    def _apply_colors(self) -> None:
-        m = self.model
-        m.geom_rgba[:] = self._default_rgba
-        m.geom_matid[:] = self._default_matid
-        for part, rgb in self.colors.items():
-            for g in self._part_geoms[part]:
-                m.geom_matid[g] = -1
-                m.geom_rgba[g] = (rgb[0] / 255.0, rgb[1] / 255.0, rgb[2] / 255.0, 1.0)
 
     def _state_dict(self) -> dict[str, np.ndarray]:
         d, q = self.data, self._cube_qadr

@@ -1,5 +1,5 @@
 """Offscreen MuJoCo rendering shared by the MuJoCo environments (Reacher, Cube), and their
-base class :class:`MujocoEnv` (pickling, closing).
+base class :class:`MujocoEnv` (frames, recolouring, pickling, closing).
 
 :class:`OffscreenRenderer` wraps ``mujoco.Renderer`` (EGL with ``MUJOCO_GL=egl``):
 
@@ -14,6 +14,15 @@ base class :class:`MujocoEnv` (pickling, closing).
 
 Shadows and multisampling are the environments' business (``model.light_castshadow`` and
 ``model.vis.quality.offsamples``); :func:`prepare_model` switches both off.
+
+Worker processes: create the env in the worker (any start method); an env pickles without its
+renderer. A process forked after its parent rendered with EGL cannot render (see above).
+
+Colours are data: an environment names its colour parts and their default RGB
+(``color_parts``, ``default_colors``), gives :meth:`MujocoEnv._init_rendering` the geoms of each
+part, and says with ``defaults_keep_materials`` whether a part in its default colour keeps the
+model's own rgba and material (Reacher: the suite's materials) or is drawn flat in that colour
+like any other (Cube). A part in any other colour is drawn flat (no material) in it.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import atexit  # noqa: E402
 import threading  # noqa: E402
 import weakref  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Iterable, Mapping  # noqa: E402
+from typing import Any, ClassVar  # noqa: E402
 
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
@@ -130,13 +140,56 @@ class OffscreenRenderer:
 
 
 class MujocoEnv(LewmEnv):
-    """A LewmEnv drawn by an :class:`OffscreenRenderer` in ``self._renderer``.
+    """A LewmEnv on a MuJoCo ``self.model`` / ``self.data``, drawn by an
+    :class:`OffscreenRenderer` and recoloured part by part.
 
-    Pickles as (resolution, simulator state, colours): the MuJoCo model, data and GL renderer
-    are rebuilt on unpickling (data-collection workers get a fresh env in the same state).
+    A subclass builds its model and data, then calls :meth:`_init_rendering` once its geoms look
+    as they should by default. Pickles as (resolution, simulator state, colours): the MuJoCo
+    model, data and GL renderer are rebuilt on unpickling (data-collection workers get a fresh
+    env in the same state).
     """
 
+    # True: a part in its default colour keeps the model's own rgba and material.
+    defaults_keep_materials: ClassVar[bool] = False
+    model: mujoco.MjModel
+    data: mujoco.MjData
     _renderer: OffscreenRenderer
+
+    def _init_rendering(
+        self,
+        camera: int | str | mujoco.MjvCamera,
+        part_geoms: Mapping[str, Iterable[int]],
+        scene_option: mujoco.MjvOption | None = None,
+        name: str = "this environment",
+    ) -> None:
+        """Make the renderer, note the geoms of each colour part (one of ``color_parts`` each)
+        and the model's own geom colours and materials, and apply ``self.colors``."""
+        if set(part_geoms) != set(self.color_parts):
+            raise ValueError(
+                f"part_geoms names {sorted(part_geoms)} but the colour parts are "
+                f"{sorted(self.color_parts)}"
+            )
+        m = self.model
+        self._part_geoms = {part: tuple(int(g) for g in ids) for part, ids in part_geoms.items()}
+        self._model_rgba = m.geom_rgba.copy()
+        self._model_matid = m.geom_matid.copy()
+        self._renderer = OffscreenRenderer(m, self.resolution, camera, scene_option, name=name)
+        self._apply_colors()
+
+    def _render_frame(self) -> np.ndarray:
+        """Render from any thread: the GL context is bound for this call only."""
+        return self._renderer.render(self.data)
+
+    def _apply_colors(self) -> None:
+        m = self.model
+        m.geom_rgba[:] = self._model_rgba
+        m.geom_matid[:] = self._model_matid
+        for part, rgb in self.colors.items():
+            if self.defaults_keep_materials and rgb == self.default_colors[part]:
+                continue
+            for g in self._part_geoms[part]:
+                m.geom_matid[g] = -1
+                m.geom_rgba[g] = (rgb[0] / 255.0, rgb[1] / 255.0, rgb[2] / 255.0, 1.0)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"resolution": self.resolution, "state": self.get_state(), "colors": self.colors}

@@ -10,12 +10,10 @@ Simulator state (``get_state``, 4 values): qpos (shoulder, wrist angle) and qvel
 ``info["state"]``: ``joint_angles`` (2, wrapped to [-pi, pi)), ``joint_vel`` (2),
 ``fingertip_pos`` (2, x/y in metres).
 
-Rendering uses :class:`~lewm_core.envs.mujoco_render.OffscreenRenderer` (offscreen EGL,
-``MUJOCO_GL=egl``, shadows and multisampling off, usable from any thread); the renderer is
-created lazily on first render, is not pickled (the env pickles as its resolution, state and
-colours), and is released by ``close()``. Worker processes: create the env in the worker (any
-start method). A process forked AFTER its parent rendered with EGL cannot use EGL (it would
-hang), so rendering there raises RuntimeError; use 'spawn' workers in that case.
+Rendering: the suite's top-down camera through :mod:`lewm_core.envs.mujoco_render` (offscreen
+EGL, shadows and multisampling off, any thread, lazy; its notes on worker processes apply).
+Colour parts: ``arm`` (arm and hand) and ``fingertip``; in their default colours they keep the
+suite's own materials.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .base import Policy, wrap_angle  # noqa: E402
-from .mujoco_render import MujocoEnv, OffscreenRenderer, prepare_model  # noqa: E402
+from .mujoco_render import MujocoEnv, prepare_model  # noqa: E402
 
 SUCCESS_ANGLE = 0.05
 CONTROL_TIMESTEP = 0.02  # dm_control.suite.reacher default
@@ -61,6 +59,7 @@ class ReacherEnv(MujocoEnv):
         "arm": ARM_RGB,
         "fingertip": FINGER_RGB,
     }
+    defaults_keep_materials: ClassVar[bool] = True
     _PART_GEOMS: ClassVar[dict[str, tuple[str, ...]]] = {
         "arm": ("arm", "hand"),
         "fingertip": ("finger",),
@@ -77,14 +76,12 @@ class ReacherEnv(MujocoEnv):
 
         m.geom_rgba[gid("target"), 3] = 0.0  # hide the target
         self.model, self.data = m, mujoco.MjData(m)
-        self._geom_ids = {part: [gid(g) for g in gs] for part, gs in self._PART_GEOMS.items()}
         self._finger = gid("finger")
-        self._default_rgba = m.geom_rgba.copy()
-        self._default_matid = m.geom_matid.copy()
         self.n_substeps = max(1, round(CONTROL_TIMESTEP / m.opt.timestep))
         self.wrist_range = tuple(m.jnt_range[1])  # shoulder is unlimited
+        parts = {part: [gid(g) for g in gs] for part, gs in self._PART_GEOMS.items()}
         # the suite's top-down "fixed" camera (0)
-        self._renderer = OffscreenRenderer(m, self.resolution, camera=0, name="Reacher")
+        self._init_rendering(camera=0, part_geoms=parts, name="Reacher")
         mujoco.mj_forward(m, self.data)
 
     # ----------------------------------------------------------------- hooks
@@ -110,21 +107,6 @@ class ReacherEnv(MujocoEnv):
         d.ctrl[:] = action
         mujoco.mj_step(self.model, d, self.n_substeps)
         mujoco.mj_forward(self.model, d)  # positions of bodies/camera for rendering and state
-
-    def _render_frame(self) -> np.ndarray:
-        """Render from any thread: the GL context is bound for this call only."""
-        return self._renderer.render(self.data)
-
-    def _apply_colors(self) -> None:
-        m = self.model
-        m.geom_rgba[:] = self._default_rgba
-        m.geom_matid[:] = self._default_matid
-        for part, rgb in self.colors.items():
-            if rgb == self.default_colors[part]:
-                continue
-            for g in self._geom_ids[part]:
-                m.geom_matid[g] = -1
-                m.geom_rgba[g] = (rgb[0] / 255.0, rgb[1] / 255.0, rgb[2] / 255.0, 1.0)
 
     def _state_dict(self) -> dict[str, np.ndarray]:
         d = self.data
