@@ -26,7 +26,7 @@ install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
 lab: install
-	$(BIN)/streamlit run app/Home.py --server.headless true
+	$(BIN)/python -m streamlit run app/Home.py --server.headless true
 
 # A Hugging Face Space as a fresh git repository in OUT (docs/deploy.md says how to push it):
 # `make space OUT=../lewm-space`, or SDK=docker for the Streamlit lab in public mode.

@@ -37,18 +37,10 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-# `python app/gradio_app.py` puts app/ on sys.path; a Space installs requirements.txt only, so
-# the repository root (lewm_core, decoder) is added too.
-_APP_DIR = Path(__file__).resolve().parent
-for _p in (str(_APP_DIR), str(_APP_DIR.parent)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-import gradio as gr  # noqa: E402
-from lab_store import discover_models, env_title, load_model_readonly, set_torch_threads  # noqa: E402
-
+from app.lab_store import discover_models, env_title, load_model_readonly, set_torch_threads  # noqa: E402
 from lewm_core.atomic import jsonable  # noqa: E402
 from lewm_core.errors import UserError  # noqa: E402
 from lewm_core.world_model.checkpoint import LoadedModel  # noqa: E402

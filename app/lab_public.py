@@ -29,11 +29,10 @@ import time
 import uuid
 from pathlib import Path
 
-import lab_store
 import streamlit as st
-import ui
 from streamlit import config as st_config
 
+from app import lab_store, ui
 from lewm_core.errors import UserError
 from lewm_core.training import jobs
 from lewm_core.training.job_queue import JobQueue

@@ -20,7 +20,8 @@ import os
 from pathlib import Path
 
 import streamlit as st
-from lab_store import (  # noqa: F401 (re-exported for the pages)
+
+from app.lab_store import (  # noqa: F401 (re-exported for the pages)
     ENV_TITLES,
     NAME_RE,
     ROOT,
@@ -40,7 +41,6 @@ from lab_store import (  # noqa: F401 (re-exported for the pages)
     runs_dir,
     set_torch_threads,
 )
-
 from decoder import DECODER_WEIGHTS
 from lewm_core.data.samples import Frames, resolve_frames
 from lewm_core.errors import UserError

@@ -3,7 +3,7 @@
     python app/space.py OUT [--sdk gradio|docker] [--source-url URL]    (or: make space OUT=dir)
 
 OUT gets app/, lewm_core/, decoder/, the shipped models (assets/models/), pyproject.toml,
-packages.txt (the EGL libraries MuJoCo renders with), and three files written for the Space:
+packages.txt (the EGL libraries MuJoCo renders with), and the files written for the Space:
 
     requirements.txt  the runtime pins of this repository with torch's CPU build (PyTorch's CPU
                       index as an extra index; PyPI's Linux torch brings several GB of CUDA
@@ -11,6 +11,8 @@ packages.txt (the EGL libraries MuJoCo renders with), and three files written fo
     README.md         YAML front matter, the Space's configuration: sdk_version is read from the
                       gradio pin of requirements.txt and python_version from pyproject.toml
     .gitattributes    *.safetensors, and any other file over 10 MB, stored with Git LFS
+    demo.py           (gradio) the app_file: starts app/gradio_app.py with the tree's root on
+                      the import path, as Python does for a script
 
 and is committed once, with no history: a Space refuses a push whose history holds a file over
 10 MB outside LFS. Without git-lfs the files are written but not committed, and the script says
@@ -111,6 +113,18 @@ def python_version(root: Path = ROOT) -> str:
     return m.group(1)
 
 
+# The gradio Space runs `python <app_file>` without installing the repository: a launcher at the
+# tree's root puts the root on the import path the way Python does for any script, so `app`,
+# `lewm_core` and `decoder` import as packages. (Not `app.py`: that name would hide `app/`.)
+LAUNCHER = "demo.py"
+LAUNCHER_SOURCE = '''"""The Space's entry point: the Gradio demo of LeWM Lab (app/gradio_app.py)."""
+
+from app.gradio_app import main
+
+main()
+'''
+
+
 def front_matter(sdk: str, root: Path = ROOT) -> dict:
     """The Space's YAML configuration for `sdk` ("gradio": the demo; "docker": the lab)."""
     meta = dict(CARD)
@@ -118,7 +132,7 @@ def front_matter(sdk: str, root: Path = ROOT) -> dict:
     if sdk == "gradio":
         meta["sdk_version"] = _pins(root / "requirements.txt")["gradio"]
         meta["python_version"] = python_version(root)
-        meta["app_file"] = "app/gradio_app.py"
+        meta["app_file"] = LAUNCHER
     else:
         meta["app_port"] = DOCKER_PORT
     return meta
@@ -342,6 +356,8 @@ def write_space(
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, out / rel)
     (out / "requirements.txt").write_text(requirements)
+    if sdk == "gradio":
+        (out / LAUNCHER).write_text(LAUNCHER_SOURCE)
     (out / "README.md").write_text(readme(meta, source_url))
     check_front_matter((out / "README.md").read_text(), out)
     if sdk == "docker":  # `COPY . .` would bring .git (the weights again, as LFS objects)
@@ -367,7 +383,8 @@ def write_space(
     return {
         "out": out,
         "sdk": sdk,
-        "files": len(files) + (4 if sdk == "docker" else 3),
+        # + requirements.txt, README.md, .gitattributes and the launcher or .dockerignore
+        "files": len(files) + 4,
         "lfs_files": lfs_files,
         "committed": committed,
         "front_matter": meta,

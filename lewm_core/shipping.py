@@ -20,20 +20,28 @@ import os
 import shutil
 from pathlib import Path
 
-from decoder import DECODER_CONFIG, DECODER_FILES
 from lewm_core.atomic import atomic_path, write_bytes, write_json
 from lewm_core.data.dataset import dataset_info
 from lewm_core.data.samples import (
-    SAMPLE_FILE,
-    SAMPLE_FILES,
     collect_sample,
     read_sample_info,
     sample_card_lines,
 )
 from lewm_core.errors import UserError
-from lewm_core.world_model.checkpoint import (
+from lewm_core.folders import (
+    CARD_FILE,
     CONFIG_FILE,
+    DECODER_CONFIG,
+    DECODER_FILES,
+    EVAL_FILE,
     MODEL_FILE,
+    PROBE_FILE,
+    SAMPLE_FILE,
+    SAMPLE_FILES,
+    SUMMARY_FILE,
+    SURPRISE_FILE,
+)
+from lewm_core.world_model.checkpoint import (
     PlanningDefaults,
     check_context,
     check_whole,
@@ -43,19 +51,13 @@ from lewm_core.world_model.checkpoint import (
 )
 from lewm_core.world_model.model import parameter_counts
 
-EVAL_FILE = "eval.json"
-
 # How the model card says what a candidate's cost is, per CEM objective.
 OBJECTIVE_WORDS = {
     "last": "its last predicted latent's distance to the goal (as published)",
     "min": "its predicted latent closest to the goal over the horizon",
 }
-PROBE_FILE = "probe.json"
-SURPRISE_FILE = "surprise.json"
 LINEAGE_KEY = "lineage"  # config.json entry: the training stages of shipped weights, oldest first
 PERTURBATION_NAMES = {"teleport": "teleported", "color": "colour change"}
-CARD_FILE = "MODEL_CARD.md"
-SUMMARY_FILE = "train_summary.json"
 # What config.json's `data.recipe` keeps of `dataset_info` (the card's `lewm collect` line).
 RECIPE_KEYS = ("env", "num_episodes", "steps", "resolution", "seed", "num_steps", "policy")
 

@@ -38,11 +38,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 @pytest.fixture
 def app_modules(monkeypatch: pytest.MonkeyPatch):
-    """(lab_public, lab_store), imported from app/ as Home.py imports them: the very modules the
-    AppTest sessions of this process use."""
-    monkeypatch.syspath_prepend(str(ROOT / "app"))
-    import lab_public
-    import lab_store
+    """(lab_public, lab_store), imported as Home.py imports them: the very modules the AppTest
+    sessions of this process use."""
+    from app import lab_public, lab_store
 
     return lab_public, lab_store
 
@@ -151,7 +149,7 @@ def _session(page: str) -> AppTest:
 
 
 def _scratch(at: AppTest) -> Path:
-    import lab_public  # the app's own module (Home.py has put app/ on the path)
+    from app import lab_public  # the app's own module, as Home.py imports it
 
     return lab_public.scratch_root() / at.session_state[lab_public.SCRATCH_KEY]
 

@@ -97,6 +97,7 @@ def test_only_what_the_space_runs(space: Path) -> None:
         ".gitattributes",
         "README.md",
         "requirements.txt",
+        "demo.py",
         "packages.txt",
         "pyproject.toml",
         "app",
@@ -117,7 +118,7 @@ def test_front_matter(space: Path) -> None:
     gradio = _pins((ROOT / "requirements.txt").read_text())["gradio"]
     assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio
     assert meta["python_version"] == "3.11"  # a string: 3.10 unquoted would read as 3.1
-    assert (space / meta["app_file"]).is_file() and meta["app_file"] == "app/gradio_app.py"
+    assert (space / meta["app_file"]).is_file() and meta["app_file"] == "demo.py"
     assert meta["title"] and len(meta["short_description"]) <= 60
     body = (space / "README.md").read_text().split("---\n", 2)[2]
     assert "LeWM" in body and "make space" in body
@@ -229,7 +230,7 @@ def test_fresh_install_serves_the_demo(space: Path, tmp_path: Path) -> None:
         log_path = tmp_path / "gradio.log"
         with open(log_path, "w") as log:
             server = subprocess.Popen(
-                [str(python), "app/gradio_app.py", "--port", str(port), "--no-warm-up"],
+                [str(python), front_matter(space)["app_file"], "--port", str(port), "--no-warm-up"],
                 cwd=space,
                 env={**env, "MUJOCO_GL": "egl", "LEWM_APP_THREADS": "1"},
                 stdout=log,

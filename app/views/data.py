@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 
-import lab_public
-import models
 import numpy as np
 import pandas as pd
 import streamlit as st
-import ui
 
+from app import lab_public, models, ui
 from lewm_core.data.collect import (
     MAX_RESOLUTION,
     MIN_RESOLUTION,

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 
-import models
 import numpy as np
 import streamlit as st
-import ui
 
+from app import models, ui
 from decoder import DECODER_CONFIG, DECODER_WEIGHTS
 from decoder.rollout import decode_rollout, episode_clip
 from decoder.train import finite_mean, train_decoder

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
-import ui
 
+from app import ui
 from lewm_core.envs import ENV_NAMES, ENV_TITLES, make
 
 RESOLUTIONS = (64, 96, 128, 224)

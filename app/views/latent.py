@@ -10,12 +10,11 @@ seed and colour are mirrored in the URL (``?model=&points=&seed=&color=``).
 
 from __future__ import annotations
 
-import models
 import numpy as np
 import pandas as pd
 import streamlit as st
-import ui
 
+from app import models, ui
 from lewm_core.analysis.probing import dataset_quantities, probe
 from lewm_core.analysis.straightness import straightness
 from lewm_core.analysis.tsne import color_values, parse_color, tsne_latents

@@ -11,11 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import models
 import numpy as np
 import streamlit as st
-import ui
 
+from app import models, ui
 from lewm_core.envs import make
 from lewm_core.errors import UserError
 from lewm_core.planning.cem import OBJECTIVES, SAMPLINGS, CEMConfig, Planner, run_mpc

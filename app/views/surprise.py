@@ -9,11 +9,10 @@ model, perturbation, its step, the number of episodes and the seed are mirrored 
 
 from __future__ import annotations
 
-import models
 import numpy as np
 import streamlit as st
-import ui
 
+from app import models, ui
 from lewm_core.analysis.surprise import (
     PERTURBATIONS,
     record_episode,

@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import time
 
-import lab_public
-import models
 import streamlit as st
-import ui
 
+from app import lab_public, models, ui
 from lewm_core.errors import UserError
 from lewm_core.training import jobs
 from lewm_core.training.trainer import TRAIN_PRESETS

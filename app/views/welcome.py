@@ -1,8 +1,9 @@
 """Welcome: what LeWorldModel is and which pages the lab has."""
 
 import streamlit as st
-import ui
-from lab_pages import PAGES
+
+from app import ui
+from app.lab_pages import PAGES
 
 st.title("LeWM Lab")
 st.markdown(

@@ -1,9 +1,8 @@
-"""`lewm` sub-commands about what the latent space knows: decoder, probes, t-SNE, surprise and
+"""`lewm` sub-commands about what the latent space knows: probes, t-SNE, surprise and
 straightness, and the held-out sample they read where a model's dataset is not on disk.
 `register(sub)` adds them to the main parser's sub-parsers; every command takes `--json` (its
 last stdout line is then one JSON object) and reports bad input as `UserError`.
 
-    lewm decoder-train --checkpoint runs/x [--data data/x.h5] [--steps --batch-size --lr --seed]
     lewm probe         --checkpoint runs/x [--data] [--train-frames --test-frames --no-mlp]
     lewm tsne          --checkpoint runs/x [--data] [--points 2000 --seed 0 --color agent_pos]
     lewm surprise      --checkpoint runs/x [--episodes 20 --seed 0 --steps 20 --perturb-step]
@@ -17,64 +16,16 @@ disk the model's held-out sample (`lewm_core.data.samples`); each prints which (
 from __future__ import annotations
 
 import argparse
-import math
-import sys
 
-from lewm_core.cli.arguments import emit_json, path_arg, seed_arg
-
-
-def _say(quiet: bool):
-    def say(msg: str) -> None:
-        if not quiet:
-            sys.stderr.write(f"{msg}\n")
-            sys.stderr.flush()
-
-    return say
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a finite positive number")
-    return value
-
+from lewm_core.cli.arguments import (
+    emit_json,
+    path_arg,
+    positive_float,
+    say_to_stderr,
+    seed_arg,
+)
 
 # --------------------------------------------------------------------------- commands
-
-
-def cmd_decoder_train(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
-    from decoder.train import train_decoder
-
-    with tqdm(total=args.steps, unit="step", disable=args.quiet, desc="decoder") as bar:
-
-        def progress(step: int, total: int, loss: float) -> None:
-            bar.update(step - bar.n)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{loss:.5f}")
-
-        summary = train_decoder(
-            args.checkpoint,
-            args.data,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            frames=args.frames,
-            val_frames=args.val_frames,
-            progress=progress,
-        )
-    print(summary["frames_note"])
-    print(
-        f"decoder saved to {summary['path']}: val PSNR {summary['val_psnr']:.2f} dB "
-        f"(mean frame {summary['val_psnr_mean_image']:.2f} dB), val MSE {summary['val_mse']:.5f}"
-    )
-    if args.json:
-        emit_json(summary)
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
@@ -91,7 +42,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
         mlp=not args.no_mlp,
         untrained_mlp=args.untrained_mlp,
         alpha=args.alpha,
-        progress=_say(args.quiet),
+        progress=say_to_stderr(args.quiet),
     )
     print(result["frames_note"])
     print(format_probe_table(result))
@@ -115,7 +66,7 @@ def cmd_tsne(args: argparse.Namespace) -> None:
         perplexity=args.perplexity,
         n_neighbors=args.neighbors,
         untrained=args.untrained,
-        progress=_say(args.quiet),
+        progress=say_to_stderr(args.quiet),
     )
     print(result["frames_note"])
     line = f"t-SNE of {result['points']} latents: trustworthiness {result['trustworthiness']:.4f}"
@@ -183,7 +134,7 @@ def cmd_straightness(args: argparse.Namespace) -> None:
         seed=args.seed,
         split=args.split,
         untrained=not args.no_untrained,
-        progress=_say(args.quiet),
+        progress=say_to_stderr(args.quiet),
     )
     print(result["frames_note"])
     print(
@@ -224,25 +175,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def register(sub) -> None:
-    """Add decoder-train, probe, tsne, surprise, straightness and sample to argparse
+    """Add probe, tsne, surprise, straightness and sample to argparse
     sub-parsers `sub`."""
-    d = sub.add_parser("decoder-train", help="train the visualisation decoder on a frozen model")
-    d.add_argument(
-        "--checkpoint", required=True, type=path_arg, help="run folder; the decoder is saved there"
-    )
-    d.add_argument(
-        "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
-    )
-    d.add_argument("--steps", type=int, default=1000)
-    d.add_argument("--batch-size", type=int, default=64)
-    d.add_argument("--lr", type=_positive_float, default=1e-3)
-    d.add_argument("--seed", type=seed_arg, default=0)
-    d.add_argument("--frames", type=int, default=10000, help="training frames encoded once")
-    d.add_argument("--val-frames", type=int, default=512)
-    d.add_argument("--quiet", action="store_true")
-    d.add_argument("--json", action="store_true")
-    d.set_defaults(func=cmd_decoder_train)
-
     p = sub.add_parser("probe", help="linear / MLP probes of the state from single latents")
     p.add_argument("--checkpoint", required=True, type=path_arg)
     p.add_argument(
@@ -267,7 +201,7 @@ def register(sub) -> None:
     t.add_argument("--seed", type=seed_arg, default=0)
     t.add_argument("--color", default="agent_pos", help="state quantity, e.g. agent_pos[1]")
     t.add_argument("--component", help="component index of a vector quantity, or 'norm'")
-    t.add_argument("--perplexity", type=_positive_float, default=30.0)
+    t.add_argument("--perplexity", type=positive_float, default=30.0)
     t.add_argument("--neighbors", type=int, default=10, help="trustworthiness n_neighbors")
     t.add_argument("--untrained", action="store_true", help="also map an untrained encoder")
     t.add_argument("--out", type=path_arg, help="write coordinates to a .csv or .npz file")

@@ -1,15 +1,22 @@
-"""The command line's argument types and its JSON output, shared by `lewm_core.cli.main` and
-`lewm_core.cli.analysis`: each type turns one flag's text into a value or raises
-`argparse.ArgumentTypeError` with a one-line reason (the parser prints it and exits 2)."""
+"""What the command groups of `lewm` share: argument types, range checks, Ctrl-C handling,
+episode progress bars and the JSON output line.
+
+Each type turns one flag's text into a value or raises `argparse.ArgumentTypeError` with a
+one-line reason (the parser prints it and exits 2)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
+import sys
+import threading
 
 from lewm_core.atomic import jsonable
+from lewm_core.errors import UserError
 
 
 def finite_float(text: str) -> float:
@@ -61,3 +68,68 @@ def path_arg(text: str) -> str:
 def emit_json(obj: dict) -> None:
     """Print `obj` as the one-line JSON object that ends a command's output."""
     print(json.dumps(jsonable(obj)), flush=True)
+
+
+def check_range(flag: str, value: int, lo: int, hi: int) -> None:
+    if not lo <= value <= hi:
+        raise UserError(f"{flag} must be between {lo} and {hi} (got {value})")
+
+
+@contextlib.contextmanager
+def sigint_flag():
+    """Record Ctrl-C (SIGINT) in the yielded list instead of raising KeyboardInterrupt at once.
+
+    The command checks the list at safe points and stops there. A KeyboardInterrupt raised at
+    an arbitrary moment may land inside a finalizer or a library callback, which swallows it
+    (then a parallel collection waited forever for the episodes of its interrupted workers),
+    or between two updates that belong together. Outside the main thread (the lab) nothing is
+    installed. Installed even when a parent process ignored SIGINT for us.
+    """
+    hits: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield hits
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: hits.append(signum))
+    try:
+        yield hits
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def episode_progress(total: int, desc: str, quiet: bool):
+    """Yield a `progress(done, total)` callback that draws a tqdm bar of episodes; Ctrl-C
+    stops between two episodes (KeyboardInterrupt from the callback: the writer then removes
+    its temporary file)."""
+    from tqdm import tqdm
+
+    with (
+        sigint_flag() as interrupted,
+        tqdm(total=total, unit="ep", desc=desc, disable=quiet) as bar,
+    ):
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+            if interrupted:
+                raise KeyboardInterrupt
+
+        yield progress
+
+
+def say_to_stderr(quiet: bool):
+    """A `say(message)` that writes one line to stderr unless `quiet`."""
+
+    def say(msg: str) -> None:
+        if not quiet:
+            sys.stderr.write(f"{msg}\n")
+            sys.stderr.flush()
+
+    return say
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite positive number")
+    return value

@@ -37,10 +37,8 @@ from lewm_core.atomic import write_json
 from lewm_core.world_model.checkpoint import LoadedModel, read_config
 from lewm_core.data.dataset import open_dataset, split_episodes
 from lewm_core.errors import UserError
+from lewm_core.folders import SAMPLE_FILE, SAMPLE_INFO
 
-SAMPLE_FILE = "sample.h5"
-SAMPLE_INFO = "sample.json"
-SAMPLE_FILES = (SAMPLE_FILE, SAMPLE_INFO)
 SAMPLE_SEED_BASE = 2**31  # above every `collect.episode_seed` (31 bits)
 # How a sample's episodes divide between fitting and testing a probe or a decoder (every
 # episode of a sample is held out from the world model; a quarter is held out from the probe).

@@ -23,11 +23,9 @@ from safetensors.torch import load_file, save
 from lewm_core.atomic import write_bytes, write_json
 from lewm_core.data.dataset import ActionStats
 from lewm_core.errors import UserError
+from lewm_core.folders import CONFIG_FILE, MODEL_FILE
 from lewm_core.world_model.config import OBJECTIVES, SAMPLINGS, ModelConfig
 from lewm_core.world_model.model import LeWM
-
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.safetensors"
 
 
 def save_tensors(

@@ -198,8 +198,7 @@ def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         (tmp_path / sub).mkdir()
     monkeypatch.setenv("LEWM_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("LEWM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.syspath_prepend(str(ROOT / "app"))
-    import models as app_models
+    from app import models as app_models
 
     return app_models
 
@@ -333,4 +332,4 @@ def test_app_folders_come_from_the_environment_only(models, tmp_path: Path) -> N
     """The lab writes runs and datasets only under LEWM_RUNS_DIR / LEWM_DATA_DIR."""
     assert models.runs_dir() == (tmp_path / "runs").resolve()
     assert models.data_dir() == (tmp_path / "data").resolve()
-    assert sys.modules["models"] is models
+    assert sys.modules["app.models"] is models

@@ -1,0 +1,1 @@
+"""The Streamlit lab's pages, one module each (registered in `app/lab_pages.py`)."""

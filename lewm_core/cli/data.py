@@ -1,0 +1,55 @@
+"""`lewm collect`: a dataset of an environment's data policy (HDF5, written atomically)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from lewm_core.cli.arguments import emit_json, episode_progress, path_arg, seed_arg
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    from lewm_core.data.collect import CollectSpec, check_output_path, collect, validate_spec
+
+    spec = CollectSpec(args.env, args.episodes, args.steps, args.resolution, args.seed, args.policy)
+    validate_spec(spec, args.workers)  # bad input fails before any progress bar is drawn
+    check_output_path(args.out, args.overwrite)
+
+    t0 = time.perf_counter()
+    with episode_progress(args.episodes, f"collect {args.env}", args.quiet) as progress:
+        out = collect(
+            spec, args.out, workers=args.workers, overwrite=args.overwrite, progress=progress
+        )
+    wall = time.perf_counter() - t0
+    summary = {
+        "out": str(out),
+        "env": args.env,
+        "episodes": args.episodes,
+        "steps": args.episodes * args.steps,
+        "wall_s": round(wall, 2),
+    }
+    if args.json:
+        emit_json(summary)
+    else:
+        print(f"wrote {out}: {args.episodes} episodes, {summary['steps']} steps in {wall:.1f} s")
+
+
+def register(sub) -> None:
+    """Add `collect` to the main parser's sub-parsers `sub`."""
+    c = sub.add_parser("collect", help="collect a dataset with an env's data policy")
+    c.add_argument("--env", required=True)
+    c.add_argument("--episodes", type=int, default=100)
+    c.add_argument("--steps", type=int, default=100, help="raw steps per episode")
+    c.add_argument("--resolution", type=int, default=64)
+    c.add_argument("--seed", type=seed_arg, default=0)
+    c.add_argument(
+        "--policy",
+        default="default",
+        help="the env's data policy: default, or for pusht 'expert' (pushes the T to goal poses)",
+    )
+    c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--out", required=True, type=path_arg)
+    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_collect)

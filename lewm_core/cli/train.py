@@ -1,0 +1,260 @@
+"""`lewm train` (one process, or one rank of `torchrun`) and `lewm model-info`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+
+from lewm_core.cli.arguments import (
+    arch_setting,
+    check_range,
+    emit_json,
+    finite_float,
+    path_arg,
+    seed_arg,
+)
+from lewm_core.errors import UserError
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train in this process, or as one rank of `torchrun --nproc_per_node N -m lewm_core train`."""
+    from lewm_core.training import distributed
+
+    in_main = threading.current_thread() is threading.main_thread()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    try:
+        _train(args)
+    finally:
+        distributed.shutdown()
+        for signum, handler in handlers.items():  # as they were (`main` called in-process)
+            if handler is not None:
+                signal.signal(signum, handler)
+    if distributed.env_info().world_size > 1:  # a torchrun worker whose run is complete
+        distributed.exit_worker(0)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from lewm_core.training.trainer import TrainConfig, Trainer, resume_config
+
+    # Ctrl-C (SIGINT) while the data loads stops at once (nothing is written yet); once training
+    # runs it saves a checkpoint. Even when a parent process ignored SIGINT for us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if args.resume:
+        # from the checkpoint itself (config.json may be missing or one checkpoint older), with
+        # --out as given: a moved or copied run folder resumes where it is
+        fixed = (args.arch, args.init_from, args.rollout_steps, args.rollout_context)
+        if any(fixed) or args.extra_data or args.extra_repeat:
+            raise UserError(
+                "--arch, --init-from, --rollout-* and --extra-* cannot change a run being "
+                "resumed; drop them"
+            )
+        cfg = resume_config(args.out)
+        for k in ("epochs", "max_steps", "threads", "loader_workers", "compile"):
+            if getattr(args, k) is not None:
+                setattr(cfg, k, getattr(args, k))
+    else:
+        if args.data is None:
+            raise UserError("--data is required for a new run (the .h5 file from `lewm collect`)")
+        cfg = TrainConfig.from_preset(
+            args.preset,
+            args.data,
+            args.out,
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            sigreg_weight=args.sigreg_weight,
+            warmup_frac=args.warmup_frac,
+            preload_max_gb=args.preload_max_gb,
+            seed=args.seed,
+            device=args.device,
+            checkpoint_every=args.checkpoint_every,
+            threads=args.threads,
+            loader_workers=args.loader_workers,
+            compile=args.compile,
+            model_overrides=dict(args.arch or []),
+            init_from=args.init_from,
+            rollout_steps=args.rollout_steps,
+            rollout_context=args.rollout_context,
+            extra_data=list(args.extra_data or []),
+            # one number stays a number (the config of a run with one repeat for all files)
+            extra_repeat=r[0] if (r := args.extra_repeat) and len(r) == 1 else r,
+        )
+    trainer = Trainer(cfg, resume=args.resume)
+    main = trainer.dist.is_main  # rank 0 prints; the others stay quiet
+    interrupted = []
+    several = trainer.dist.world_size > 1
+
+    # Ctrl-C asks the trainer to stop after the current step; `run` then saves a checkpoint.
+    # Never in the middle of a step or of a checkpoint: a KeyboardInterrupt there could save
+    # weights already updated by a step that was not counted, or lose or repeat a metrics row.
+    # Several processes: a signal must not interrupt one rank inside a collective either; every
+    # rank asks to stop, they agree in the next step, rank 0 checkpoints, all exit. One process:
+    # a second Ctrl-C stops at once (the files on disk stay whole: every write is atomic).
+    def ask_stop(signum, frame) -> None:
+        if interrupted and not several:
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+        trainer.request_stop()
+
+    signal.signal(signal.SIGINT, ask_stop)
+    if several:
+        signal.signal(signal.SIGTERM, ask_stop)
+    bar = tqdm(
+        total=trainer.total_steps,
+        initial=trainer.step_count,
+        unit="step",
+        disable=args.quiet or not main,
+    )
+
+    def on_step(m: dict) -> None:
+        bar.update(1)
+        if m["step"] % 10 == 0:
+            bar.set_postfix(
+                loss=f"{m['loss']:.4f}", pred=f"{m['pred_loss']:.4f}", sigreg=f"{m['sigreg']:.3f}"
+            )
+
+    try:
+        summary = trainer.run(on_step)
+    finally:
+        bar.close()
+    if interrupted and summary["stopped_early"]:
+        err = UserError(
+            f"interrupted at step {summary['steps']}; checkpoint saved in {cfg.out}: "
+            "continue with --resume"
+        )
+        err.collective = True  # every rank stopped at the same step: rank 0 reports it
+        raise err
+    if not main:
+        return
+    if args.json:
+        emit_json(summary)
+    else:
+        print(json.dumps(summary, indent=2))
+
+
+def cmd_model_info(args: argparse.Namespace) -> None:
+    import torch
+
+    from lewm_core.world_model.config import ModelConfig
+    from lewm_core.world_model.model import LeWM, parameter_counts
+
+    check_range("--action-dim", args.action_dim, 1, 1024)
+    arch = dict(args.arch or [])
+    try:
+        cfg = ModelConfig.preset(args.preset, action_dim=args.action_dim, **arch)
+    except ValueError as e:
+        raise UserError(f"cannot build the {args.preset} model with --arch ({e})") from None
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        counts = parameter_counts(LeWM(cfg))
+    info = {"preset": args.preset, "action_dim": args.action_dim, **arch, **counts}
+    if args.json:
+        emit_json(info)
+    else:
+        for k, v in info.items():
+            print(f"{k:24s} {v:,}" if isinstance(v, int) else f"{k:24s} {v}")
+
+
+def register(sub) -> None:
+    """Add `train` and `model-info` to the main parser's sub-parsers `sub`."""
+    from lewm_core.world_model.config import PRESETS
+
+    t = sub.add_parser("train", help="train a world model (or --resume one)")
+    t.add_argument("--data", type=path_arg)
+    t.add_argument("--out", required=True, type=path_arg)
+    t.add_argument("--preset", default="lab", choices=PRESETS)
+    t.add_argument(
+        "--arch",
+        type=arch_setting,
+        action="append",
+        metavar="KEY=VALUE",
+        help="change one size of the preset's model, e.g. --arch pred_depth=6 (repeatable; "
+        "recorded in the run's config.json)",
+    )
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=finite_float)
+    t.add_argument("--weight-decay", type=finite_float)
+    t.add_argument("--sigreg-weight", type=finite_float, help="lambda; 0 disables SIGReg")
+    t.add_argument(
+        "--warmup-frac",
+        type=finite_float,
+        help="fraction of the steps spent in the linear lr warm-up (preset default: paper 0.01, "
+        "lab 0.03)",
+    )
+    t.add_argument(
+        "--preload-max-gb",
+        type=finite_float,
+        help="read the dataset's pixels into RAM when they take at most this many GB "
+        "(default 4; a GPU box with RAM to spare trains several times faster preloaded)",
+    )
+    t.add_argument("--seed", type=seed_arg)
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument(
+        "--threads", type=int, help="CPU threads (default: every core, shared among processes)"
+    )
+    t.add_argument(
+        "--loader-workers",
+        type=int,
+        help="DataLoader worker processes per training process (default: 4 on CUDA, 0 on CPU)",
+    )
+    t.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the model for training (GPU; first steps are slow while it compiles)",
+    )
+    t.add_argument(
+        "--init-from",
+        type=path_arg,
+        metavar="MODEL_FOLDER",
+        help="fine-tune: start from this model's weights (a run or shipped folder of the same "
+        "architecture) with a fresh optimiser and schedule; recorded in config.json",
+    )
+    t.add_argument(
+        "--rollout-steps",
+        type=int,
+        metavar="K",
+        help="add a rollout loss (not in the paper): predict K latents autoregressively from "
+        "the clip's first frames, as planning does (default 0: teacher forcing alone)",
+    )
+    t.add_argument(
+        "--rollout-context",
+        type=int,
+        metavar="C",
+        help="true frames the rollout loss starts from (default 1, planning's default context)",
+    )
+    t.add_argument(
+        "--extra-data",
+        type=path_arg,
+        action="append",
+        metavar="H5",
+        help="a training-only dataset of the same env, e.g. the planner's own episodes from "
+        "`lewm collect-planned` (repeatable; all its clips are trained on, none held out)",
+    )
+    t.add_argument(
+        "--extra-repeat",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="draw each --extra-data clip N times as often as a --data clip (default 1); one "
+        "number for every file, or one per --extra-data file in their order",
+    )
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    m = sub.add_parser("model-info", help="parameter counts of a preset")
+    m.add_argument("--preset", default="paper", choices=PRESETS)
+    m.add_argument("--arch", type=arch_setting, action="append", metavar="KEY=VALUE")
+    m.add_argument("--action-dim", type=int, default=2)
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_model_info)

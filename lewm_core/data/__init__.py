@@ -1,0 +1,1 @@
+"""Data: collecting policy episodes to HDF5, reading clips for training, held-out samples."""
