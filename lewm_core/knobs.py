@@ -39,6 +39,9 @@ class Knob:
     hi: float | None = None
     choices: tuple | None = None
     optional: bool = False  # None is a valid value (e.g. "the model's default", "every core")
+    lo_open: bool = False  # the limit itself is outside: lr in (0, 1)
+    hi_open: bool = False
+    metavar: str | None = None  # what the flag's value is called in --help (e.g. MODEL_FOLDER)
 
     @property
     def flag(self) -> str:
@@ -47,6 +50,14 @@ class Knob:
     def limits_text(self) -> str:
         """'1 to 100', 'at least 1', '' (for a help line or an error)."""
         fmt = "{:,}" if self.kind is int else "{:g}"
+        if self.lo_open or self.hi_open:  # interval notation says which ends are in
+            lo = "(" if self.lo_open else "["
+            hi = ")" if self.hi_open else "]"
+            if self.lo is not None and self.hi is not None:
+                return f"in {lo}{fmt.format(self.lo)}, {fmt.format(self.hi)}{hi}"
+            if self.lo is not None:
+                return f"{'above' if self.lo_open else 'at least'} {fmt.format(self.lo)}"
+            return f"{'below' if self.hi_open else 'at most'} {fmt.format(self.hi)}"
         if self.lo is not None and self.hi is not None:
             return f"{fmt.format(self.lo)} to {fmt.format(self.hi)}"
         if self.lo is not None:
@@ -73,8 +84,9 @@ class Knob:
                 raise UserError(f"{name} must be a whole number (got {value!r})")
             if not math.isfinite(value):
                 raise UserError(f"{name} must be a finite number (got {value!r})")
-            below = self.lo is not None and value < self.lo
-            if below or (self.hi is not None and value > self.hi):
+            below = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+            above = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
+            if below or above:
                 raise UserError(f"{name} must be {self.limits_text()} (got {value:g})")
 
 
@@ -87,14 +99,20 @@ def knob(
     hi: float | None = None,
     choices: tuple | None = None,
     optional: bool | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    metavar: str | None = None,
 ) -> Any:
     """A dataclass field carrying its help line and limits (see the module docstring).
 
-    `kind` defaults to the type of `default`; give it when the default is None."""
+    `kind` defaults to the type of `default`; give it when the default is None. `lo`/`hi` are
+    inclusive unless `lo_open`/`hi_open` (then the value must be strictly inside). `metavar`
+    names the flag's value in --help."""
     kind = kind or type(default)
     if kind not in (int, float, bool, str):
         raise TypeError(f"knob kind must be int, float, bool or str, not {kind}")
-    meta = dict(kind=kind, help=help, lo=lo, hi=hi, choices=choices)
+    meta = dict(kind=kind, help=help, lo=lo, hi=hi, choices=choices, metavar=metavar)
+    meta.update(lo_open=lo_open, hi_open=hi_open)
     meta["optional"] = default is None if optional is None else optional
     return dataclasses.field(default=default, metadata={_META: meta})
 
@@ -127,9 +145,9 @@ def _parse(k: Knob):
             try:
                 value = float(text)
             except ValueError:
-                raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+                raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a number") from None
             if not math.isfinite(value):
-                raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+                raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a finite number")
             return value
 
         return finite
@@ -143,12 +161,14 @@ def add_flags(
     *,
     unset: bool = False,
     help_suffix: dict[str, str] | None = None,
+    types: dict[str, Any] | None = None,
 ) -> None:
     """Add one flag per knob of `cls` (all, or `names` in that order).
 
     The flag's help is the knob's help line plus its limits and default. With `unset=True`
     every flag defaults to None, so the caller can tell "not given" from a value (a preset or a
-    model's shipped setting fills it); bool knobs become `store_true` flags."""
+    model's shipped setting fills it); bool knobs become `store_true` flags. `types` gives a
+    flag its own parser (e.g. a path check) instead of the knob kind's."""
     ks = knobs_of(cls)
     for name in names or list(ks):
         k = ks[name]
@@ -169,8 +189,9 @@ def add_flags(
             parts.append(f"default {k.default}")
         parser.add_argument(
             k.flag,
-            type=_parse(k),
+            type=(types or {}).get(name) or _parse(k),
             choices=k.choices,
+            metavar=k.metavar,
             default=None if unset else k.default,
             help=(": ".join(parts[:1]) + (f" ({'; '.join(parts[1:])})" if parts[1:] else ""))
             + extra,
