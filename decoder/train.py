@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from decoder import DECODER_CONFIG, DECODER_WEIGHTS
 from decoder.model import DecoderConfig, LatentDecoder
-from lewm_core.analysis.probing import (
+from lewm_core.analysis.frames import (
     check_dataset_matches,
     encode_frames,
     read_rows,

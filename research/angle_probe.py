@@ -30,7 +30,7 @@ import sys
 import numpy as np
 import torch
 
-from lewm_core.analysis import probing
+from lewm_core.analysis import frames, probing
 from lewm_core.data.dataset import open_dataset
 from lewm_core.errors import UserError
 from lewm_core.world_model.checkpoint import load_model
@@ -44,11 +44,11 @@ def load_frames(data: str) -> tuple[np.ndarray, dict[str, np.ndarray], int, list
     """Frames (N, H, W, 3) uint8, named state columns {name: (N, k)}, the number of train frames
     and the names of the angle quantities."""
     with open_dataset(data) as f:
-        train, test = probing.sample_split_rows(f, TRAIN_FRAMES, TEST_FRAMES, 0, 0.1, 0)
+        train, test = frames.sample_split_rows(f, TRAIN_FRAMES, TEST_FRAMES, 0, 0.1, 0)
         rows = np.concatenate([train, test])
-        pixels = probing.read_rows(f["pixels"], rows)
-        state = probing.read_rows(f["state"], rows)
-        quantities, angles = probing.dataset_quantities(f)
+        pixels = frames.read_rows(f["pixels"], rows)
+        state = frames.read_rows(f["state"], rows)
+        quantities, angles = frames.dataset_quantities(f)
     cols = {name: state[:, s : s + n] for name, (s, n) in quantities.items()}
     return pixels, cols, len(train), list(angles)
 
@@ -88,14 +88,14 @@ def probe_r(kind: str, z: np.ndarray, y: np.ndarray, n_train: int) -> float:
 
 
 def features(model: LeWM, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """The latent (N, D) from `probing.encode_frames` and, caught on the way by a hook on the
+    """The latent (N, D) from `frames.encode_frames` and, caught on the way by a hook on the
     projector, the encoder output before it (N, enc_width)."""
     pre: list[np.ndarray] = []
     hook = model.projector.register_forward_hook(
         lambda _module, inputs, _output: pre.append(inputs[0].float().cpu().numpy())
     )
     try:
-        latent = probing.encode_frames(model, pixels)
+        latent = frames.encode_frames(model, pixels)
     finally:
         hook.remove()
     return {"latent": latent, "pre_projector": np.concatenate(pre)}
@@ -139,7 +139,7 @@ def supervised_ceiling(pixels, y: np.ndarray, n_train: int, steps: int) -> dict:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    z = probing.encode_frames(model, pixels[n_train:])
+    z = frames.encode_frames(model, pixels[n_train:])
     with torch.no_grad():
         pred = head(torch.from_numpy(z)).numpy()
     r = float(probing.pearson_r(pred, y[n_train:].numpy()).mean())

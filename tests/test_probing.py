@@ -10,15 +10,13 @@ import pytest
 import torch
 from lewm_testing import run_cli  # noqa: E402
 
+from lewm_core.analysis.frames import encode_frames, read_rows, untrained_model
 from lewm_core.analysis.probing import (
-    encode_frames,
     fit_probe,
     pearson_r,
     probe,
     quantity_targets,
-    read_rows,
     state_floor,
-    untrained_model,
 )
 from lewm_core.analysis.straightness import consecutive_cosines, straightness
 from lewm_core.data.samples import resolve_frames

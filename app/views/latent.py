@@ -15,7 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from app import models, ui
-from lewm_core.analysis.probing import dataset_quantities, probe
+from lewm_core.analysis.frames import dataset_quantities
+from lewm_core.analysis.probing import probe
 from lewm_core.analysis.straightness import straightness
 from lewm_core.analysis.tsne import color_values, parse_color, tsne_latents
 from lewm_core.data.dataset import open_dataset
@@ -51,7 +52,7 @@ def _row_frame(path: str, row: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_state(path: str, rows: np.ndarray) -> np.ndarray:
-    from lewm_core.analysis.probing import read_rows
+    from lewm_core.analysis.frames import read_rows
 
     with open_dataset(path) as f:
         return read_rows(f["state"], rows)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lewm_core.analysis.probing import (
+from lewm_core.analysis.frames import (
     check_dataset_matches,
     encode_frames,
     read_rows,

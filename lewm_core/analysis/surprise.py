@@ -36,7 +36,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from lewm_core.analysis.probing import encode_frames
+from lewm_core.analysis.frames import encode_frames
 from lewm_core.errors import UserError
 from lewm_core.world_model.checkpoint import LoadedModel
 from lewm_core.world_model.model import LeWM

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lewm_core.analysis.probing import (
+from lewm_core.analysis.frames import (
     check_dataset_matches,
     dataset_quantities,
     encode_frames,
