@@ -37,8 +37,8 @@ from lewm_core.errors import UserError
 from lewm_core.training import jobs
 from lewm_core.training.job_queue import JobQueue
 
-# training steps of one run: the Train page's default (the lab preset on one thread of a busy
-# 2-core machine: about 60 clips/s, so a slot is held for minutes, not hours)
+# training steps of one run: the Train page's default, so that one visitor holds a training slot
+# for minutes, not hours (docs/deploy.md has the measured speed of a public job)
 PUBLIC_MAX_STEPS = 1000
 PUBLIC_JOB_THREADS = 1  # CPU threads of one training job
 # a dataset's frames x (resolution / 64)^2: 20,000 frames at 64 px, 5,000 at 128 px
