@@ -11,7 +11,7 @@ with ``gradio_client``:
 
 The app is thin: the task is episode 0 of ``lewm eval --seed <seed>`` with start and goal from a
 fresh episode of the data policy (``lewm_core.planning.evaluate.tasks_from_policy``), planned with
-``lewm_core.planning.cem.Planner`` + ``run_mpc``; the surprise curves are
+``lewm_core.planning.cem.Planner`` + ``lewm_core.planning.mpc.run_mpc``; the surprise curves are
 ``lewm_core.analysis.surprise.surprise_experiment`` with the teleport perturbation. The shipped
 models (``assets/models/<task>/``, or LEWM_ASSETS_DIR) are loaded once, kept in a small LRU cache
 and shared read-only by every session; torch uses LEWM_APP_THREADS threads (default: half the
@@ -43,16 +43,19 @@ import numpy as np  # noqa: E402
 from app.lab_store import discover_models, env_title, load_model_readonly, set_torch_threads  # noqa: E402
 from lewm_core.atomic import jsonable  # noqa: E402
 from lewm_core.errors import UserError  # noqa: E402
+from lewm_core.knobs import knobs_of  # noqa: E402
+from lewm_core.planning.cem_config import CEMConfig  # noqa: E402
 from lewm_core.world_model.checkpoint import LoadedModel  # noqa: E402
 
-# The fast interactive CEM budget: REPRODUCTION.md ("Success versus CEM budget") measured it with
-# each shipped model's planning defaults (50 episodes each, against the paper's 300 x 30): the
-# same on Two-Room, one episode fewer on Reacher, 3 more on Push-T and 2 more on Cube, at about a
-# third of the time per plan.
-FAST_SAMPLES, FAST_ITERATIONS = 300, 10
-PAPER_SAMPLES, PAPER_ITERATIONS = 300, 30
-ELITES = 30
-MAX_SAMPLES, MAX_ITERATIONS, MAX_BUDGET = 1000, 50, 200
+CEM_KNOBS = knobs_of(CEMConfig)  # limits and help of the CEM inputs
+# The fast interactive CEM budget: REPRODUCTION.md ("Success versus CEM budget") compares its
+# success and plan time with the paper's (CEMConfig's defaults) on every shipped model.
+FAST_SAMPLES, FAST_ITERATIONS = CEMConfig.samples, 10
+# A public server plans for anyone: the demo caps the CEM budget inside CEMConfig's limits.
+MAX_SAMPLES, MAX_ITERATIONS = 1000, 50
+for _name, _cap in (("samples", MAX_SAMPLES), ("iterations", MAX_ITERATIONS)):
+    CEM_KNOBS[_name].check(_cap, f"the demo's cap on CEM {_name}")
+MAX_BUDGET = 200
 MAX_EPISODES, MAX_STEPS = 50, 60
 MAX_SEED = 2**31 - 1
 MAX_MODELS = 4  # models kept loaded (the three shipped ones fit)
@@ -62,10 +65,9 @@ SCALE = 4  # 64 px frames are shown 4x larger, crisp pixels
 
 CEM_NOTE = (
     f"Fast interactive CEM: **{FAST_SAMPLES} samples x {FAST_ITERATIONS} iterations** (top "
-    f"{ELITES}, horizon 5 blocks of 5 steps, each model's own planning defaults). The "
-    f"paper uses {PAPER_SAMPLES} x {PAPER_ITERATIONS}; with each model's defaults the fast "
-    "setting reached the same success within a few episodes on all four tasks (Reacher 92% vs "
-    "94%, Push-T 88% vs 88%, 50 episodes each, `REPRODUCTION.md`) in a third of the planning time."
+    f"{CEMConfig.elites}, horizon {CEMConfig.horizon} blocks, each model's own planning "
+    f"defaults). The paper uses {CEMConfig.samples} x {CEMConfig.iterations}; `REPRODUCTION.md` "
+    "compares the two budgets' success and planning time on every task."
 )
 
 
@@ -258,18 +260,21 @@ def plan_to_goal(
     """
 
     from lewm_core.envs import make
-    from lewm_core.planning.cem import Planner, episode_generator, run_mpc
+    from lewm_core.planning.cem import Planner
     from lewm_core.planning.evaluate import side_by_side_video, tasks_from_policy
+    from lewm_core.planning.mpc import episode_generator, run_mpc
 
     task, path = check_task(task)
     seed = check_int("seed", seed, 0, MAX_SEED)
-    samples = check_int("CEM samples", samples, 1, MAX_SAMPLES)
-    iterations = check_int("CEM iterations", iterations, 1, MAX_ITERATIONS)
+    samples = check_int("CEM samples", samples, int(CEM_KNOBS["samples"].lo), MAX_SAMPLES)
+    iterations = check_int(
+        "CEM iterations", iterations, int(CEM_KNOBS["iterations"].lo), MAX_ITERATIONS
+    )
     budget = check_int("step budget", budget, 1, MAX_BUDGET)
     set_torch_threads()
     loaded = MODELS.get(path)
     cem = loaded.planning.cem_config(
-        samples=samples, iterations=iterations, elites=min(ELITES, samples)
+        samples=samples, iterations=iterations, elites=min(CEMConfig.elites, samples)
     )
     env = make(loaded.env_name, resolution=loaded.config.image_size)
     try:
@@ -409,6 +414,13 @@ models; the full lab (training, data, decoding, latent space) is the Streamlit a
 """
 
 
+def _cem_slider(name: str, cap: int, value: int) -> gr.Slider:
+    """A slider for CEM setting `name` from its declared lower limit to the demo's `cap`, with
+    the knob's help line."""
+    k = CEM_KNOBS[name]
+    return gr.Slider(int(k.lo), cap, value, step=1, label=f"CEM {name}", info=k.help)
+
+
 def build_demo() -> gr.Blocks:
     """The Gradio Blocks of the demo (endpoints `/plan` and `/surprise`)."""
     tasks = shipped_models()
@@ -439,10 +451,8 @@ def build_demo() -> gr.Blocks:
             )
             with gr.Accordion("CEM budget", open=False):
                 with gr.Row():
-                    samples = gr.Slider(1, MAX_SAMPLES, FAST_SAMPLES, step=1, label="CEM samples")
-                    iterations = gr.Slider(
-                        1, MAX_ITERATIONS, FAST_ITERATIONS, step=1, label="CEM iterations"
-                    )
+                    samples = _cem_slider("samples", MAX_SAMPLES, FAST_SAMPLES)
+                    iterations = _cem_slider("iterations", MAX_ITERATIONS, FAST_ITERATIONS)
                     budget = gr.Slider(1, MAX_BUDGET, 50, step=1, label="Step budget")
             plan_btn = gr.Button("Plan", variant="primary", elem_id="plan-button")
             with gr.Row():

@@ -24,7 +24,7 @@ Measures, in one run on this machine, the median seconds per plan of:
                   skips it.
 `fast_context3_s` is the eager fast rollout planning from three observed frames (`lewm eval
 --context 3`, Reacher's default), `context3_over_eager` its ratio to `fast_eager_s`.
-`fast_eager_s` is the fast rollout in the precision `lewm_core.planning.cem.choose_dtype` picks for
+`fast_eager_s` is the fast rollout in the precision `planning.precision.choose_dtype` picks for
 the device; `fast_s` is the faster of it and the compiled rollout (`fast_mode` says which), and
 `speedup` is naive_s / fast_s (`speedup_eager` for the eager rollout alone). FLOPs are counted
 with torch's FlopCounterMode over one full plan in float32 (bfloat16 does the same arithmetic,
@@ -48,7 +48,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lewm_core.data.dataset import ActionStats
-from lewm_core.planning.cem import CEMConfig, Planner, choose_dtype
+from lewm_core.planning.cem import Planner
+from lewm_core.planning.cem_config import CEMConfig
+from lewm_core.planning.precision import choose_dtype
 from lewm_core.world_model.config import ModelConfig
 from lewm_core.world_model.cpu_kernels import (
     BF16_SCREEN,

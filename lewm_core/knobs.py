@@ -75,7 +75,8 @@ class Knob:
             raise UserError(f"{name} needs a value")
         if self.choices is not None:
             if value not in self.choices:
-                raise UserError(f"{name} must be one of {', '.join(map(str, self.choices))}")
+                choices = ", ".join(map(str, self.choices))
+                raise UserError(f"{name} must be one of {choices} (got {value!r})")
             return
         if self.kind in (int, float):
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -115,6 +116,16 @@ def knob(
     meta.update(lo_open=lo_open, hi_open=hi_open)
     meta["optional"] = default is None if optional is None else optional
     return dataclasses.field(default=default, metadata={_META: meta})
+
+
+def same_knob(cls: Any, name: str) -> Any:
+    """A dataclass field declaring the knob `name` of `cls` again, default, help and limits
+    included: for a class that holds some of another's settings (a model's recorded planning
+    defaults, some of `CEMConfig`'s), so that their limits stay declared in one place."""
+    for f in dataclasses.fields(cls):
+        if f.name == name and _META in f.metadata:
+            return dataclasses.field(default=f.default, metadata={_META: dict(f.metadata[_META])})
+    raise KeyError(f"{cls.__name__} declares no knob {name!r}")
 
 
 def knobs_of(cls: Any) -> dict[str, Knob]:

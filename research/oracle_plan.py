@@ -33,8 +33,10 @@ import torch
 from lewm_core.data.dataset import ActionStats, ClipDataset
 from lewm_core.envs import make
 from lewm_core.errors import UserError
-from lewm_core.planning.cem import CEMConfig, CEMPlanner, episode_generator, run_mpc
+from lewm_core.planning.cem import CEMPlanner
+from lewm_core.planning.cem_config import CEMConfig
 from lewm_core.planning.evaluate import goal_kind_summary, tasks_from_dataset, wilson_interval
+from lewm_core.planning.mpc import episode_generator, run_mpc
 from lewm_core.world_model.config import OBJECTIVES, SAMPLINGS
 
 

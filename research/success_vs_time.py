@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from lewm_core.planning.cem import SAMPLINGS
 from lewm_core.planning.evaluate import evaluate
 from lewm_core.world_model.checkpoint import load_model
+from lewm_core.world_model.config import SAMPLINGS
 
 
 def main() -> None:

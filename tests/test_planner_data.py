@@ -15,7 +15,9 @@ from lewm_core.cli.main import main
 from lewm_core.data.collect import CollectSpec, collect
 from lewm_core.data.dataset import ClipDataset, ClipMix, open_dataset, split_episodes
 from lewm_core.errors import UserError
-from lewm_core.planning.cem import CEMConfig, Planner, run_mpc
+from lewm_core.planning.cem import Planner
+from lewm_core.planning.cem_config import CEMConfig
+from lewm_core.planning.mpc import run_mpc
 from lewm_core.planning.planner_data import collect_planner_episodes
 from lewm_core.training.trainer import TrainConfig, Trainer
 from lewm_core.world_model.checkpoint import load_model

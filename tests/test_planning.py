@@ -15,7 +15,8 @@ import torch
 
 from lewm_core.data.dataset import ActionStats
 from lewm_core.errors import UserError
-from lewm_core.planning.cem import CEMConfig, Planner
+from lewm_core.planning.cem import Planner
+from lewm_core.planning.cem_config import CEMConfig
 from lewm_core.planning.evaluate import wilson_interval
 from lewm_core.world_model.checkpoint import PlanningDefaults
 from lewm_core.world_model.config import ModelConfig
@@ -128,7 +129,7 @@ def test_min_objective_scores_the_closest_predicted_latent():
     random_costs, _ = planner.cost(z0, z_early, torch.rand(256, 5, 10, generator=gen) * 2 - 1)
     result = planner.plan(z0, z_early, generator=gen)
     assert result.cost < 0.2 * float(random_costs.median())
-    with pytest.raises(UserError, match="unknown CEM objective 'mean'; choose last or min"):
+    with pytest.raises(UserError, match="CEM objective must be one of last, min \\(got .mean.\\)"):
         CEMConfig(objective="mean").validate()
 
 
@@ -136,7 +137,7 @@ def test_run_mpc_plans_from_the_last_observed_blocks():
     """context 3: the second plan starts from the frames at steps 0, 5, 10 and the two executed
     blocks between them (normalised); the first, with one frame observed, from that frame."""
     from lewm_core.envs import make
-    from lewm_core.planning.cem import run_mpc
+    from lewm_core.planning.mpc import run_mpc
 
     class Recording(Planner):
         def plan(self, z_start, z_goal, generator=None, keep_history=True, context_blocks=None):
@@ -416,9 +417,9 @@ def test_shipped_sampling_and_context_are_the_defaults_of_eval(
     assert kept == PlanningDefaults("independent", 2, "min", 2), "shipping again keeps them"
     config = json.loads((out / "config.json").read_text())
     for key, bad, message in (
-        ("sampling", "gaussian", "'gaussian'.*block, independent"),
+        ("sampling", "gaussian", "sampling must be one of block, independent \\(got 'gaussian'"),
         ("context", history + 1, f"context {history + 1}.*between 1 and {history} \\(the model"),
-        ("objective", "mean", "'mean'.*last, min"),
+        ("objective", "mean", "objective must be one of last, min \\(got 'mean'"),
         ("receding_horizon", 0, "receding horizon 0.*between 1 and 5"),
         ("horizon", 3, r"unknown keys \['horizon'\]"),
     ):
@@ -453,7 +454,7 @@ def test_bfloat16_planning_finds_the_goal_and_leaves_the_model_alone():
 
 
 def test_default_dtype_and_its_override(monkeypatch):
-    from lewm_core.planning.cem import default_dtype
+    from lewm_core.planning.precision import default_dtype
 
     monkeypatch.delenv("LEWM_PLAN_DTYPE", raising=False)
     assert default_dtype("cpu") in ("float32", "bfloat16")
@@ -469,7 +470,7 @@ def test_default_dtype_and_its_override(monkeypatch):
 def test_bf16_probe_measures_and_never_raises():
     """The bfloat16 probe runs a real matmul and times it against float32; `choose_dtype` picks
     bfloat16 on the CPU exactly where it measured at least BF16_MIN_SPEEDUP times faster."""
-    from lewm_core.planning.cem import BF16_MIN_SPEEDUP, bf16_matmul_speedup, choose_dtype
+    from lewm_core.planning.precision import BF16_MIN_SPEEDUP, bf16_matmul_speedup, choose_dtype
 
     probe = bf16_probe()
     assert bf16_matmul_speedup() == probe.speedup
@@ -512,7 +513,9 @@ FORCED_PLAIN_SCRIPT = """
 import warnings, torch
 from test_planning import STATS, _compile_test_model
 from lewm_core.world_model.cpu_kernels import compile_blocked, fused_linear_gelu_status
-from lewm_core.planning.cem import CEMConfig, Planner, choose_dtype
+from lewm_core.planning.cem import Planner
+from lewm_core.planning.cem_config import CEMConfig
+from lewm_core.planning.precision import choose_dtype
 assert choose_dtype("cpu") == ("float32", "LEWM_CPU_KERNELS=plain"), choose_dtype("cpu")
 assert not fused_linear_gelu_status(torch.bfloat16).usable
 model = _compile_test_model()
@@ -631,7 +634,8 @@ def test_recompile_limit_falls_back_with_a_warning():
 FALLBACK_SCRIPT = """
 import warnings, torch
 from test_planning import STATS, _compile_test_model
-from lewm_core.planning.cem import CEMConfig, Planner
+from lewm_core.planning.cem import Planner
+from lewm_core.planning.cem_config import CEMConfig
 model = _compile_test_model()
 cfg = CEMConfig(samples=16, elites=4, iterations=2)
 z0, zg = torch.randn(2, model.cfg.latent_dim, generator=torch.Generator().manual_seed(1))

@@ -17,7 +17,8 @@ from test_planning import STATS, _random_action_model
 
 from lewm_core.data.dataset import ActionStats, open_dataset
 from lewm_core.errors import UserError
-from lewm_core.planning.cem import CEMConfig, Planner
+from lewm_core.planning.cem import Planner
+from lewm_core.planning.cem_config import CEMConfig
 from lewm_core.planning.planner_data import collect_planner_episodes
 from lewm_core.world_model.checkpoint import load_model
 

@@ -17,18 +17,24 @@ import streamlit as st
 from app import models, ui
 from lewm_core.envs import make
 from lewm_core.errors import UserError
-from lewm_core.planning.cem import OBJECTIVES, SAMPLINGS, CEMConfig, Planner, run_mpc
+from lewm_core.knobs import knobs_of
+from lewm_core.planning.cem import Planner
+from lewm_core.planning.cem_config import CEMConfig
 from lewm_core.planning.evaluate import (
     render_state,
     side_by_side_video,
     tasks_from_dataset,
     tasks_from_policy,
 )
+from lewm_core.planning.mpc import run_mpc
 from lewm_core.world_model.checkpoint import LoadedModel
 
 CEM_PRESETS = {
     "fast": ("Fast (300 samples x 10 iterations)", dict(samples=300, iterations=10)),
-    "paper": ("Paper (300 samples x 30 iterations)", dict(samples=300, iterations=30)),
+    "paper": (  # CEMConfig's defaults are the paper's
+        f"Paper ({CEMConfig.samples} samples x {CEMConfig.iterations} iterations)",
+        dict(samples=CEMConfig.samples, iterations=CEMConfig.iterations),
+    ),
     "custom": ("Custom", None),
 }
 SOURCES = {"policy": "Fresh episode of the data policy", "dataset": "The model's dataset"}
@@ -116,51 +122,72 @@ def _task(key: tuple, env, env_name: str, source: str, seed: int, frames):
     return held["task"], held["start_frame"], held["kind"]
 
 
+CEM_KNOBS = knobs_of(CEMConfig)  # each widget's limits and help
+
+
+def _knob_input(column, label: str, name: str, value: int, key: str, note: str = "", hi=None):
+    """A number input for CEM setting `name` within its declared limits (at most `hi`), with
+    the knob's help line and `note` after it."""
+    k = CEM_KNOBS[name]
+    top = int(k.hi) if hi is None else min(int(k.hi), hi)
+    text = f"{k.help[0].upper()}{k.help[1:]}; {int(k.lo):,} to {top:,}.{note}"
+    return column.number_input(label, int(k.lo), top, value, key=key, help=text)
+
+
+def _knob_select(column, label: str, name: str, value: str, key: str, note: str = ""):
+    """A select box over the choices of CEM setting `name`, with the knob's help line."""
+    k = CEM_KNOBS[name]
+    text = f"{k.help[0].upper()}{k.help[1:]}.{note}"
+    return column.selectbox(label, k.choices, index=k.choices.index(value), key=key, help=text)
+
+
 def _cem_settings(preset: str, model_key: str, loaded: LoadedModel) -> CEMConfig:
-    """The CEM settings from the widgets; sampling, context, objective and the blocks
-    executed start at the model's defaults, and each model keeps its own choice (those widgets
-    are keyed by model)."""
+    """The CEM settings from the widgets (limits and help from `CEMConfig`'s knobs); sampling,
+    context, objective and the blocks executed start at the model's defaults, and each model
+    keeps its own choice (those widgets are keyed by model)."""
     d, history = loaded.planning, loaded.model.cfg.history
+    fast = CEM_PRESETS["fast"][1]
     with st.expander("CEM settings", expanded=preset == "custom"):
         c = st.columns(8)
-        samples = c[0].number_input("Samples", 1, 5000, 300, key="plan_samples")
-        iterations = c[1].number_input("Iterations", 1, 200, 10, key="plan_iters")
-        elites = c[2].number_input("Elites", 1, 5000, 30, key="plan_elites")
-        horizon = c[3].number_input("Horizon (blocks)", 1, 20, 5, key="plan_horizon")
-        receding = c[4].number_input(
+        samples = _knob_input(c[0], "Samples", "samples", fast["samples"], "plan_samples")
+        iterations = _knob_input(c[1], "Iterations", "iterations", fast["iterations"], "plan_iters")
+        elites = _knob_input(c[2], "Elites", "elites", CEMConfig.elites, "plan_elites")
+        horizon = _knob_input(
+            c[3], "Horizon (blocks)", "horizon", CEMConfig.horizon, "plan_horizon"
+        )
+        default = " This model's default: {}."
+        receding = _knob_input(
+            c[4],
             "Execute (blocks)",
-            1,
-            20,
+            "receding_horizon",
             d.receding_horizon,
-            key=f"plan_receding:{model_key}",
-            help="Blocks of each plan executed before the next plan: all 5 as in the paper, "
-            f"fewer to replan more often. This model's default: {d.receding_horizon}.",
+            f"plan_receding:{model_key}",
+            default.format(d.receding_horizon),
         )
-        sampling = c[5].selectbox(
+        sampling = _knob_select(
+            c[5],
             "Sampling",
-            SAMPLINGS,
-            index=SAMPLINGS.index(d.sampling),
-            key=f"plan_sampling:{model_key}",
-            help=f"This model plans with {d.sampling} sampling by default.",
+            "sampling",
+            d.sampling,
+            f"plan_sampling:{model_key}",
+            default.format(d.sampling),
         )
-        context = c[6].number_input(
+        context = _knob_input(
+            c[6],
             "Context (frames)",
-            1,
-            history,
+            "context",
             d.context,
-            key=f"plan_context:{model_key}",
-            help="Observed frames each plan starts from, one block apart, with the actions "
-            "executed between them: 1 is the current frame only, as in the paper; more lets "
-            f"the predictor see the motion. This model's default: {d.context}.",
+            f"plan_context:{model_key}",
+            default.format(d.context),
+            hi=history,
         )
-        objective = c[7].selectbox(
+        objective = _knob_select(
+            c[7],
             "Objective",
-            OBJECTIVES,
-            index=OBJECTIVES.index(d.objective),
-            key=f"plan_objective:{model_key}",
-            help="A candidate's cost: the distance of its last predicted latent to the goal "
-            "(last, as in the paper) or of its closest one over the horizon (min). "
-            f"This model's default: {d.objective}.",
+            "objective",
+            d.objective,
+            f"plan_objective:{model_key}",
+            default.format(d.objective),
         )
         if preset != "custom":
             st.caption("Samples and iterations come from the preset; choose Custom to set them.")
@@ -298,11 +325,11 @@ the new frame and replans, until the task's success test passes or the step budg
   every raw action (as published); each model starts on the one recorded with it, chosen on
   other episodes than those its model card reports. *Objective*: `last` scores a candidate by
   its final predicted embedding (as published), `min` by the one closest to the goal over the
-  horizon, since the goal counts as reached at any step; with `min`, executing 2 blocks before
-  replanning took Reacher from 71% to 95% of its goals.
+  horizon, since the goal counts as reached at any step. A model's card (`MODEL_CARD.md`)
+  reports its success with the settings it ships, as `lewm eval` measured them.
 - **Plot**: the cost of the best candidate and the spread of the elites at each iteration of the
   first plan; a search that converges narrows the box and lowers the cost.
-- Success, steps, times and costs are computed by `lewm_core.planning.cem.run_mpc`.
+- Success, steps, times and costs are computed by `lewm_core.planning.mpc.run_mpc`.
 
 The model, seed and settings are in the page URL.
 """

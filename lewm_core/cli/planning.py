@@ -7,68 +7,42 @@ import argparse
 import time
 
 from lewm_core.cli.arguments import check_range, emit_json, episode_progress, path_arg, seed_arg
+from lewm_core.knobs import add_flags, check_value, knobs_of, values_from
+from lewm_core.planning.cem_config import CEMConfig
+
+CEM_BUDGET = ("samples", "iterations", "elites", "horizon")  # flags with a fixed default
+MODEL_DEFAULTS = ("receding_horizon", "context", "sampling", "objective")  # the model's, if unset
+CEM_FLAGS = (*CEM_BUDGET, *MODEL_DEFAULTS)
 
 
 def add_planning_flags(parser: argparse.ArgumentParser) -> None:
-    """The planning flags `cem_from_args` reads: the CEM budget (--samples, --iterations,
-    --elites, --horizon; the paper's 300, 30, 30, 5) and --receding-horizon, --context,
-    --sampling and --objective, each defaulting to the model's shipped setting."""
-    from lewm_core.world_model.config import OBJECTIVES, SAMPLINGS
-
-    parser.add_argument("--samples", type=int, default=300, help="CEM candidates per iteration")
-    parser.add_argument("--iterations", type=int, default=30, help="CEM iterations per plan")
-    parser.add_argument("--elites", type=int, default=30, help="CEM candidates refitted on")
-    parser.add_argument("--horizon", type=int, default=5, help="action blocks per plan")
-    parser.add_argument(
-        "--receding-horizon",
-        type=int,
-        help="blocks of each plan executed before the next plan, at most the CEM horizon "
-        "(published: all 5; default: the model's, see `lewm ship --receding-horizon`; else 5)",
-    )
-    parser.add_argument(
-        "--context",
-        type=int,
-        help="observed frames each plan starts from, one block apart, with the blocks executed "
-        "between them (1: the current frame, as published; at most the model's history; "
-        "default: the model's, see `lewm ship --context`; else 1)",
-    )
-    parser.add_argument(
-        "--sampling",
-        choices=SAMPLINGS,
-        help="CEM action sampling (default: the model's, see `lewm ship --sampling`; else block)",
-    )
-    parser.add_argument(
-        "--objective",
-        choices=OBJECTIVES,
-        help="a candidate's cost: its last predicted latent's squared distance to the goal's "
-        "(last, as published) or the smallest over the horizon (min); default: the model's, see "
-        "`lewm ship --objective`; else last",
-    )
-
-
-CEM_FLAGS = (
-    "samples", "iterations", "elites", "horizon", "sampling", "receding_horizon", "context",
-    "objective",
-)  # fmt: skip
+    """The planning flags `cem_from_args` reads, built from `CEMConfig`'s knobs: the CEM budget
+    (--samples, --iterations, --elites, --horizon; the paper's 300, 30, 30, 5) and
+    --receding-horizon, --context, --sampling and --objective, each defaulting to the model's
+    shipped setting."""
+    knobs = knobs_of(CEMConfig)
+    add_flags(parser, CEMConfig, CEM_BUDGET)
+    model_default = {
+        name: f"; default: the model's, see `lewm ship {knobs[name].flag}`; "
+        f"else {knobs[name].default}"
+        for name in MODEL_DEFAULTS
+    }
+    add_flags(parser, CEMConfig, MODEL_DEFAULTS, unset=True, help_suffix=model_default)
 
 
 def cem_from_args(loaded, args: argparse.Namespace):
     """The model's default CEM settings (`LoadedModel.planning`) with the command's CEM flags
-    (`CEM_FLAGS`, as `add_planning_flags` adds them) applied, each checked: the budget against
-    its range, --context against the model's history, --receding-horizon against the horizon,
-    naming the flag."""
+    (`CEM_FLAGS`, as `add_planning_flags` adds them) applied, each checked naming the flag: the
+    budget against `CEMConfig`'s limits, --elites against --samples, --context against the
+    model's history, --receding-horizon against the horizon."""
     from lewm_core.world_model.checkpoint import check_context
 
-    for flag, value, lo, hi in (
-        ("--samples", args.samples, 1, 100_000),  # CEM holds samples x horizon latents
-        ("--iterations", args.iterations, 1, 10_000),
-        ("--elites", args.elites, 1, args.samples),
-        ("--horizon", args.horizon, 1, 100),
-    ):
-        check_range(flag, value, lo, hi)
+    for name in CEM_BUDGET:
+        check_value(CEMConfig, name, getattr(args, name))
+    check_range("--elites", args.elites, 1, args.samples)
     if args.context is not None:
         check_context(args.context, loaded.model.cfg.history, "--context got")
-    cem = loaded.planning.cem_config(**{k: getattr(args, k) for k in CEM_FLAGS})
+    cem = loaded.planning.cem_config(**values_from(args, CEMConfig, CEM_FLAGS))
     if args.receding_horizon is not None:
         check_range("--receding-horizon", args.receding_horizon, 1, cem.horizon)
     return cem
@@ -223,8 +197,8 @@ def register(sub) -> None:
     e.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the rollout (C++ compiler needed): ~25%% faster plans after a "
-        "one-time compilation of ~5-60 s",
+        help="torch.compile the rollout (C++ compiler needed): faster plans after a one-time "
+        "compilation (`python bench/plan.py` measures both on this machine)",
     )
     e.add_argument("--videos", type=int, default=0, help="write videos of the first K episodes")
     e.add_argument("--video-dir", type=path_arg)

@@ -7,6 +7,8 @@ import json
 
 from lewm_core.cli.arguments import path_arg
 from lewm_core.errors import UserError
+from lewm_core.knobs import add_flags, values_from
+from lewm_core.planning.cem_config import CEMConfig
 
 
 def last_json_line(path: str, command: str) -> dict:
@@ -42,49 +44,27 @@ def cmd_ship(args: argparse.Namespace) -> None:
         args.run,
         args.out,
         evals,
-        planning={
-            "sampling": args.sampling,
-            "context": args.context,
-            "objective": args.objective,
-            "receding_horizon": args.receding_horizon,
-        },
+        planning=values_from(args, CEMConfig, RECORDED),
         probe=probe,
         surprise=surprise,
     )
     print(f"shipped {args.run} to {out}")
 
 
+RECORDED = ("sampling", "context", "objective", "receding_horizon")  # `PlanningDefaults`' fields
+
+
 def register(sub) -> None:
     """Add `ship` to the main parser's sub-parsers `sub`."""
-    from lewm_core.world_model.config import OBJECTIVES, SAMPLINGS
-
     s = sub.add_parser("ship", help="copy a run to a small model folder with a model card")
     s.add_argument("--run", required=True, type=path_arg)
     s.add_argument("--out", required=True, type=path_arg, help="e.g. assets/models/tworoom")
     s.add_argument("--eval", action="append", help="`lewm eval --json` output file (repeatable)")
-    s.add_argument(
-        "--sampling",
-        choices=SAMPLINGS,
-        help="record this CEM sampling as the model's default (choose it on other episodes "
-        "than the ones you report, e.g. `lewm eval --seed 1`)",
+    record = (
+        "; recorded as the model's default, which `lewm eval`, the lab and the demo start on "
+        "(choose it on other episodes than the ones you report, e.g. `lewm eval --seed 1`)"
     )
-    s.add_argument(
-        "--context",
-        type=int,
-        help="record this planning context (observed frames, 1 to the model's history) as the "
-        "model's default (choose it on other episodes than the ones you report)",
-    )
-    s.add_argument(
-        "--objective",
-        choices=OBJECTIVES,
-        help="record this CEM objective as the model's default (choose it on other episodes)",
-    )
-    s.add_argument(
-        "--receding-horizon",
-        type=int,
-        help="record the blocks executed per plan (1 to 5) as the model's default (choose it on "
-        "other episodes)",
-    )
+    add_flags(s, CEMConfig, RECORDED, unset=True, help_suffix=dict.fromkeys(RECORDED, record))
     s.add_argument("--probe", type=path_arg, help="`lewm probe --json` output file on this run")
     s.add_argument(
         "--surprise", type=path_arg, help="`lewm surprise --json` output file on this run"

@@ -13,12 +13,15 @@ Two sampling schemes:
 - `block`: one action per block, held for its `frameskip` raw steps. Independent raw actions
   nearly cancel out over a block, so the search can barely move the agent far;
   holding one action per block keeps the search space small and its moves large.
+
+`CEMPlanner` is the search, whatever scores the candidates; `Planner` scores them through a
+LeWM. Every planner has the same `plan()`, which `mpc.run_mpc` drives; the settings are
+`cem_config.CEMConfig`, the precision `precision.choose_dtype`.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -28,119 +31,17 @@ import torch
 
 from lewm_core.data.dataset import ActionStats
 from lewm_core.errors import UserError
-from lewm_core.world_model.config import OBJECTIVES, SAMPLINGS
+from lewm_core.planning.cem_config import CEMConfig
+from lewm_core.planning.precision import DTYPE_CHOICES, DTYPES, default_dtype
 from lewm_core.world_model.cpu_kernels import (
     bf16_probe,
     bf16_request_check,
     compile_blocked,
     first_line,
-    forced_plain,
     record_compile_failure,
     warn_once,
 )
 from lewm_core.world_model.model import LeWM
-
-# Planning precision: bfloat16 matmuls run several times faster on CPUs with bf16 units.
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-DTYPE_CHOICES = ("auto", *DTYPES)
-
-
-BF16_MIN_SPEEDUP = 1.5  # bfloat16 must multiply this many times faster than float32 to be used
-
-
-def bf16_matmul_speedup() -> float:
-    """This CPU's bfloat16 / float32 matmul rate (`cpu_kernels.bf16_probe`, measured once per
-    process, under a second); 0.0 where bfloat16 matmuls do not run. Never raises.
-
-    Nothing but a measurement settles it: with AMX bfloat16 ran at ten times float32's rate, on
-    an Intel Xeon with AVX512-BF16 but no AMX at a third to a half of it (112-189 against
-    308-328 GFLOP/s, where a `lab` plan took 2.86 s in bfloat16 against 1.77 s in float32;
-    REPRODUCTION.md "Planning speed"), on an AVX2 CPU without AVX-512 at under 1% of it.
-    """
-    return bf16_probe().speedup
-
-
-def choose_dtype(device: torch.device | str = "cpu") -> tuple[str, str]:
-    """The planning precision `dtype="auto"` picks on `device`, and why (one line).
-
-    bfloat16 where the hardware multiplies it fast (a CUDA GPU that supports it; a CPU on which
-    a bfloat16 matmul, measured once, runs at least BF16_MIN_SPEEDUP times faster than a float32
-    one), else float32. LEWM_PLAN_DTYPE (float32 | bfloat16) overrides it; LEWM_CPU_KERNELS=plain
-    keeps a CPU on float32.
-    """
-    forced = os.environ.get("LEWM_PLAN_DTYPE")
-    if forced:
-        if forced not in DTYPES:
-            raise UserError(
-                f"LEWM_PLAN_DTYPE={forced!r} is not a planning precision; use float32 or bfloat16"
-            )
-        return forced, f"LEWM_PLAN_DTYPE={forced}"
-    device = torch.device(device)
-    if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return "bfloat16", "this GPU supports bfloat16"
-        return "float32", "this GPU does not support bfloat16"
-    if device.type != "cpu":
-        return "float32", f"no bfloat16 measurement for {device.type}"
-    if forced_plain():
-        return "float32", "LEWM_CPU_KERNELS=plain"
-    probe = bf16_probe()
-    if not probe.runs:
-        return "float32", probe.reason
-    rates = (
-        f"bfloat16 matmul {probe.speedup:.2g}x float32 ({probe.bf16_gflops:.1f} against "
-        f"{probe.fp32_gflops:.0f} GFLOP/s at {probe.n})"
-    )
-    if probe.speedup >= BF16_MIN_SPEEDUP:
-        return "bfloat16", f"{rates}, at least {BF16_MIN_SPEEDUP}x"
-    return "float32", f"{rates}, under {BF16_MIN_SPEEDUP}x"
-
-
-def default_dtype(device: torch.device | str = "cpu") -> str:
-    """The planning precision `dtype="auto"` picks on `device` (`choose_dtype` says why).
-    REPRODUCTION.md holds the success rates measured in both."""
-    return choose_dtype(device)[0]
-
-
-@dataclass
-class CEMConfig:
-    """CEM settings; defaults as in the paper (300 x 30, top 30, horizon 5 blocks)."""
-
-    samples: int = 300
-    elites: int = 30
-    iterations: int = 30
-    horizon: int = 5
-    init_std: float = 1.0
-    sampling: str = "block"
-    receding_horizon: int = 5
-    # Observed frames the rollout starts from: 1 (the current frame, as published) or up to the
-    # model's history: the current frame and those 1, 2 blocks before it, with the blocks actually
-    # executed between them, so the predictor sees motion (Reacher's velocities) at the start.
-    context: int = 1
-    # What a candidate costs: "last", the squared L2 between its last predicted latent and the
-    # goal latent (as published), or "min", the smallest of those distances over its H predicted
-    # latents (one per block), so that a plan passing through the goal early is not rated by
-    # where it drifts afterwards: the success test counts the goal reached at any step.
-    objective: str = "last"
-
-    def validate(self) -> None:
-        if self.sampling not in SAMPLINGS:
-            raise UserError(f"unknown sampling '{self.sampling}'; choose {' or '.join(SAMPLINGS)}")
-        if self.objective not in OBJECTIVES:
-            raise UserError(
-                f"unknown CEM objective '{self.objective}'; choose {' or '.join(OBJECTIVES)}"
-            )
-        if not 1 <= self.elites <= self.samples:
-            raise UserError(f"elites must be in [1, samples={self.samples}], got {self.elites}")
-        for name in ("samples", "iterations", "horizon", "receding_horizon", "context"):
-            if getattr(self, name) < 1:
-                raise UserError(f"CEM {name} must be at least 1, got {getattr(self, name)}")
-        if self.receding_horizon > self.horizon:
-            raise UserError(
-                f"receding_horizon {self.receding_horizon} exceeds horizon {self.horizon}"
-            )
-        if not self.init_std > 0:
-            raise UserError(f"init_std must be positive, got {self.init_std}")
 
 
 @dataclass
@@ -298,14 +199,14 @@ class Planner(CEMPlanner):
         `compile_rollout`: run the candidates' rollout through `torch.compile` (inductor) on the
         planner's own copy of the model, with its weights frozen into the graph (inductor
         `freezing`: weights as constants, pre-packed for the matmul library). It fuses the many
-        small elementwise passes of a rollout into a few kernels; bf16, 2 CPU cores, one plan:
-        lab 0.65 s against 0.91 s eager, paper 2.26 s against 3.21 s. The first plan pays the
-        compilation (25-35 s on 2 cores with an empty inductor cache, a few seconds once the
-        cache under /tmp holds it), so it pays for long evaluations, not for one interactive
-        plan. Training the caller's model afterwards does not reach the frozen copy. Where
-        compilation fails (no C++ compiler, an unsupported op) the planner warns and goes on
-        eagerly with the same numbers, and so do later planners of the process, without
-        trying again (`cpu_kernels.compile_blocked`; also under LEWM_CPU_KERNELS=plain).
+        small elementwise passes of a rollout into a few kernels (`bench/plan.py` measures both on
+        a machine). The first plan pays the compilation (tens of seconds with an empty inductor
+        cache, a few once the cache under /tmp holds it), so it pays for long evaluations, not
+        for one interactive plan. Training the caller's model afterwards does not reach the
+        frozen copy. Where compilation fails (no C++ compiler, an unsupported op) the planner
+        warns and goes on eagerly with the same numbers, and so do later planners of the
+        process, without trying again (`cpu_kernels.compile_blocked`; also under
+        LEWM_CPU_KERNELS=plain).
 
         bfloat16 on a CPU that multiplies it slower than float32 plans (slower) with one
         warning per process; where bfloat16 matmuls do not run at all it is refused with a
@@ -400,103 +301,3 @@ class Planner(CEMPlanner):
             pred = self.model.rollout(z, blocks, mode=self.rollout_mode)
         pred = pred.float()
         return ((pred - z_goal.reshape(1, 1, -1).float()) ** 2).sum(-1), pred
-
-
-@dataclass
-class EpisodeResult:
-    """One MPC episode: success, steps taken, frames (T+1, H, W, 3), plan times (s), and the
-    env's `goal_errors` at the last step (how close a failed episode ended). Per step t < T, as
-    a dataset records it (the observation *before* action t): `actions` (T, A) raw,
-    `states` (T, S) the env's named quantities concatenated, `sim_states` (T, Q)."""
-
-    success: bool
-    steps: int
-    frames: np.ndarray
-    plan_seconds: list[float]
-    final_cost: float
-    final_errors: dict[str, float] = field(default_factory=dict)
-    actions: np.ndarray | None = None
-    states: np.ndarray | None = None
-    sim_states: np.ndarray | None = None
-
-
-def episode_generator(
-    seed: int, episode: int, device: torch.device | str = "cpu"
-) -> torch.Generator:
-    """CEM's random generator for `episode` of a task set drawn with `seed`. Everything that plans
-    a task set (`lewm eval`, `lewm collect-planned`, the demo, research/oracle_plan.py) seeds it
-    this way, so one seed gives the same plans everywhere."""
-    return torch.Generator(device=device).manual_seed(seed * 100_003 + episode)
-
-
-def run_mpc(
-    env,
-    planner: CEMPlanner,
-    start_state: np.ndarray,
-    goal_state: np.ndarray,
-    goal_frame: np.ndarray,
-    budget: int = 50,
-    generator: torch.Generator | None = None,
-    stop_at_goal: bool = True,
-) -> EpisodeResult:
-    """Model-predictive control: plan, execute `receding_horizon` blocks, re-encode, replan.
-
-    Success is the env's `is_success(goal_state)` at any step within `budget` raw steps.
-    With `planner.cfg.context` k > 1, each plan starts from the last k observations one block
-    apart (fewer at the start of the episode) and the blocks executed between them. Without
-    `stop_at_goal` the episode runs all `budget` steps (the planner keeps aiming at the goal
-    after reaching it), so that every episode has the same length.
-    """
-    base = env.unwrapped
-    base.set_state(start_state)
-    obs = base.render()
-    frames = [obs]
-    z_goal = planner.encode_goal(goal_frame, goal_state)
-    plan_seconds, steps, cost = [], 0, float("nan")
-    success = bool(base.is_success(goal_state))
-    n_exec = planner.cfg.receding_horizon * planner.frameskip
-    k_max, fs = planner.cfg.context, planner.frameskip
-    block_frames, executed = [obs], []  # observations at block boundaries; raw blocks (F, A)
-    actions, states, sims = [], [], []
-    while not (success and stop_at_goal) and steps < budget:
-        k = min(k_max, len(block_frames))
-        z = planner.encode_observation(base, np.stack(block_frames[-k:]))
-        past = None
-        if k > 1:
-            raw = np.concatenate(executed[-(k - 1) :])  # ((k - 1) * F, A)
-            normed = planner.stats.normalize(raw).reshape(k - 1, -1)
-            past = torch.as_tensor(normed, dtype=torch.float32, device=planner.device)
-        result = planner.plan(
-            z if k > 1 else z[-1], z_goal, generator, keep_history=False, context_blocks=past
-        )
-        plan_seconds.append(result.seconds)
-        cost = result.cost
-        for i, action in enumerate(result.actions[:n_exec]):
-            states.append(base.state_vector)
-            sims.append(base.get_state().copy())
-            actions.append(np.asarray(action, np.float32))
-            obs, *_ = env.step(action)
-            frames.append(obs)
-            steps += 1
-            if (i + 1) % fs == 0:
-                block_frames.append(obs)
-                executed.append(result.actions[i + 1 - fs : i + 1])
-            if base.is_success(goal_state):
-                success = True
-                if stop_at_goal:
-                    break
-            if steps >= budget:
-                break
-    errors = base.goal_errors(goal_state)
-    a_dim, q_dim, s_dim = base.action_space.shape[0], len(base.get_state()), len(base.state_vector)
-    return EpisodeResult(
-        success,
-        steps,
-        np.stack(frames),
-        plan_seconds,
-        cost,
-        errors,
-        np.asarray(actions, np.float32).reshape(steps, a_dim),
-        np.asarray(states, np.float32).reshape(steps, s_dim),
-        np.asarray(sims, np.float64).reshape(steps, q_dim),
-    )

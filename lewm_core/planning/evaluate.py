@@ -20,14 +20,9 @@ from tqdm import tqdm
 
 from lewm_core.data.dataset import open_dataset, split_episodes
 from lewm_core.errors import UserError
-from lewm_core.planning.cem import (
-    CEMConfig,
-    CEMPlanner,
-    EpisodeResult,
-    Planner,
-    episode_generator,
-    run_mpc,
-)
+from lewm_core.planning.cem import CEMPlanner, Planner
+from lewm_core.planning.cem_config import CEMConfig
+from lewm_core.planning.mpc import EpisodeResult, episode_generator, run_mpc
 from lewm_core.world_model.checkpoint import LoadedModel
 
 

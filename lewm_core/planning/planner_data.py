@@ -26,7 +26,9 @@ import numpy as np
 
 from lewm_core.data.collect import check_output_path, write_episodes
 from lewm_core.errors import UserError
-from lewm_core.planning.cem import CEMConfig, Planner, episode_generator, run_mpc
+from lewm_core.planning.cem import Planner
+from lewm_core.planning.cem_config import CEMConfig
+from lewm_core.planning.mpc import episode_generator, run_mpc
 from lewm_core.world_model.checkpoint import LoadedModel
 
 

@@ -24,7 +24,9 @@ from lewm_core.atomic import write_bytes, write_json
 from lewm_core.data.dataset import ActionStats
 from lewm_core.errors import UserError
 from lewm_core.folders import CONFIG_FILE, MODEL_FILE
-from lewm_core.world_model.config import OBJECTIVES, SAMPLINGS, ModelConfig
+from lewm_core.knobs import knobs_of, same_knob
+from lewm_core.planning.cem_config import CEMConfig
+from lewm_core.world_model.config import ModelConfig
 from lewm_core.world_model.model import LeWM
 
 
@@ -128,19 +130,18 @@ class LoadedModel:
 class PlanningDefaults:
     """A model's default CEM settings, as recorded by `lewm ship` (`lewm eval`, the lab and
     the demo start on them): the action sampling, the observed frames a plan starts from, the
-    objective (`CEMConfig.objective`) and the blocks executed before replanning."""
+    objective and the blocks executed before replanning. Each field is `CEMConfig`'s, with its
+    default, help and limits."""
 
-    sampling: str = "block"
-    context: int = 1
-    objective: str = "last"
-    receding_horizon: int = 5
+    sampling: str = same_knob(CEMConfig, "sampling")
+    context: int = same_knob(CEMConfig, "context")
+    objective: str = same_knob(CEMConfig, "objective")
+    receding_horizon: int = same_knob(CEMConfig, "receding_horizon")
 
-    def cem_config(self, **overrides):
+    def cem_config(self, **overrides) -> CEMConfig:
         """A `CEMConfig` with these defaults, where `overrides` (any CEMConfig field; None
         keeps the default) do not say otherwise; the receding horizon is capped at the
         horizon."""
-        from lewm_core.planning.cem import CEMConfig
-
         given = {k: v for k, v in overrides.items() if v is not None}
         cfg = CEMConfig(**{**self.__dict__, **given})
         cfg.receding_horizon = min(cfg.receding_horizon, cfg.horizon)
@@ -149,35 +150,32 @@ class PlanningDefaults:
 
 def planning_defaults(meta: dict) -> PlanningDefaults:
     """The default CEM settings a config.json records (`{"planning": {"sampling": ...,
-    "context": ..., "objective": ..., "receding_horizon": ...}}`, each optional), checked:
-    the context is at most the model's history (`meta["model"]["history"]`), the receding
-    horizon at most the CEM horizon (5 blocks)."""
+    "context": ..., "objective": ..., "receding_horizon": ...}}`, each optional), checked
+    against `CEMConfig`'s limits, and across fields: the context at most the model's history
+    (`meta["model"]["history"]`), the receding horizon at most the default CEM horizon."""
     planning = meta.get("planning", {})
     if not isinstance(planning, dict):
         raise UserError("config.json's 'planning' entry is not an object; remove it or fix it")
     fix = " (or remove the 'planning' entry)"
-    default = PlanningDefaults()
-    unknown = sorted(set(planning) - set(PlanningDefaults.__dataclass_fields__))
+    known = knobs_of(PlanningDefaults)
+    unknown = sorted(set(planning) - set(known))
     if unknown:
-        known = ", ".join(PlanningDefaults.__dataclass_fields__)
         raise UserError(
             f"config.json's 'planning' entry has unknown keys {unknown}; remove them (known: "
-            f"{known})"
+            f"{', '.join(known)})"
         )
-    for key, choices in (("sampling", SAMPLINGS), ("objective", OBJECTIVES)):
-        if planning.get(key, getattr(default, key)) not in choices:
-            raise UserError(
-                f"config.json names the CEM {key} {planning[key]!r}; use one of "
-                f"{', '.join(choices)}{fix}"
-            )
     history = meta.get("model", {}).get("history", 1)
-    context = planning.get("context", default.context)
+    context = planning.get("context", PlanningDefaults.context)
     check_context(context, history, "config.json names the planning context", fix)
-    receding = planning.get("receding_horizon", default.receding_horizon)
-    check_whole(
-        receding, 1, default.receding_horizon, "config.json names the receding horizon", fix
-    )
-    return PlanningDefaults(**{**default.__dict__, **planning})
+    receding = planning.get("receding_horizon", PlanningDefaults.receding_horizon)
+    most = CEMConfig.horizon
+    check_whole(receding, 1, most, "config.json names the receding horizon", fix)
+    for key, value in planning.items():
+        try:
+            known[key].check(value, f"config.json's planning {key}")
+        except UserError as e:
+            raise UserError(f"{e}{fix}") from None
+    return PlanningDefaults(**planning)
 
 
 def check_whole(value: object, lo: int, hi: int, source: str, fix: str = "") -> int:

@@ -213,7 +213,7 @@ def bf16_probe() -> Bf16Probe:
     float32 rate there, again on (1024, 1024) products timed 0.1 s each (the larger size is the
     one the planner's choice rests on; the smaller keeps the probe short where bfloat16 is
     emulated). Never raises: an error is reported in `reason`. Not affected by
-    LEWM_CPU_KERNELS: it measures, and `lewm_core.planning.cem.default_dtype` decides.
+    LEWM_CPU_KERNELS: it measures, and `lewm_core.planning.precision.default_dtype` decides.
     """
     problem = _bf16_matches()
     if problem:
