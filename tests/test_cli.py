@@ -91,9 +91,9 @@ def test_train_schedule_and_preload_flags_reach_the_run(tworoom_h5, tmp_path):
     out = tmp_path / "r"
     common = ("train", "--data", tworoom_h5, "--out", str(out), "--max-steps", "2")
     bad = run(*common, "--warmup-frac", "1.5", "--quiet")
-    assert_clean_error(bad, "--warmup-frac must be a number in [0, 1]")
+    assert_clean_error(bad, "--warmup-frac must be 0 to 1 (got 1.5)")
     assert_clean_error(
-        run(*common, "--preload-max-gb", "-1", "--quiet"), "--preload-max-gb must be 0"
+        run(*common, "--preload-max-gb", "-1", "--quiet"), "--preload-max-gb must be at least 0"
     )
     assert not (out / "config.json").exists()
     flags = ("--warmup-frac", "0.5", "--preload-max-gb", "0", "--batch-size", "8", "--quiet")

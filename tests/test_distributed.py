@@ -27,8 +27,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from lewm_core.data.collect import CollectSpec, collect
+from lewm_core.folders import METRICS_FILE
 from lewm_core.training import distributed as ddp
-from lewm_core.training.trainer import METRICS_FILE, TrainConfig, Trainer, TrainingDiverged
+from lewm_core.training.config import TrainConfig, TrainingDiverged
+from lewm_core.training.trainer import Trainer
 from lewm_core.world_model.checkpoint import load_model
 from lewm_core.world_model.sigreg import sigreg
 

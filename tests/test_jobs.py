@@ -15,6 +15,7 @@ import pytest
 
 from lewm_core.data.collect import CollectSpec, collect
 from lewm_core.errors import UserError
+from lewm_core.folders import JOB_FILE, METRICS_FILE, STATE_FILE
 from lewm_core.training import jobs
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -74,7 +75,7 @@ def test_start_refuse_stop_resume(tiny_h5: Path, tmp_path: Path) -> None:
         assert jobs.read_job(run)["pid"] == job.pid  # the refused start left the lock alone
 
         _wait(
-            lambda: jobs.job_status(run)["step"] >= 10 and (run / jobs.STATE_FILE).exists(),
+            lambda: jobs.job_status(run)["step"] >= 10 and (run / STATE_FILE).exists(),
             120,
             "the first checkpoint",
         )
@@ -125,7 +126,7 @@ def test_stale_lock_is_replaced(tiny_h5: Path, tmp_path: Path) -> None:
     run.mkdir()
     done = subprocess.Popen([sys.executable, "-c", "pass"])
     done.wait()  # its pid is dead now
-    (run / jobs.JOB_FILE).write_text(json.dumps({"pid": done.pid, "started": 0}))
+    (run / JOB_FILE).write_text(json.dumps({"pid": done.pid, "started": 0}))
     assert not jobs.job_status(run)["running"]
 
     # a stand-in interpreter that exits at once: the lock mechanics without a real training
@@ -140,14 +141,14 @@ def test_live_foreign_lock_refuses_and_reused_pid_does_not(tiny_h5: Path, tmp_pa
     run.mkdir()
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
-        (run / jobs.JOB_FILE).write_text(json.dumps({"pid": sleeper.pid, "started": 0}))
+        (run / JOB_FILE).write_text(json.dumps({"pid": sleeper.pid, "started": 0}))
         with pytest.raises(UserError, match=f"already running .*pid {sleeper.pid}"):
             jobs.start_training(run, data=tiny_h5, python=_fake_python(tmp_path, "exit 0"))
         # the same pid with another process start time is a reused pid: the lock is stale
         ticks = jobs._proc_start_ticks(sleeper.pid)
         if ticks is not None:
             lock = {"pid": sleeper.pid, "proc_start": ticks + 1, "started": 0}
-            (run / jobs.JOB_FILE).write_text(json.dumps(lock))
+            (run / JOB_FILE).write_text(json.dumps(lock))
             assert not jobs.job_status(run)["running"]
     finally:
         sleeper.kill()
@@ -174,13 +175,13 @@ def test_stop_escalates_to_sigterm(tiny_h5: Path, tmp_path: Path) -> None:
 def test_resume_refused_while_a_foreign_trainer_writes(tmp_path: Path) -> None:
     run = tmp_path / "foreign"
     run.mkdir()
-    (run / jobs.STATE_FILE).write_bytes(b"x")
-    (run / jobs.METRICS_FILE).write_text('{"step": 1, "loss": 1.0}\n')  # just written, no job.json
+    (run / STATE_FILE).write_bytes(b"x")
+    (run / METRICS_FILE).write_text('{"step": 1, "loss": 1.0}\n')  # just written, no job.json
     assert jobs.job_status(run)["foreign_active"]
     with pytest.raises(UserError, match="did not start"):
         jobs.resume_training(run, python=_fake_python(tmp_path, "exit 0"))
     old = time.time() - 2 * jobs.FOREIGN_QUIET_S
-    os.utime(run / jobs.METRICS_FILE, (old, old))
+    os.utime(run / METRICS_FILE, (old, old))
     assert not jobs.job_status(run)["foreign_active"]
     jobs.resume_training(run, python=_fake_python(tmp_path, "exit 0"))
     _wait(lambda: not jobs.job_status(run)["running"], 20, "the stand-in to exit")

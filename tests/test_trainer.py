@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from lewm_core.errors import UserError
-from lewm_core.training.trainer import METRICS_FILE, TrainConfig, Trainer, TrainingDiverged, lr_at
+from lewm_core.folders import METRICS_FILE
+from lewm_core.training.config import TrainConfig, TrainingDiverged
+from lewm_core.training.trainer import Trainer, lr_at
 from lewm_core.world_model.checkpoint import load_model
 
 

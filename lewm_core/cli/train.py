@@ -11,11 +11,13 @@ from lewm_core.cli.arguments import (
     arch_setting,
     check_range,
     emit_json,
-    finite_float,
     path_arg,
     seed_arg,
 )
 from lewm_core.errors import UserError
+
+# Flags built from TrainConfig's knobs that parse their text with the CLI's own checks.
+FLAG_TYPES = {"seed": seed_arg, "init_from": path_arg}
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -38,7 +40,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from lewm_core.training.trainer import TrainConfig, Trainer, resume_config
+    from lewm_core.knobs import values_from
+    from lewm_core.training.config import TRAIN_FLAGS, TrainConfig
+    from lewm_core.training.state import resume_config
+    from lewm_core.training.trainer import Trainer
 
     # Ctrl-C (SIGINT) while the data loads stops at once (nothing is written yet); once training
     # runs it saves a checkpoint. Even when a parent process ignored SIGINT for us.
@@ -63,24 +68,8 @@ def _train(args: argparse.Namespace) -> None:
             args.preset,
             args.data,
             args.out,
-            epochs=args.epochs,
-            max_steps=args.max_steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            sigreg_weight=args.sigreg_weight,
-            warmup_frac=args.warmup_frac,
-            preload_max_gb=args.preload_max_gb,
-            seed=args.seed,
-            device=args.device,
-            checkpoint_every=args.checkpoint_every,
-            threads=args.threads,
-            loader_workers=args.loader_workers,
-            compile=args.compile,
+            **values_from(args, TrainConfig, TRAIN_FLAGS),
             model_overrides=dict(args.arch or []),
-            init_from=args.init_from,
-            rollout_steps=args.rollout_steps,
-            rollout_context=args.rollout_context,
             extra_data=list(args.extra_data or []),
             # one number stays a number (the config of a run with one repeat for all files)
             extra_repeat=r[0] if (r := args.extra_repeat) and len(r) == 1 else r,
@@ -162,6 +151,8 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 
 def register(sub) -> None:
     """Add `train` and `model-info` to the main parser's sub-parsers `sub`."""
+    from lewm_core.knobs import add_flags
+    from lewm_core.training.config import TRAIN_FLAGS, TrainConfig
     from lewm_core.world_model.config import PRESETS
 
     t = sub.add_parser("train", help="train a world model (or --resume one)")
@@ -176,61 +167,7 @@ def register(sub) -> None:
         help="change one size of the preset's model, e.g. --arch pred_depth=6 (repeatable; "
         "recorded in the run's config.json)",
     )
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--max-steps", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=finite_float)
-    t.add_argument("--weight-decay", type=finite_float)
-    t.add_argument("--sigreg-weight", type=finite_float, help="lambda; 0 disables SIGReg")
-    t.add_argument(
-        "--warmup-frac",
-        type=finite_float,
-        help="fraction of the steps spent in the linear lr warm-up (preset default: paper 0.01, "
-        "lab 0.03)",
-    )
-    t.add_argument(
-        "--preload-max-gb",
-        type=finite_float,
-        help="read the dataset's pixels into RAM when they take at most this many GB "
-        "(default 4; a GPU box with RAM to spare trains several times faster preloaded)",
-    )
-    t.add_argument("--seed", type=seed_arg)
-    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    t.add_argument("--checkpoint-every", type=int)
-    t.add_argument(
-        "--threads", type=int, help="CPU threads (default: every core, shared among processes)"
-    )
-    t.add_argument(
-        "--loader-workers",
-        type=int,
-        help="DataLoader worker processes per training process (default: 4 on CUDA, 0 on CPU)",
-    )
-    t.add_argument(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="torch.compile the model for training (GPU; first steps are slow while it compiles)",
-    )
-    t.add_argument(
-        "--init-from",
-        type=path_arg,
-        metavar="MODEL_FOLDER",
-        help="fine-tune: start from this model's weights (a run or shipped folder of the same "
-        "architecture) with a fresh optimiser and schedule; recorded in config.json",
-    )
-    t.add_argument(
-        "--rollout-steps",
-        type=int,
-        metavar="K",
-        help="add a rollout loss (not in the paper): predict K latents autoregressively from "
-        "the clip's first frames, as planning does (default 0: teacher forcing alone)",
-    )
-    t.add_argument(
-        "--rollout-context",
-        type=int,
-        metavar="C",
-        help="true frames the rollout loss starts from (default 1, planning's default context)",
-    )
+    add_flags(t, TrainConfig, TRAIN_FLAGS, unset=True, types=FLAG_TYPES)
     t.add_argument(
         "--extra-data",
         type=path_arg,

@@ -28,12 +28,15 @@ from typing import Any
 
 from lewm_core.atomic import write_json
 from lewm_core.errors import UserError
+from lewm_core.folders import (
+    CONFIG_FILE,
+    JOB_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    STATE_FILE,
+    SUMMARY_FILE,
+)
 
-JOB_FILE = "job.json"
-LOG_FILE = "train.log"
-METRICS_FILE = "metrics.jsonl"  # written by lewm_core.training.trainer
-SUMMARY_FILE = "train_summary.json"
-STATE_FILE = "trainer_state.safetensors"
 _GUARD_FILE = ".job.lock"  # flock'ed while a start checks and writes the lock
 
 # A run folder without job.json whose metrics changed this recently is being trained by someone
@@ -169,7 +172,7 @@ def check_start(
         data = Path(data).absolute()
         if not data.is_file():
             raise UserError(f"dataset {data} does not exist; collect one first")
-        if (run_dir / "config.json").exists() or (run_dir / STATE_FILE).exists():
+        if (run_dir / CONFIG_FILE).exists() or (run_dir / STATE_FILE).exists():
             raise UserError(
                 f"run folder {run_dir} already holds a run; resume it or choose another name"
             )
@@ -321,7 +324,7 @@ def _total_steps(run_dir: Path, job: dict | None) -> int | None:
         if not (job and summary_is_older(run_dir, job)):
             return int(summary["total_steps"])
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        train = json.loads((run_dir / "config.json").read_text())["train"]
+        train = json.loads((run_dir / CONFIG_FILE).read_text())["train"]
         if train.get("max_steps"):
             return int(train["max_steps"])
     return None
@@ -373,8 +376,7 @@ def job_status(run_dir: str | os.PathLike) -> dict:
         "total": _total_steps(run_dir, job),
         "last_metrics": train[-1] if train else None,
         "last_eval": evals[-1] if evals else None,
-        "checkpoint": (run_dir / "model.safetensors").exists()
-        and (run_dir / "config.json").exists(),
+        "checkpoint": (run_dir / "model.safetensors").exists() and (run_dir / CONFIG_FILE).exists(),
         "resumable": (run_dir / STATE_FILE).exists(),
         # no job.json, yet metrics are being written: someone else trains this folder
         "foreign_active": job is None

@@ -1,13 +1,22 @@
-"""The LeWM trainer: next-embedding prediction + lambda * SIGReg, end to end from pixels.
+"""The LeWM trainer's loop: next-embedding prediction + lambda * SIGReg, end to end from pixels.
 
     emb  = projector(encoder(pixels))                    (B, T, D)
     pred = pred_proj(predictor(emb[:, :-1], act[:, :-1])) (B, T-1, D)   teacher forcing, causal
     L    = mean((pred - emb[:, 1:])^2) + lambda * SIGReg(emb, per time step)
 
-A step-wise Python API (`Trainer.step`, `Trainer.run`, `Trainer.request_stop`) that the CLI and the
-lab both drive. A run folder holds `config.json`, `model.safetensors`, `trainer_state.safetensors`
-(model + optimiser + RNG + step, one atomic file, for exact resume) and `metrics.jsonl`.
-A NaN/Inf loss or gradient stops the run; the last good checkpoint stays on disk untouched.
+`Trainer` builds the run (model, optimiser, data) and then steps, logs, checkpoints and stops;
+the CLI and the lab both drive it (`Trainer.step`, `Trainer.run`, `Trainer.request_stop`).
+What it calls lives beside it, one idea per module:
+
+    config.py      TrainConfig: every setting with its help and limits; the presets' values
+    batches.py     the train/validation split, the clips of each step, the prefetching loader
+    validation.py  validation losses, the collapse monitor, BatchNorm re-estimation
+    state.py       the training state file, exact resume, repairs after a kill
+
+A run folder holds `config.json`, `model.safetensors`, `trainer_state.safetensors` (model +
+optimiser + RNG + step, one atomic file, for exact resume) and `metrics.jsonl`
+(`lewm_core.folders` names them). A NaN/Inf loss or gradient stops the run; the last good
+checkpoint stays on disk untouched.
 
 One code path for one or several processes (`torchrun --nproc_per_node N -m lewm_core train`,
 DistributedDataParallel; see `lewm_core.training.distributed`). `batch_size` is the GLOBAL batch:
@@ -18,26 +27,34 @@ concatenated batch. Rank 0 alone logs, recalibrates, evaluates and writes; the o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from lewm_core import __version__
-from lewm_core.atomic import atomic_path, remove_stale_temporaries, write_json
-from lewm_core.data.dataset import ClipDataset, ClipMix, dataset_info
+from lewm_core.atomic import remove_stale_temporaries, write_json
+from lewm_core.data.dataset import dataset_info
 from lewm_core.errors import UserError
+from lewm_core.folders import CONFIG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, SUMMARY_FILE
 from lewm_core.training import distributed as ddp
+from lewm_core.training import state, validation
+from lewm_core.training.batches import (
+    StepBatches,
+    load_splits,
+    prefetched_batches,
+    step_batch_indices,
+)
+from lewm_core.training.config import TrainConfig, TrainingDiverged
+from lewm_core.training.state import resume_config
 from lewm_core.world_model.checkpoint import (
     check_weights_match,
     expected_shapes,
@@ -47,203 +64,11 @@ from lewm_core.world_model.checkpoint import (
     tensor_shapes,
 )
 from lewm_core.world_model.config import ModelConfig
-from lewm_core.world_model.model import LeWM, recalibrate_batchnorm
+from lewm_core.world_model.model import LeWM
 from lewm_core.world_model.sigreg import sigreg
 
-STATE_FILE = "trainer_state.safetensors"
-METRICS_FILE = "metrics.jsonl"
-
-# Optimiser settings per preset. `paper`: the paper's (hours on a GPU). `lab`: what trains on two
-# CPU cores in minutes (peak lr 1e-3, weight decay 0.05, short warm-up, cosine).
-TRAIN_PRESETS: dict[str, dict] = {
-    "paper": dict(lr=5e-5, weight_decay=1e-3, batch_size=128, epochs=10, warmup_frac=0.01),
-    "lab": dict(lr=1e-3, weight_decay=0.05, batch_size=64, epochs=10, warmup_frac=0.03),
-    "lab-vit": dict(lr=1e-3, weight_decay=0.05, batch_size=64, epochs=10, warmup_frac=0.03),
-}
-
-
-class TrainingDiverged(UserError):
-    """The loss or gradient became NaN/Inf; the last good checkpoint was kept."""
-
-    collective = True  # raised on every rank at the same step: rank 0 reports it
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; `TrainConfig.from_preset` fills optimiser defaults."""
-
-    data: str
-    out: str
-    preset: str = "lab"
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_frac: float = 0.03
-    grad_clip: float = 1.0
-    sigreg_weight: float = 0.09
-    sigreg_projections: int = 1024
-    sigreg_knots: int = 17
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None  # CPU threads for torch; None = every core
-    val_fraction: float = 0.1
-    checkpoint_every: int = 250
-    log_every: int = 10
-    val_batches: int = 8
-    bn_recalib_batches: int = 50
-    preload_max_gb: float = 4.0
-    compile: bool = False  # torch.compile the training forward (meant for GPUs; off by default)
-    loader_workers: int | None = None  # DataLoader processes; None = 4 on CUDA, 0 (in-line) on CPU
-    model_overrides: dict = field(default_factory=dict)
-    # fine-tuning: start from this model folder's weights (same architecture), fresh optimiser
-    init_from: str | None = None
-    # rollout loss (not in the paper): also predict rollout_steps latents autoregressively from
-    # the first rollout_context frames of a longer clip, as planning does; 0 = off (published)
-    rollout_steps: int = 0
-    rollout_context: int = 1
-    # training-only extra datasets of the same env (e.g. `lewm collect-planned`): every clip of
-    # them joins the training split, drawn `extra_repeat` times as often as a clip of `data`
-    # (one number for every file, or a list with one per file)
-    extra_data: list = field(default_factory=list)
-    extra_repeat: int | list = 1
-
-    @classmethod
-    def from_preset(cls, name: str, data: str, out: str, **overrides) -> TrainConfig:
-        """The config of preset `name` (`paper`, `lab`, `lab-vit`), with `overrides` applied."""
-        if name not in TRAIN_PRESETS:
-            raise UserError(f"unknown preset '{name}'; choose one of {', '.join(TRAIN_PRESETS)}")
-        values = dict(TRAIN_PRESETS[name])
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(data=data, out=out, preset=name, **values)
-
-    def validate(self) -> None:
-        """Raise UserError naming any absurd value and the fix."""
-        try:
-            checks = self._checks()
-        except TypeError as e:  # e.g. a number saved as text in a damaged trainer state
-            raise UserError(f"the training config holds a value of the wrong type ({e})") from None
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for but no CUDA GPU is visible; use auto")
-
-    def extra_repeats(self) -> list[int]:
-        """`extra_repeat` as one whole number per `extra_data` file (TypeError if it is neither
-        a whole number nor a list of them)."""
-        r = self.extra_repeat
-        if isinstance(r, int) and not isinstance(r, bool):
-            return [r] * len(self.extra_data)
-        if isinstance(r, list | tuple) and all(
-            isinstance(x, int) and not isinstance(x, bool) for x in r
-        ):
-            return list(r)
-        raise TypeError(f"extra_repeat must be an integer or a list of them, got {r!r}")
-
-    def _checks(self) -> list[tuple[bool, str]]:
-        ints = ("epochs", "batch_size", "seed", "checkpoint_every", "log_every", "val_batches")
-        ints += ("sigreg_projections", "sigreg_knots", "bn_recalib_batches")
-        ints += ("rollout_steps", "rollout_context")
-        for name in ints:
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
-                raise TypeError(f"{name} must be an integer, got {getattr(self, name)!r}")
-        if not all(isinstance(p, str | os.PathLike) for p in (self.data, self.out)):
-            raise TypeError("data and out must be paths")
-        if not isinstance(self.model_overrides, dict):
-            raise TypeError("model_overrides must be a dict")
-        if self.init_from is not None and not isinstance(self.init_from, str | os.PathLike):
-            raise TypeError("init_from must be a path")
-        if not isinstance(self.extra_data, list | tuple) or not all(
-            isinstance(p, str | os.PathLike) for p in self.extra_data
-        ):
-            raise TypeError("extra_data must be a list of paths")
-        repeats = self.extra_repeats()
-        return [
-            (self.epochs >= 1, "--epochs must be at least 1"),
-            (0 <= self.seed < 2**32, "--seed must be between 0 and 4294967295"),
-            (self.log_every >= 1 and self.val_batches >= 0, "log_every must be at least 1"),
-            (self.sigreg_projections >= 1 and self.sigreg_knots >= 2, "bad SIGReg settings"),
-            (0 <= self.warmup_frac <= 1, "--warmup-frac must be a number in [0, 1]"),
-            (math.isfinite(self.grad_clip) and self.grad_clip > 0, "grad_clip must be positive"),
-            (self.preload_max_gb >= 0, "--preload-max-gb must be 0 or more (0: never preload)"),
-            (self.bn_recalib_batches >= 0, "bn_recalib_batches must be 0 or more"),
-            (self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1"),
-            (1 <= self.batch_size <= 65536, "--batch-size must be between 1 and 65536"),
-            (math.isfinite(self.lr) and 0 < self.lr < 1, "--lr must be a finite number in (0, 1)"),
-            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, "--weight-decay >= 0"),
-            (
-                math.isfinite(self.sigreg_weight) and 0 <= self.sigreg_weight <= 100,
-                "--sigreg-weight must be a finite number in [0, 100]",
-            ),
-            (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
-            (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
-            (self.threads is None or 1 <= self.threads <= 1024, "--threads must be at least 1"),
-            (
-                self.loader_workers is None or 0 <= self.loader_workers <= 64,
-                "--loader-workers must be between 0 and 64",
-            ),
-            (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
-            (0 <= self.rollout_steps <= 32, "--rollout-steps must be between 0 (off) and 32"),
-            (1 <= self.rollout_context <= 32, "--rollout-context must be between 1 and 32"),
-            (all(1 <= r <= 1000 for r in repeats), "--extra-repeat must be between 1 and 1000"),
-            (
-                isinstance(self.extra_repeat, int) or len(repeats) == len(self.extra_data),
-                f"--extra-repeat gives {len(repeats)} numbers for {len(self.extra_data)} "
-                "--extra-data files: give one for all of them or one per file, in order",
-            ),
-            (
-                all(Path(p).resolve() != Path(self.data).resolve() for p in self.extra_data),
-                "--extra-data names the --data file itself: its held-out episodes would be "
-                "trained on; give a different file (e.g. from `lewm collect-planned`)",
-            ),
-        ]
-
-    def clip_frames(self, history: int) -> int:
-        """Frames per training clip: history + 1, or more when the rollout loss needs them."""
-        if self.rollout_steps == 0:
-            return history + 1
-        return max(history + 1, self.rollout_context + self.rollout_steps)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def _metrics_step(line: str) -> int | None:
-    """The step of one metrics.jsonl line, or None if the line is not a complete JSON row."""
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return None
-    step = row.get("step") if isinstance(row, dict) else None
-    return step if isinstance(step, int) else None
-
-
-def resume_config(out: str | os.PathLike) -> TrainConfig:
-    """The training config of the run in folder `out`, as its last checkpoint saved it.
-
-    Read from `trainer_state.safetensors`, the file `--resume` continues from (its metadata
-    holds the config), not from `config.json`: a run killed while writing its first checkpoint
-    may have the one without the other. `out` is set to the folder given, so a run folder that
-    was moved or copied resumes where it is, not in the folder it was first trained in.
-    """
-    path = Path(out) / STATE_FILE
-    if not path.is_file():
-        raise UserError(f"nothing to resume in {out} (no {STATE_FILE}); drop --resume")
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), "pt") as f:
-            saved = json.loads(f.metadata()["trainer"])["config"]
-        cfg = TrainConfig.from_dict(saved)
-        cfg.validate()
-    except Exception as e:  # noqa: BLE001 - any damage means the same thing to the user
-        raise UserError(f"{path} is damaged ({str(e)[:120]}); start a new run") from None
-    cfg.out = str(out)
-    return cfg
+# What callers import from here: the config and the resume entry point with the loop.
+__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "lr_at", "pick_device", "resume_config"]
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -261,22 +86,6 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def step_batch_indices(
-    step: int, num_clips: int, batch_size: int, steps_per_epoch: int, seed: int
-) -> np.ndarray:
-    """Clip indices (batch_size,) of the global batch of `step`: a fixed permutation per epoch."""
-    epoch, b = divmod(step, steps_per_epoch)
-    perm = np.random.default_rng([seed, epoch]).permutation(num_clips)
-    return perm[b * batch_size : (b + 1) * batch_size]
-
-
-def effective_rank(z: torch.Tensor) -> float:
-    """exp(entropy) of the normalised singular values of centred embeddings z (N, D)."""
-    s = torch.linalg.svdvals(z.float() - z.float().mean(0))
-    p = s / s.sum().clamp_min(1e-12)
-    return float(torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()))
-
-
 class Trainer:
     """Trains a LeWM on a dataset; step-wise so that the CLI and the lab can drive it."""
 
@@ -284,16 +93,7 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         self.out = Path(cfg.out)
-        if self.out.exists() and not self.out.is_dir():
-            raise UserError(f"--out {self.out} is a file; give a folder for the run")
-        has_run = (self.out / STATE_FILE).exists() or (self.out / "config.json").exists()
-        if has_run and not resume:
-            raise UserError(
-                f"run folder {self.out} already holds a run; pass --resume to continue it "
-                "or choose another --out"
-            )
-        if resume and not (self.out / STATE_FILE).exists():
-            raise UserError(f"nothing to resume in {self.out} (no {STATE_FILE}); drop --resume")
+        self._check_run_folder(resume)
         # One process (world size 1, no process group) or one rank of a torchrun job.
         self.dist, self.device = ddp.setup(pick_device(cfg.device))
         world = self.dist.world_size
@@ -309,47 +109,10 @@ class Trainer:
             torch.set_num_threads(cfg.threads or max(1, cores))
 
         info = dataset_info(cfg.data)
-        preload = info["pixels_gb"] <= cfg.preload_max_gb
-        try:
-            mcfg = ModelConfig.preset(
-                cfg.preset,
-                action_dim=info["action_dim"],
-                image_size=info["resolution"],
-                **cfg.model_overrides,
-            )
-        except (ValueError, TypeError) as e:
-            raise UserError(f"cannot build the {cfg.preset} model for {cfg.data} ({e})") from None
-        if resume:  # the checkpoint's tensors fit this model? (checked before allocating it)
-            state = self.out / STATE_FILE
-            found = {k[6:]: v for k, v in tensor_shapes(state).items() if k.startswith("model.")}
-            check_weights_match(state, found, expected_shapes(mcfg), "training config")
-        split = dict(
-            history=mcfg.history,
-            frameskip=mcfg.frameskip,
-            val_fraction=cfg.val_fraction,
-            split_seed=cfg.seed,
-            preload=preload,
-            clip_frames=cfg.clip_frames(mcfg.history),
+        mcfg = self._model_config(info, resume)
+        self.train_set, self.val_set, self._preloaded = load_splits(
+            cfg, info, mcfg.history, mcfg.frameskip
         )
-        first = ClipDataset(cfg.data, "train", **split)
-        self._preloaded = preload
-        self.val_set = ClipDataset(  # shares the preloaded pixels: one copy in RAM, read once
-            cfg.data,
-            "val",
-            action_stats=first.action_stats,
-            pixels=first.pixels,
-            **split,
-        )
-        self.train_set: ClipDataset | ClipMix = first
-        if cfg.extra_data:
-            self.train_set = ClipMix(
-                first, self._extra_sets(info, split, first.action_stats), cfg.extra_repeats()
-            )
-        if len(self.train_set) < cfg.batch_size:
-            raise UserError(
-                f"the training split has {len(self.train_set)} clips, fewer than --batch-size "
-                f"{cfg.batch_size}; collect more episodes or lower --batch-size"
-            )
         self.model = LeWM(mcfg).to(self.device)
         if cfg.init_from is not None and not resume:
             self._init_weights(Path(cfg.init_from), mcfg)
@@ -401,26 +164,49 @@ class Trainer:
             self._net = torch.compile(self._net)
         ddp.barrier()
 
-    def _extra_sets(self, info: dict, split: dict, stats) -> list[ClipDataset]:
-        """Every clip of each `--extra-data` file, z-scored with the main data's statistics."""
-        sets = []
-        for path in self.cfg.extra_data:
-            extra = dataset_info(path)
-            for key in ("env", "resolution", "action_dim"):
-                if extra[key] != info[key]:
-                    raise UserError(
-                        f"--extra-data {path} has {key} {extra[key]}, --data {self.cfg.data} has "
-                        f"{info[key]}; extra data must come from the same env and resolution"
-                    )
-            preload = extra["pixels_gb"] <= self.cfg.preload_max_gb and self._preloaded
-            part = ClipDataset(path, "all", action_stats=stats, **{**split, "preload": preload})
-            if len(part) == 0:
-                raise UserError(
-                    f"--extra-data {path} has no episode long enough for a training clip; "
-                    "collect longer episodes (e.g. a larger --budget)"
-                )
-            sets.append(part)
-        return sets
+    def _check_run_folder(self, resume: bool) -> None:
+        """Refuse --out that is a file, holds a run (without --resume) or none (with it)."""
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} is a file; give a folder for the run")
+        has_run = (self.out / STATE_FILE).exists() or (self.out / CONFIG_FILE).exists()
+        if has_run and not resume:
+            raise UserError(
+                f"run folder {self.out} already holds a run; pass --resume to continue it "
+                "or choose another --out"
+            )
+        if resume and not (self.out / STATE_FILE).exists():
+            raise UserError(f"nothing to resume in {self.out} (no {STATE_FILE}); drop --resume")
+
+    def _model_config(self, info: dict, resume: bool) -> ModelConfig:
+        """The preset's model with --arch on top, sized by the dataset; on resume, checked
+        against the checkpoint's tensors before anything is allocated."""
+        cfg = self.cfg
+        try:
+            mcfg = ModelConfig.preset(
+                cfg.preset,
+                action_dim=info["action_dim"],
+                image_size=info["resolution"],
+                **cfg.model_overrides,
+            )
+        except (ValueError, TypeError) as e:
+            raise UserError(f"cannot build the {cfg.preset} model for {cfg.data} ({e})") from None
+        if resume:
+            path = self.out / STATE_FILE
+            found = {k[6:]: v for k, v in tensor_shapes(path).items() if k.startswith("model.")}
+            check_weights_match(path, found, expected_shapes(mcfg), "training config")
+        return mcfg
+
+    def _init_weights(self, folder: Path, mcfg: ModelConfig) -> None:
+        """Copy the weights of the model in `folder` into the new model (fine-tuning); UserError
+        if `folder` holds no model or one of another architecture than this run's."""
+        weights = folder / MODEL_FILE
+        found = tensor_shapes(weights)  # header only: a mismatch is refused before loading
+        check_weights_match(weights, found, expected_shapes(mcfg), "run's model (--init-from)")
+        self.model.load_state_dict(load_tensors(weights))
+
+    def _rank_seed(self) -> int:
+        """Seed of this rank's torch RNG (dropout) in a multi-process run."""
+        return int(np.random.SeedSequence([self.cfg.seed, self.dist.rank, 7]).generate_state(1)[0])
 
     # ---- data order: a fixed permutation per epoch, so step s always sees the same batch ----
     def batch_indices(self, step: int) -> np.ndarray:
@@ -439,12 +225,9 @@ class Trainer:
         return self.batch_indices(step)[r * n : (r + 1) * n]
 
     def _prefetched_batches(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
-        """This rank's batches of steps start, start + 1, ... from a DataLoader with workers.
-
-        Yields what `train_set.batch(rank_batch_indices(s))` returns (pinned on CUDA). The
-        loader has its own generator, so the global torch RNG (dropout) is not consumed.
-        """
-        source = _StepBatches(
+        """This rank's batches of steps start, start + 1, ... from a DataLoader with workers:
+        what `train_set.batch(rank_batch_indices(s))` returns (pinned on CUDA)."""
+        source = StepBatches(
             self.train_set,
             self.cfg.batch_size,
             self.steps_per_epoch,
@@ -452,25 +235,17 @@ class Trainer:
             self.dist.rank,
             self.local_batch_size,
         )
-        loader = torch.utils.data.DataLoader(
+        return prefetched_batches(
             source,
-            batch_size=None,
-            sampler=range(start, self.total_steps),
-            num_workers=self.loader_workers,
-            pin_memory=self.device.type == "cuda",
-            prefetch_factor=2,  # batches per worker in flight
-            # Preloaded pixels: fork shares them copy-on-write. Read from HDF5: spawn, so that no
-            # worker inherits an open h5py handle (ClipDataset drops it when pickled).
-            multiprocessing_context="fork" if self._preloaded else "spawn",
-            generator=torch.Generator().manual_seed(self.cfg.seed),
-            worker_init_fn=_ignore_sigint,  # Ctrl-C is the main process's: it stops in step
+            start,
+            self.total_steps,
+            workers=self.loader_workers,
+            seed=self.cfg.seed,
+            pin=self.device.type == "cuda",
+            preloaded=self._preloaded,
         )
-        it = iter(loader)
-        try:
-            yield from it
-        finally:
-            del it  # shuts the workers down
 
+    # ---- one step ----
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
@@ -582,21 +357,12 @@ class Trainer:
         return metrics
 
     def _diverged(self, what: str) -> None:
-        last = self._saved_step()
+        last = state.saved_step(self.out)
         kept = f"the last good checkpoint (step {last}) is kept" if last else "nothing was saved"
         raise TrainingDiverged(
             f"training stopped at step {self.step_count + 1}: {what}; {kept} in {self.out}; "
             "lower --lr or --sigreg-weight and --resume"
         )
-
-    def _saved_step(self) -> int:
-        path = self.out / STATE_FILE
-        if not path.exists():
-            return 0
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            return int(json.loads(f.metadata()["trainer"])["step"])
 
     def _log(self, row: dict) -> None:
         if not self.dist.is_main:  # one metrics.jsonl, written by rank 0
@@ -604,90 +370,32 @@ class Trainer:
         with open(self.out / METRICS_FILE, "a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def _init_weights(self, folder: Path, mcfg: ModelConfig) -> None:
-        """Copy the weights of the model in `folder` into the new model (fine-tuning); UserError
-        if `folder` holds no model or one of another architecture than this run's."""
-        weights = folder / "model.safetensors"
-        found = tensor_shapes(weights)  # header only: a mismatch is refused before loading
-        check_weights_match(weights, found, expected_shapes(mcfg), "run's model (--init-from)")
-        self.model.load_state_dict(load_tensors(weights))
-
-    def _rank_seed(self) -> int:
-        """Seed of this rank's torch RNG (dropout) in a multi-process run."""
-        return int(np.random.SeedSequence([self.cfg.seed, self.dist.rank, 7]).generate_state(1)[0])
-
-    def _val_batches(self) -> list[np.ndarray]:
-        n = len(self.val_set)
-        if n == 0:
-            return []
-        order = np.random.default_rng(12345).permutation(n)
-        bs = min(self.cfg.batch_size, n)
-        batches = [order[i : i + bs] for i in range(0, min(n, bs * self.cfg.val_batches), bs)]
-        # SIGReg (a statistic of the batch) needs at least 2 clips: a last batch of 1 clip
-        # (e.g. 9 validation clips at batch size 8) is dropped, as is a split of 1 clip.
-        return [b for b in batches if len(b) >= 2]
-
-    @torch.no_grad()
+    # ---- checkpoints: recalibrate, validate, save ----
     def evaluate(self) -> dict:
-        """Validation losses and the collapse monitor, in eval mode (BatchNorm running stats).
-
-        Also the prediction loss with BatchNorm on batch statistics (dropout off), which eval
-        mode should match once the BatchNorm statistics are recalibrated.
-        """
-        batches = self._val_batches()
+        """Validation losses and the collapse monitor (`validation.evaluate`), this process
+        alone; {} when the validation split has no batch of two clips."""
+        batches = validation.validation_batches(
+            len(self.val_set), self.cfg.batch_size, self.cfg.val_batches
+        )
         if not batches:
             return {}
         with ddp.local_batchnorm(self.model):  # this process alone: no collective
-            return self._evaluate(batches)
-
-    def _evaluate(self, batches: list[np.ndarray]) -> dict:
-        self.model.eval()
-        self._sigreg_gen.manual_seed(777)
-        sums: dict[str, float] = {}
-        embs = []
-        for idx in batches:
-            t = self.loss_terms(self.val_set.batch(idx))
-            emb = t["emb"]
-            n = self.model.cfg.history + 1  # the frames the prediction loss covers
-            copy = F.mse_loss(emb[:, : n - 1], emb[:, 1:n])
-            for k, v in (
-                ("val_pred_loss", t["pred_loss"]),
-                ("val_sigreg", t["sigreg"]),
-                ("val_copy_loss", copy),
-                *([("val_rollout_loss", t["rollout_loss"])] if "rollout_loss" in t else []),
-            ):
-                sums[k] = sums.get(k, 0.0) + float(v)
-            embs.append(emb.reshape(-1, emb.shape[-1]))
-        with _batchnorm_on_batch_stats(self.model):
-            for idx in batches:
-                t = self.loss_terms(self.val_set.batch(idx))
-                sums["val_pred_loss_batchstats"] = sums.get(
-                    "val_pred_loss_batchstats", 0.0
-                ) + float(t["pred_loss"])
-        out = {k: v / len(batches) for k, v in sums.items()}
-        z = torch.cat(embs)
-        std = z.float().std(0)
-        out.update(
-            emb_std_mean=float(std.mean()),
-            emb_std_min=float(std.min()),
-            effective_rank=effective_rank(z),
-            pred_over_copy=out["val_pred_loss"] / max(out["val_copy_loss"], 1e-12),
-        )
-        return out
+            return validation.evaluate(
+                self.model, self.val_set, batches, self.loss_terms, self._sigreg_gen
+            )
 
     def recalibrate(self) -> None:
         """Re-estimate BatchNorm running statistics on training batches with frozen weights."""
-        n = min(self.cfg.bn_recalib_batches, self.steps_per_epoch)
-        rng = np.random.default_rng([self.cfg.seed, 99])
-
-        def batches():
-            for _ in range(n):
-                idx = rng.choice(len(self.train_set), self.cfg.batch_size, replace=False)
-                b = self.train_set.batch(idx)
-                yield b["pixels"].to(self.device), b["actions"].to(self.device)
-
-        with torch.no_grad(), self._autocast(), ddp.local_batchnorm(self.model):
-            recalibrate_batchnorm(self.model, batches(), n)
+        with ddp.local_batchnorm(self.model):
+            validation.recalibrate(
+                self.model,
+                self.train_set,
+                min(self.cfg.bn_recalib_batches, self.steps_per_epoch),
+                self.cfg.batch_size,
+                self.cfg.seed,
+                self.device,
+                self._autocast(),
+            )
 
     def save_checkpoint(self) -> None:
         """Recalibrate BatchNorm, evaluate, and write model + resume state atomically.
@@ -708,14 +416,8 @@ class Trainer:
         if self.device.type == "cuda":
             rng["rng.cuda"] = ddp.all_gather_object(torch.cuda.get_rng_state(self.device).cpu())
         if self.dist.is_main:
-            tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-            for i, st in self.opt.state_dict()["state"].items():
-                for k, v in st.items():
-                    tensors[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-            for key, states in rng.items():  # rank 0 under `key`, rank r under `key.rank<r>`
-                for r, state in enumerate(states):
-                    tensors[key if r == 0 else f"{key}.rank{r}"] = state
-            meta = {"trainer": json.dumps({"step": self.step_count, "config": asdict(self.cfg)})}
+            tensors = state.state_tensors(self.model, self.opt, rng)
+            meta = state.state_metadata(self.step_count, asdict(self.cfg))
             # The resume state first, then the model and its config: a kill in between leaves
             # a state newer than the model files, which `_load_state` completes on --resume.
             save_tensors(self.out / STATE_FILE, tensors, metadata=meta)
@@ -729,6 +431,8 @@ class Trainer:
         self._saved_at = self.step_count
 
     def run_meta(self) -> dict:
+        """What config.json records beside the model: version, step, training config, the
+        data it was trained on and the last evaluation."""
         ds = self.val_set  # the --data file's (extra data only adds training clips)
         return {
             "lewm_version": __version__,
@@ -748,87 +452,35 @@ class Trainer:
         }
 
     def _load_state(self) -> None:
+        """Resume: restore the state file, cut the metrics back to its step, and complete the
+        model files if a kill left them one checkpoint older (see `state`)."""
         path = self.out / STATE_FILE
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = json.loads(f.metadata()["trainer"])
-            tensors = load_file(str(path))
-        except Exception as e:  # noqa: BLE001 - any damage means the same thing to the user
-            raise UserError(f"{path} is damaged ({e}); start a new run") from None
+        tensors, meta = state.read_state(path)
         try:  # wrong keys, shapes or values: the file belongs to another model or is damaged
-            self._restore(tensors, meta)
+            self.step_count = state.restore(
+                tensors, meta, self.model, self.opt, self.dist.rank, self.device, self._rank_seed()
+            )
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
             raise UserError(
                 f"{path} does not fit the run's model and optimiser "
                 f"({str(e).strip().splitlines()[0][:120]}); start a new run"
             ) from None
-        # The evaluation of the checkpoint we resume from (config.json may be one checkpoint
-        # older, if a kill fell between the two files: then there is none).
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            saved = json.loads((self.out / "config.json").read_text())
-            if saved.get("step") == self.step_count and isinstance(saved.get("eval"), dict):
-                self.last_eval = saved["eval"]
+        # The evaluation of the checkpoint we resume from (none if config.json is older).
+        if (ev := state.saved_eval(self.out, self.step_count)) is not None:
+            self.last_eval = ev
         if not self.dist.is_main:
             return
-        # Drop metrics logged after the checkpoint: the resumed run logs those steps again.
-        # A line that does not parse (a write cut short: disk full, power loss) is dropped too.
-        mpath = self.out / METRICS_FILE
-        rows = mpath.read_text(errors="replace").splitlines() if mpath.exists() else []
-        kept = [
-            r for r in rows if _metrics_step(r) is not None and _metrics_step(r) <= self.step_count
-        ]
-        with atomic_path(mpath) as tmp:
-            tmp.write_text("".join(r + "\n" for r in kept))
-        if self._model_files_step() != self.step_count:
+        kept = state.trim_metrics(self.out, self.step_count)
+        if state.model_files_step(self.out) != self.step_count:
             # Killed after writing the state of this checkpoint but before its model.safetensors
             # and config.json: write them now from the restored (recalibrated) weights, with the
             # evaluation logged for this step. Otherwise a run resumed at its last step would end
             # with the model of the checkpoint before.
-            for r in kept:
-                row = json.loads(r)
-                if row.get("step") == self.step_count and "val_pred_loss" in row:
-                    self.last_eval = {k: v for k, v in row.items() if k not in ("step", "epoch")}
+            if (ev := state.logged_eval(kept, self.step_count)) is not None:
+                self.last_eval = ev
             save_model(self.out, self.model, self.val_set.action_stats, self.run_meta())
 
-    def _model_files_step(self) -> int | None:
-        """The step recorded in config.json beside a model.safetensors (None if either is missing
-        or unreadable)."""
-        if not (self.out / "model.safetensors").is_file():
-            return None
-        try:
-            step = json.loads((self.out / "config.json").read_text()).get("step")
-        except (OSError, ValueError, AttributeError):
-            return None
-        return step if isinstance(step, int) else None
-
-    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        """Model, optimiser, RNG and step from the tensors of a trainer_state file."""
-        step = int(meta["step"])
-        if step < 0:
-            raise ValueError(f"negative step {step}")
-        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_state_dict(model_state)  # strict: names and shapes must match
-        params = [p for g in self.opt.param_groups for p in g["params"]]
-        opt_state = self.opt.state_dict()
-        for key, v in tensors.items():
-            if key.startswith("opt."):
-                _, i, name = key.split(".", 2)
-                p = params[int(i)]
-                if name in ("exp_avg", "exp_avg_sq") and v.shape != p.shape:
-                    raise ValueError(f"'{key}' has shape {tuple(v.shape)}, not {tuple(p.shape)}")
-                opt_state["state"].setdefault(int(i), {})[name] = v.to(self.device)
-        self.opt.load_state_dict(opt_state)
-        suffix = f".rank{self.dist.rank}" if self.dist.rank else ""
-        if f"rng.torch{suffix}" in tensors:
-            torch.set_rng_state(tensors[f"rng.torch{suffix}"])
-        else:  # a rank the saving run did not have (resumed on more processes)
-            torch.manual_seed(self._rank_seed() + step)
-        if self.device.type == "cuda" and f"rng.cuda{suffix}" in tensors:
-            torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"], self.device)
-        self.step_count = step
-
+    # ---- the loop ----
     def request_stop(self) -> None:
         """Ask `run` to stop after the current step (it then saves a checkpoint)."""
         self._stop.set()
@@ -869,7 +521,7 @@ class Trainer:
 
     def _summary(self, start: int, wall: float) -> dict:
         ev = getattr(self, "last_eval", {})
-        summary_path = self.out / "train_summary.json"
+        summary_path = self.out / SUMMARY_FILE
         previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         summary = {
             "run": str(self.out),
@@ -894,60 +546,3 @@ class Trainer:
             )
         write_json(summary_path, summary)
         return summary
-
-
-def _ignore_sigint(worker_id: int) -> None:
-    """DataLoader worker start-up: ignore SIGINT. A Ctrl-C reaches the whole process group; a
-    worker that died of it would fail the batch the main process is waiting for, whereas the
-    main process stops cleanly after the current step (and shuts the workers down)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class _StepBatches(torch.utils.data.Dataset):
-    """Item s: one rank's shard of the global batch of step s (what `Trainer.step` trains on).
-
-    For a DataLoader with `batch_size=None`: a worker loads whole batches with the vectorised
-    `ClipDataset.batch`. Holds only plain values, so it pickles to spawned workers too.
-    """
-
-    def __init__(
-        self,
-        clips: ClipDataset | ClipMix,
-        batch_size: int,
-        steps_per_epoch: int,
-        seed: int,
-        rank: int,
-        local_batch_size: int,
-    ):
-        self.clips = clips
-        self.batch_size, self.steps_per_epoch, self.seed = batch_size, steps_per_epoch, seed
-        self.rank, self.local_batch_size = rank, local_batch_size
-
-    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        idx = step_batch_indices(
-            step, len(self.clips), self.batch_size, self.steps_per_epoch, self.seed
-        )
-        n = self.local_batch_size
-        return self.clips.batch(idx[self.rank * n : (self.rank + 1) * n])
-
-
-class _batchnorm_on_batch_stats:
-    """Context: BatchNorm layers use batch statistics (momentum 0: running stats untouched)."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.bns = [
-            m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-        ]
-
-    def __enter__(self):
-        self.saved = [(m.training, m.momentum) for m in self.bns]
-        for m in self.bns:
-            m.train()
-            m.momentum = 0.0
-
-    def __exit__(self, *exc):
-        for m, (training, momentum) in zip(self.bns, self.saved, strict=True):
-            m.train(training)
-            m.momentum = momentum

@@ -1,9 +1,10 @@
 """Model configuration for LeWorldModel (LeWM).
 
-`ModelConfig()` is the published architecture ("paper" preset, 18,034,478 parameters with 2-D
-actions). `ModelConfig.preset("lab")` is a small CNN-encoder model that trains on a 2-core CPU,
-`ModelConfig.preset("lab-vit")` a small ViT one. Configs round trip through JSON via `to_dict` /
-`from_dict`; every field is validated in `__post_init__`.
+`ModelConfig()` is the published architecture (the "paper" preset; `lewm model-info` counts its
+parameters). `ModelConfig.preset("lab")` is a small CNN-encoder model that trains on a 2-core CPU,
+`ModelConfig.preset("lab-vit")` a small ViT one; the presets' sizes are in `lewm_core.presets`,
+beside their training settings. Configs round trip through JSON via `to_dict` / `from_dict`;
+every field is validated in `__post_init__`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-PRESETS: tuple[str, ...] = ("paper", "lab", "lab-vit")
+from lewm_core.presets import PRESET_NAMES
+from lewm_core.presets import PRESETS as _PRESET_TABLE
+
+PRESETS: tuple[str, ...] = PRESET_NAMES  # the preset names, for the CLI's choices
 
 ENCODERS: tuple[str, ...] = ("vit", "cnn")
 
@@ -42,34 +46,6 @@ MAX_SIZES: dict[str, int] = {
     "frameskip": 64,
     "action_conv": 64,
     "history": 64,
-}
-
-_LAB: dict[str, Any] = dict(
-    image_size=64,
-    encoder="cnn",
-    cnn_channels=(32, 64, 128, 256),
-    latent_dim=192,
-    proj_hidden=512,
-    pred_depth=4,
-    pred_heads=4,
-    pred_head_dim=48,
-    pred_mlp=768,
-    dropout=0.1,
-    history=3,
-)
-
-_PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "lab": _LAB,
-    "lab-vit": {
-        **_LAB,
-        "encoder": "vit",
-        "patch_size": 8,
-        "enc_width": 128,
-        "enc_depth": 4,
-        "enc_heads": 4,
-        "enc_mlp": 512,
-    },
 }
 
 
@@ -125,9 +101,9 @@ class ModelConfig:
 
         If `latent_dim` is overridden but `pred_width` is not, `pred_width` follows `latent_dim`.
         """
-        if name not in _PRESET_OVERRIDES:
+        if name not in _PRESET_TABLE:
             raise ValueError(f"unknown model preset {name!r}; valid presets: {', '.join(PRESETS)}")
-        kwargs = {**_PRESET_OVERRIDES[name], **overrides}
+        kwargs = {**_PRESET_TABLE[name].model, **overrides}
         if "latent_dim" in overrides and "pred_width" not in overrides:
             kwargs["pred_width"] = overrides["latent_dim"]
         cls._check_keys(kwargs)
