@@ -15,8 +15,10 @@ import streamlit as st
 
 from app import lab_public, models, ui
 from lewm_core.errors import UserError
+from lewm_core.knobs import knobs_of
+from lewm_core.presets import PRESETS
 from lewm_core.training import jobs
-from lewm_core.training.trainer import TRAIN_PRESETS
+from lewm_core.training.config import TrainConfig
 
 W_RUN, W_COMPARE = "train_run_w", "train_compare_w"
 MSG = "train_message"  # (kind, text) shown once after a start/stop/resume
@@ -45,6 +47,22 @@ def _default_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+def _knob_input(col, label: str, name: str, value, *, hi=None, help_extra: str = "", **kwargs):
+    """A number widget for TrainConfig field `name`: its limits and help line come from the
+    field's knob (`hi` may lower the upper limit, e.g. to this machine's cores)."""
+    k = knobs_of(TrainConfig)[name]
+    cast = float if k.kind is float else int
+    top = k.hi if hi is None else (hi if k.hi is None else min(hi, k.hi))
+    return col.number_input(
+        label,
+        min_value=None if k.lo is None else cast(k.lo),
+        max_value=None if top is None else cast(top),
+        value=cast(value),
+        help=k.help[:1].upper() + k.help[1:] + (f". {help_extra}" if help_extra else ""),
+        **kwargs,
+    )
+
+
 def _start_form(datasets) -> None:
     st.subheader("Start a run")
     if not datasets:
@@ -53,39 +71,46 @@ def _start_form(datasets) -> None:
     with st.form("train_start_form"):
         c1, c2, c3 = st.columns([3, 1, 1])
         data = c1.selectbox("Dataset", [p.stem for p in datasets], key="train_data")
-        presets = list(TRAIN_PRESETS)
-        preset = c2.selectbox("Preset", presets, index=presets.index("lab"), key="train_preset")
-        lam = c3.number_input(
+        presets = list(PRESETS)
+        preset = c2.selectbox(
+            "Preset",
+            presets,
+            index=presets.index("lab"),
+            key="train_preset",
+            help="; ".join(f"{p.name}: {p.source}" for p in PRESETS.values()),
+        )
+        lam = _knob_input(
+            c3,
             "lambda (SIGReg weight)",
-            0.0,
-            100.0,
-            0.09,
+            "sigreg_weight",
+            TrainConfig.sigreg_weight,
             step=0.01,
             format="%.3f",
             key="train_lambda",
-            help="0 switches SIGReg off: watch the embeddings collapse.",
+            help_extra="Watch the embeddings collapse without it.",
         )
         c4, c5, c6, c7, c8 = st.columns([1, 1, 1, 1, 2])
-        max_steps = c4.number_input(
+        max_steps = _knob_input(
+            c4,
             "Max steps",
-            1,
-            1_000_000,
+            "max_steps",
             1000,
             key="train_max_steps",
-            help="The run stops at max steps or after the epochs, whichever comes first.",
+            help_extra="The run stops at max steps or after the epochs, whichever comes first.",
         )
-        epochs = c5.number_input(
+        epochs = _knob_input(
+            c5,
             "Epochs",
-            1,
-            10_000,
-            int(TRAIN_PRESETS["lab"]["epochs"]),
+            "epochs",
+            PRESETS["lab"].train["epochs"],
             key="train_epochs",
-            help="Passes over the dataset's training clips. One epoch is (training clips) / "
-            "(batch size) steps: raise the epochs on a small dataset, or the run ends before "
-            "max steps.",
+            help_extra="One epoch is (training clips) / (batch size) steps: raise the epochs on "
+            "a small dataset, or the run ends before max steps.",
         )
-        batch = c6.number_input("Batch size", 1, 4096, 64, key="train_batch")
-        seed = c7.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+        batch = _knob_input(
+            c6, "Batch size", "batch_size", PRESETS["lab"].train["batch_size"], key="train_batch"
+        )
+        seed = _knob_input(c7, "Seed", "seed", TrainConfig.seed, key="train_seed")
         name = c8.text_input(
             "Run name",
             key="train_name",
@@ -94,9 +119,16 @@ def _start_form(datasets) -> None:
         )
         with st.expander("Advanced"):
             a1, a2 = st.columns(2)
-            every = a1.number_input("Checkpoint every (steps)", 1, 100_000, 100, key="train_ckpt")
-            threads = a2.number_input(
-                "CPU threads", 1, os.cpu_count() or 1, _default_threads(), key="train_threads"
+            every = _knob_input(
+                a1, "Checkpoint every (steps)", "checkpoint_every", 100, key="train_ckpt"
+            )
+            threads = _knob_input(
+                a2,
+                "CPU threads",
+                "threads",
+                _default_threads(),
+                hi=os.cpu_count() or 1,
+                key="train_threads",
             )
         submitted = st.form_submit_button(
             "Start training", type="primary", icon=":material/play_arrow:"
@@ -207,10 +239,10 @@ def _controls(run, status: dict) -> None:
         disabled=not status["running"],
         icon=":material/stop:",
     )
-    target = b2.number_input(
+    target = _knob_input(
+        b2,
         "Resume up to step",
-        1,
-        10_000_000,
+        "max_steps",
         max(int(status["total"] or 0), int(status["step"]) + 100),
         key=f"train_resume_to_{run.name}",
     )
