@@ -58,7 +58,7 @@ for _name, _cap in (("samples", MAX_SAMPLES), ("iterations", MAX_ITERATIONS)):
 MAX_BUDGET = 200
 MAX_EPISODES, MAX_STEPS = 50, 60
 MAX_SEED = 2**31 - 1
-MAX_MODELS = 4  # models kept loaded (the three shipped ones fit)
+MAX_MODELS = 4  # models kept loaded (one per shipped task)
 OUTPUT_AGE_S = 900  # rollout videos and strips older than this are deleted
 STRIP_FRAMES = 6  # rollout frames in the image strip (first and last included)
 SCALE = 4  # 64 px frames are shown 4x larger, crisp pixels

@@ -8,7 +8,7 @@ import time
 
 from lewm_core.cli.arguments import check_range, emit_json, episode_progress, path_arg, seed_arg
 from lewm_core.knobs import add_flags, check_value, knobs_of, values_from
-from lewm_core.planning.cem_config import CEMConfig
+from lewm_core.planning.cem_config import BF16_MIN_SPEEDUP, PRECISION_CHOICES, CEMConfig
 
 CEM_BUDGET = ("samples", "iterations", "elites", "horizon")  # flags with a fixed default
 MODEL_DEFAULTS = ("receding_horizon", "context", "sampling", "objective")  # the model's, if unset
@@ -143,6 +143,23 @@ def cmd_eval(args: argparse.Namespace) -> None:
         emit_json(summary)
 
 
+def add_precision_flags(parser: argparse.ArgumentParser) -> None:
+    """--dtype and --compile: how the rollout of CEM's candidates runs (`planning.precision`)."""
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=PRECISION_CHOICES,
+        help="planning precision; auto = bfloat16 where a measured matmul runs at least "
+        f"{BF16_MIN_SPEEDUP:g}x faster than float32, else float32",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the rollout (C++ compiler needed): faster plans after a one-time "
+        "compilation (`python bench/plan.py` measures both on this machine)",
+    )
+
+
 def register(sub) -> None:
     """Add `collect-planned` and `eval` to the main parser's sub-parsers `sub`."""
     cp = sub.add_parser(
@@ -166,8 +183,7 @@ def register(sub) -> None:
         help="only tasks of this kind (e.g. push for Push-T; repeatable; default: all)",
     )
     add_planning_flags(cp)  # a run folder has no shipped settings: give the planner's
-    cp.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
-    cp.add_argument("--compile", action="store_true", help="torch.compile the rollout")
+    add_precision_flags(cp)
     cp.add_argument("--out", required=True, type=path_arg)
     cp.add_argument("--overwrite", action="store_true")
     cp.add_argument("--quiet", action="store_true")
@@ -188,18 +204,7 @@ def register(sub) -> None:
     e.add_argument("--budget", type=int, default=50, help="raw steps per episode")
     e.add_argument("--goal-offset", type=int, default=25, help="goal = state this many steps on")
     add_planning_flags(e)
-    e.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "float32", "bfloat16"),
-        help="planning precision; auto = bfloat16 where it multiplies 1.5x faster than float32",
-    )
-    e.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the rollout (C++ compiler needed): faster plans after a one-time "
-        "compilation (`python bench/plan.py` measures both on this machine)",
-    )
+    add_precision_flags(e)
     e.add_argument("--videos", type=int, default=0, help="write videos of the first K episodes")
     e.add_argument("--video-dir", type=path_arg)
     e.add_argument("--quiet", action="store_true")

@@ -19,6 +19,10 @@ from lewm_core.errors import UserError
 from lewm_core.knobs import check_knobs, knob, knobs_of
 from lewm_core.world_model.config import MAX_SIZES, OBJECTIVES, SAMPLINGS
 
+# The rollout's precision (`planning.precision`); named here so the command line needs no torch.
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")
+BF16_MIN_SPEEDUP = 1.5  # bfloat16 must multiply this many times faster than float32 to be used
+
 
 @dataclass
 class CEMConfig:

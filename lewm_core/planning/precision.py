@@ -12,12 +12,12 @@ import os
 import torch
 
 from lewm_core.errors import UserError
+from lewm_core.planning.cem_config import BF16_MIN_SPEEDUP, PRECISION_CHOICES
 from lewm_core.world_model.cpu_kernels import bf16_probe, forced_plain
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-DTYPE_CHOICES = ("auto", *DTYPES)
-
-BF16_MIN_SPEEDUP = 1.5  # bfloat16 must multiply this many times faster than float32 to be used
+DTYPE_CHOICES = PRECISION_CHOICES
+assert set(DTYPE_CHOICES) == {"auto", *DTYPES}
 
 
 def bf16_matmul_speedup() -> float:
