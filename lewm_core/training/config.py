@@ -118,7 +118,7 @@ class TrainConfig:
     preload_max_gb: float = knob(
         4.0,
         "read the dataset's pixels into RAM when they take at most this many GB (default 4; 0: "
-        "never; a GPU box with RAM to spare trains several times faster preloaded)",
+        "never): then no batch waits on the disk",
         lo=0,
     )
     compile: bool = knob(
