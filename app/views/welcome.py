@@ -46,6 +46,8 @@ This page is text only. Every number shown elsewhere in the lab is computed by t
 `lewm_core` package (environments, model, training, planning); the app only displays it.
 The four tasks are **Two-Room** (a point agent passes a door to a target), **Push-T** (push a
 T-shaped block onto a target pose), **Reacher** (a two-joint arm reaches a point) and **Cube**
-(a robot arm picks up a cube and places it at a goal, in 3-D).
+(a robot arm picks up a cube and places it at a goal, in 3-D). **Push-T (reference)** is the
+paper's own Push-T (its physics, success test and pictures), beside the lab's; no model has
+learned it yet.
 """
 )

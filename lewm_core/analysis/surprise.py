@@ -48,6 +48,7 @@ MAX_EPISODES, MAX_MODEL_STEPS = 10_000, 1_000  # beyond: hours of work, or memor
 COLOR_PART: dict[str, str] = {
     "tworoom": "agent",
     "pusht": "block",
+    "pusht-v1": "block",
     "reacher": "arm",
     "cube": "cube",
 }

@@ -1,11 +1,12 @@
-"""LeWM environments: Two-Room, Push-T, Reacher and Cube rendered to RGB frames.
+"""LeWM environments: Two-Room, Push-T (v0 and the reference v1), Reacher and Cube as RGB frames.
 
 ``make(name, resolution)`` builds an environment, ``make_policy(name, env, seed)`` its scripted
 data-collection policy (``policy=`` picks another of the env's policies, ``POLICIES[name]``).
 Importing this package also registers the gymnasium ids ``lewm/TwoRoom-v0``, ``lewm/PushT-v0``,
-``lewm/Reacher-v0`` and ``lewm/Cube-v0`` (kwargs: ``resolution``). Environment modules are
-imported lazily, so the MuJoCo stack of Reacher and Cube (and OGBench's assets for Cube) is only
-loaded when used.
+``lewm/PushT-v1``, ``lewm/Reacher-v0`` and ``lewm/Cube-v0`` (kwargs: ``resolution``). "pusht"
+is the Push-T the shipped model learned; "pusht-v1" the paper's reference task (docs/pusht.md).
+Environment modules are imported lazily, so the MuJoCo stack of Reacher and Cube (and OGBench's
+assets for Cube) is only loaded when used.
 
 To add an environment, write a module with a :class:`~lewm_core.envs.base.LewmEnv` subclass and
 a :class:`~lewm_core.envs.base.Policy` subclass and add one ``_Spec`` to ``_SPECS``; policies
@@ -49,6 +50,14 @@ _SPECS: dict[str, _Spec] = {
         "Push-T",
         (("expert", "PushTExpertPolicy"),),
         "pusht_policies",
+    ),
+    "pusht-v1": _Spec(
+        "pusht_v1",
+        "PushTV1Env",
+        "PushTV1Policy",
+        "lewm/PushT-v1",
+        "Push-T (reference)",
+        policy_module="pusht_policies",
     ),
     "reacher": _Spec("reacher", "ReacherEnv", "ReacherPolicy", "lewm/Reacher-v0", "Reacher"),
     "cube": _Spec("cube", "CubeEnv", "CubePolicy", "lewm/Cube-v0", "Cube"),

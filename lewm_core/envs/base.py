@@ -10,7 +10,8 @@ Besides the gymnasium API each environment offers what data collection, planning
 - ``info["state"]``: a dict of named physical quantities (float64 arrays, stable order), described
   by ``state_spec`` (name -> size) and ``angle_quantities`` (names that hold angles in radians).
 - ``get_state() / set_state(s)``: the full simulator state as a 1-D float64 array of length
-  ``state_dim``; restoring it reproduces the frame and the future exactly.
+  ``state_dim``; restoring it reproduces the frame and the future exactly (``exact_restore``;
+  an env whose ``set_state`` follows a reference's, Push-T v1, says what it does instead).
 - ``is_success(goal_state)``: the paper's success test against a goal simulator state; its
   errors, named, from ``goal_errors(goal_state)``, and their tolerances in ``success_tolerances``;
   ``goal_kind(start, goal)``: what a task asks (one of ``goal_kinds``, e.g. Push-T's "push").
@@ -88,6 +89,8 @@ class LewmEnv(gymnasium.Env):
     angle_quantities: ClassVar[tuple[str, ...]] = ()
     # error name (a key of goal_errors) -> the tolerance the success test allows
     success_tolerances: ClassVar[dict[str, float]] = {}
+    # whether set_state(get_state()) gives back the same frame and future (see set_state)
+    exact_restore: ClassVar[bool] = True
     color_parts: ClassVar[tuple[str, ...]] = ()
     default_colors: ClassVar[dict[str, tuple[int, int, int]]] = {}
     # what a start -> goal task asks (see goal_kind), in reporting order: kind -> what it means
@@ -148,7 +151,8 @@ class LewmEnv(gymnasium.Env):
         raise NotImplementedError
 
     def set_state(self, state: np.ndarray) -> None:
-        """Restore a state returned by ``get_state`` (exactly: same frame, same future)."""
+        """Restore a state returned by ``get_state``: exactly (same frame, same future) when
+        ``exact_restore``; otherwise as the env's docstring says."""
         state = np.asarray(state, dtype=np.float64).reshape(-1)
         if state.shape != (self.state_dim,):
             raise ValueError(

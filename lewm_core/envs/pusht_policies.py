@@ -4,6 +4,8 @@
   the T from random contacts in random directions, so that the data covers pushes of every kind.
 - `PushTExpertPolicy` ("expert", `lewm collect --policy expert`): picks each push to move the T
   towards a goal pose, closer to the paper's expert demonstrations.
+- `PushTV1Policy` (the "default" of "pusht-v1", `lewm_core.envs.pusht_v1`): `PushTPolicy`'s
+  pushes in the reference task.
 
 Both read the privileged simulator state (the agent's and the block's pymunk bodies) and act in
 the env's action space: a relative target `agent position + ACTION_SCALE * a`, a in [-1, 1]^2.
@@ -22,11 +24,14 @@ from .base import Policy, wrap_angle
 from .pusht import (
     ACTION_SCALE,
     AGENT_RADIUS,
+    BLOCK_COG,
     BLOCK_MASS,
     BLOCK_MOMENT,
     T_OUTLINE,
     TARGET_HI,
     TARGET_LO,
+    WALL_INSET,
+    WALL_RADIUS,
     WORLD,
     distance_to_block,
 )
@@ -164,6 +169,7 @@ class PushTPolicy(Policy):
         return np.clip(wp, TARGET_LO, TARGET_HI)
 
 
+WALL_FACE = WALL_INSET + WALL_RADIUS  # the walls' inner faces, px from the edges (v0 and v1)
 BLOCK_GYRATION2 = BLOCK_MOMENT / BLOCK_MASS  # squared radius of gyration of the T, px^2
 
 
@@ -326,3 +332,57 @@ class PushTExpertPolicy(PushTPolicy):
             ang = ang_a + math.copysign(min(abs(diff), 0.5), diff)
             wp = pos + self.ORBIT_RADIUS * np.array([math.cos(ang), math.sin(ang)])
         return np.clip(wp, TARGET_LO, TARGET_HI)
+
+
+class PushTV1Policy(PushTPolicy):
+    """`PushTPolicy` acting in Push-T v1 (`lewm_core.envs.pusht_v1`): same pushes, same action
+    form (relative target, 100 px per unit), same noise, kept off the walls.
+
+    The policy works in v0's block frame, centred on the uniform T's centre of mass, 40.71 px
+    down the stem from the midpoint of the bar's outer edge; v1's block origin is that midpoint
+    (its centre of gravity, (0, 45), is the reference's). So the pose the policy reads is v1's
+    origin moved 40.71 px down the stem. v1's agent and walls have the same sizes as v0's.
+
+    v1's agent is kinematic and its walls thin, so pushes that drive the T into a wall would
+    squeeze it out of the arena (as in the reference). The policy therefore takes only pushes
+    that would leave the T `WALL_MARGIN` px inside the walls after moving `PUSH_REACH` px along
+    the push (of up to 20 draws; else the last), and ends a push when the T comes within
+    `STOP_MARGIN` px of a wall. tests/test_pusht_v1.py counts how often the T still leaves.
+    """
+
+    PUSH_REACH = 60.0
+    WALL_MARGIN = 30.0
+    STOP_MARGIN = 12.0
+    DRAWS = 20
+
+    def _block_pose(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        b = self.env.block
+        c, s = math.cos(b.angle), math.sin(b.angle)
+        rot = np.array([[c, -s], [s, c]])  # block -> world
+        pos = np.array(b.position) + rot @ np.array(BLOCK_COG)
+        return rot, pos, pos
+
+    def _outline(self, shift: np.ndarray | None = None) -> np.ndarray:
+        """The T's outline in the world (8, 2), moved by `shift` (2,) if given."""
+        rot, pos, _ = self._block_pose()
+        pts = T_OUTLINE @ rot.T + pos
+        return pts if shift is None else pts + shift
+
+    @staticmethod
+    def _inside(points: np.ndarray, margin: float) -> bool:
+        return bool(
+            points.min() >= WALL_FACE + margin and points.max() <= WORLD - WALL_FACE - margin
+        )
+
+    def _new_push(self) -> None:
+        for _ in range(self.DRAWS):
+            super()._new_push()
+            rot, _, _ = self._block_pose()
+            push = rot @ self.dir_local * self.PUSH_REACH
+            if self._inside(self._outline(push), self.WALL_MARGIN):
+                return
+
+    def act(self) -> np.ndarray:
+        if self.phase == "push" and not self._inside(self._outline(), self.STOP_MARGIN):
+            self.phase = "new"
+        return super().act()
