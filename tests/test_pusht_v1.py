@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from lewm_testing import run_script
 
 from lewm_core.envs import make
 from lewm_core.envs.pusht_policies import PushTV1Policy
@@ -295,6 +296,18 @@ def test_frame_chain_and_seam() -> None:
     assert tuple(column[165 - 150]) == tuple(column[230 - 150]) == NAMED_COLOURS["T fill"]
     env.set_color("block", (200, 40, 40))
     assert tuple(env.render_canvas()[230, 256]) == (240, 48, 48)  # fill = 1.2 x outline
+
+
+def test_versions_script_on_the_recording() -> None:
+    """research/pusht_versions.py (the figures of docs/pusht.md) on the committed recording:
+    v1 ends where gym-pusht does, v0 far from it."""
+    out = run_script(
+        "research/pusht_versions.py", "--reference", str(DATA / "gym_pusht_trajectories.json"),
+        "--json",
+    )  # fmt: skip
+    assert out["cases"] == 6 and out["steps"] == 10
+    assert out["v1"]["pos_px"]["p90"] < TOLERANCE and out["v1"]["angle_rad"]["p90"] < TOLERANCE
+    assert out["v0"]["pos_px"]["median"] > 5.0 and out["v0_unclipped"]["pos_px"]["median"] > 5.0
 
 
 # --------------------------------------------------------------------------- live reference
