@@ -50,14 +50,13 @@ class Knob:
     def limits_text(self) -> str:
         """'1 to 100', 'at least 1', '' (for a help line or an error)."""
         fmt = "{:,}" if self.kind is int else "{:g}"
-        if self.lo_open or self.hi_open:  # interval notation says which ends are in
-            lo = "(" if self.lo_open else "["
-            hi = ")" if self.hi_open else "]"
-            if self.lo is not None and self.hi is not None:
-                return f"in {lo}{fmt.format(self.lo)}, {fmt.format(self.hi)}{hi}"
+        if self.lo_open or self.hi_open:  # words say which ends are allowed
+            ends = []
             if self.lo is not None:
-                return f"{'above' if self.lo_open else 'at least'} {fmt.format(self.lo)}"
-            return f"{'below' if self.hi_open else 'at most'} {fmt.format(self.hi)}"
+                ends.append(f"{'above' if self.lo_open else 'at least'} {fmt.format(self.lo)}")
+            if self.hi is not None:
+                ends.append(f"{'below' if self.hi_open else 'at most'} {fmt.format(self.hi)}")
+            return " and ".join(ends)
         if self.lo is not None and self.hi is not None:
             return f"{fmt.format(self.lo)} to {fmt.format(self.hi)}"
         if self.lo is not None:
@@ -165,6 +164,15 @@ def _parse(k: Knob):
     return k.kind
 
 
+def _with_notes(text: str, notes: list[str]) -> str:
+    """`text (note; note)`, or the notes joined into the parenthesis `text` already ends with."""
+    if not notes:
+        return text
+    if text.endswith(")"):
+        return f"{text[:-1]}; {'; '.join(notes)})"
+    return f"{text} ({'; '.join(notes)})"
+
+
 def add_flags(
     parser: argparse.ArgumentParser,
     cls: Any,
@@ -204,8 +212,7 @@ def add_flags(
             choices=k.choices,
             metavar=k.metavar,
             default=None if unset else k.default,
-            help=(": ".join(parts[:1]) + (f" ({'; '.join(parts[1:])})" if parts[1:] else ""))
-            + extra,
+            help=_with_notes(parts[0], parts[1:]) + extra,
         )
 
 

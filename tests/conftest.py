@@ -30,7 +30,8 @@ def tworoom_h5(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def trained_run(tworoom_h5, tmp_path_factory) -> dict:
     """A lab-preset model trained with SIGReg for 300 steps on `tworoom_h5`; its summary + path."""
-    from lewm_core.training.trainer import TrainConfig, Trainer
+    from lewm_core.training.config import TrainConfig
+    from lewm_core.training.trainer import Trainer
 
     out = tmp_path_factory.mktemp("runs") / "sigreg"
     cfg = TrainConfig.from_preset(
@@ -48,7 +49,8 @@ def tiny_run(tmp_path_factory) -> dict:
 
     For tests that need a real model that loads (the lab pages), not one that plans well.
     """
-    from lewm_core.training.trainer import TrainConfig, Trainer
+    from lewm_core.training.config import TrainConfig
+    from lewm_core.training.trainer import Trainer
 
     base = tmp_path_factory.mktemp("tiny")
     data = base / "tiny.h5"

@@ -83,7 +83,8 @@ def test_splits_share_one_preloaded_pixel_array(tworoom_h5, tmp_path):
 
 
 def test_preloaded_training_holds_one_copy_of_the_pixels(tworoom_h5, tmp_path):
-    from lewm_core.training.trainer import TrainConfig, Trainer
+    from lewm_core.training.config import TrainConfig
+    from lewm_core.training.trainer import Trainer
 
     cfg = TrainConfig.from_preset("lab", tworoom_h5, str(tmp_path / "run"), max_steps=1)
     trainer = Trainer(cfg)  # the test dataset is far under the 4 GB preload limit

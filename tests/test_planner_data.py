@@ -19,7 +19,8 @@ from lewm_core.planning.cem import Planner
 from lewm_core.planning.cem_config import CEMConfig
 from lewm_core.planning.mpc import run_mpc
 from lewm_core.planning.planner_data import collect_planner_episodes
-from lewm_core.training.trainer import TrainConfig, Trainer
+from lewm_core.training.config import TrainConfig
+from lewm_core.training.trainer import Trainer
 from lewm_core.world_model.checkpoint import load_model
 
 RUN = dict(

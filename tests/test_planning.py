@@ -683,7 +683,8 @@ def test_ship_records_the_training_stages_of_fine_tuned_weights(tiny_run, tmp_pa
 
     from lewm_core.data.collect import CollectSpec, collect
     from lewm_core.shipping import ship
-    from lewm_core.training.trainer import TrainConfig, Trainer
+    from lewm_core.training.config import TrainConfig
+    from lewm_core.training.trainer import Trainer
     from lewm_core.world_model.checkpoint import read_config
 
     extra = tmp_path / "extra.h5"

@@ -43,7 +43,7 @@ def test_every_setting_is_a_knob_with_help_and_every_flag_says_its_limits() -> N
         k = KNOBS[name]
         assert actions[name].option_strings == [k.flag]
         assert actions[name].default is None  # not given: the preset's value stays
-        assert k.help.replace("%", "%%") in actions[name].help
+        assert k.help.replace("%", "%%").rstrip(")") in actions[name].help
         assert k.limits_text() in actions[name].help
 
 

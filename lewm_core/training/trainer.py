@@ -54,7 +54,6 @@ from lewm_core.training.batches import (
     step_batch_indices,
 )
 from lewm_core.training.config import TrainConfig, TrainingDiverged
-from lewm_core.training.state import resume_config
 from lewm_core.world_model.checkpoint import (
     check_weights_match,
     expected_shapes,
@@ -68,7 +67,7 @@ from lewm_core.world_model.model import LeWM
 from lewm_core.world_model.sigreg import sigreg
 
 # What callers import from here: the config and the resume entry point with the loop.
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "lr_at", "pick_device", "resume_config"]
+__all__ = ["Trainer", "lr_at", "pick_device"]
 
 
 def pick_device(name: str = "auto") -> torch.device:

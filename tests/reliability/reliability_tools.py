@@ -211,7 +211,7 @@ def check_run_folder(run: Path, allow_temporaries: bool) -> dict:
     """
     from safetensors.torch import load_file
 
-    from lewm_core.training.trainer import resume_config
+    from lewm_core.training.state import resume_config
     from lewm_core.world_model.checkpoint import load_model
 
     temps = temporaries(run) if run.exists() else []
