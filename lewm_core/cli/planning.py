@@ -8,6 +8,7 @@ import time
 
 from lewm_core.cli.arguments import check_range, emit_json, episode_progress, path_arg, seed_arg
 from lewm_core.knobs import add_flags, check_value, knobs_of, values_from
+from lewm_core.planning import SPLITS
 from lewm_core.planning.cem_config import BF16_MIN_SPEEDUP, PRECISION_CHOICES, CEMConfig
 
 CEM_BUDGET = ("samples", "iterations", "elites", "horizon")  # flags with a fixed default
@@ -117,6 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         dtype=args.dtype,
         compile_rollout=args.compile,
+        split=args.split,
     )
     lo, hi = summary["success_ci95"]
     print(
@@ -198,6 +200,13 @@ def register(sub) -> None:
         "--data",
         type=path_arg,
         help="dataset for start/goal states (default: fresh policy episodes)",
+    )
+    e.add_argument(
+        "--split",
+        default="val",
+        choices=tuple(SPLITS),
+        help="which episodes of --data the start states come from: "
+        + "; ".join(f"{name}: {what}" for name, what in SPLITS.items()),
     )
     e.add_argument("--episodes", type=int, default=50)
     e.add_argument("--seed", type=seed_arg, default=0)

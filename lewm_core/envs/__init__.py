@@ -11,7 +11,7 @@ assets for Cube) is only loaded when used.
 To add an environment, write a module with a :class:`~lewm_core.envs.base.LewmEnv` subclass and
 a :class:`~lewm_core.envs.base.Policy` subclass and add one ``_Spec`` to ``_SPECS``; policies
 that outgrow the env's module go in a module of their own beside it (Push-T's
-``pusht_policies``), named by ``policy_module``.
+``pusht_policies``, Push-T v1's ``pusht_v1_policies``), named by ``policy_module``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ _SPECS: dict[str, _Spec] = {
         "PushTV1Policy",
         "lewm/PushT-v1",
         "Push-T (reference)",
-        policy_module="pusht_policies",
+        (("expert", "PushTV1ExpertPolicy"),),
+        "pusht_v1_policies",
     ),
     "reacher": _Spec("reacher", "ReacherEnv", "ReacherPolicy", "lewm/Reacher-v0", "Reacher"),
     "cube": _Spec("cube", "CubeEnv", "CubePolicy", "lewm/Cube-v0", "Cube"),

@@ -1,7 +1,9 @@
 """The paper's planning evaluation protocol.
 
-Start states come from held-out (validation) episodes of the dataset the model was trained on,
-or, when no dataset is given, from fresh episodes of the env's data-collection policy. The goal
+Start states come from held-out (validation) episodes of the dataset the model was trained on
+(`split`, `SPLITS`: or from its training episodes, or from every episode of the file as the
+paper's evaluation draws them), or, when no dataset is given, from fresh episodes of the env's
+data-collection policy. The goal
 is the state `goal_offset` (25) raw steps later in the same episode, shown to the planner as its
 rendered frame. The agent has `budget` (50) raw steps; success = the env's `is_success` at any
 step. The same episodes are also run with a uniformly random policy as the floor.
@@ -20,6 +22,7 @@ from tqdm import tqdm
 
 from lewm_core.data.dataset import open_dataset, split_episodes
 from lewm_core.errors import UserError
+from lewm_core.planning import SPLITS
 from lewm_core.planning.cem import CEMPlanner, Planner
 from lewm_core.planning.cem_config import CEMConfig
 from lewm_core.planning.mpc import EpisodeResult, episode_generator, run_mpc
@@ -63,10 +66,12 @@ def tasks_from_dataset(
     keep: Callable[[np.ndarray, np.ndarray], bool] | None = None,
 ) -> list[EvalTask]:
     """Sample `episodes` (start, goal) pairs from the dataset's validation episodes (`split`
-    "train": from its training episodes instead). `keep(start, goal)`: draw only pairs it
-    accepts (UserError when 100 draws per wanted pair find too few)."""
-    if split not in ("train", "val"):
-        raise UserError(f"unknown split '{split}'; choose train or val")
+    "train": from its training episodes; "all": from every episode; see `SPLITS`), each a
+    uniform episode of more than `goal_offset` steps and a uniform start row with the goal
+    `goal_offset` rows later. `keep(start, goal)`: draw only pairs it accepts (UserError when
+    100 draws per wanted pair find too few)."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
     rng = np.random.default_rng([seed, 1])
     with open_dataset(path) as f:
         width, want = f["sim_state"].shape[1], env.unwrapped.state_dim
@@ -77,7 +82,7 @@ def tasks_from_dataset(
             )
         off, ln = f["ep_offset"][:], f["ep_len"][:]
         train, val = split_episodes(len(off), val_fraction, split_seed)
-        chosen = val if split == "val" else train
+        chosen = {"val": val, "train": train, "all": np.arange(len(off))}[split]
         pool = [e for e in (chosen if len(chosen) else np.arange(len(off))) if ln[e] > goal_offset]
         if not pool:
             raise UserError(f"no episode of {path} is longer than {goal_offset} steps")
@@ -141,15 +146,20 @@ def render_state(env, state: np.ndarray) -> np.ndarray:
 
 
 def reaches_goal(
-    env, task: EvalTask, actions: Iterable[np.ndarray], stop_at_goal: bool = True
+    env,
+    task: EvalTask,
+    actions: Iterable[np.ndarray],
+    stop_at_goal: bool = True,
+    count_start: bool = True,
 ) -> bool:
     """Set the task's start state and step `env` through raw `actions` (each (A,)); True when
-    the goal's success test holds at the start or after any step. With `stop_at_goal` the
-    actions after the first success are neither run nor, from a generator, drawn; without it
-    the env ends in the state after the last action."""
+    the goal's success test holds at the start (unless not `count_start`: the paper's
+    evaluation checks only the states after steps) or after any step. With `stop_at_goal`
+    the actions after the first success are neither run nor, from a generator, drawn; without
+    it the env ends in the state after the last action."""
     base = env.unwrapped
     base.set_state(task.start_state)
-    reached = bool(base.is_success(task.goal_state))
+    reached = count_start and bool(base.is_success(task.goal_state))
     if reached and stop_at_goal:
         return True
     for action in actions:
@@ -160,10 +170,14 @@ def reaches_goal(
     return reached
 
 
-def random_policy_success(env, task: EvalTask, budget: int, rng: np.random.Generator) -> bool:
-    """Does a uniformly random policy reach the goal within `budget` steps?"""
+def random_policy_success(
+    env, task: EvalTask, budget: int, rng: np.random.Generator, count_start: bool = True
+) -> bool:
+    """Does a uniformly random policy reach the goal within `budget` steps? (`count_start`:
+    as `reaches_goal`'s.)"""
     shape = env.unwrapped.action_space.shape
-    return reaches_goal(env, task, (rng.uniform(-1, 1, shape) for _ in range(budget)))
+    actions = (rng.uniform(-1, 1, shape) for _ in range(budget))
+    return reaches_goal(env, task, actions, count_start=count_start)
 
 
 def side_by_side_video(
@@ -199,8 +213,11 @@ def evaluate(
     dtype: str = "auto",
     compile_rollout: bool = False,
     planner: CEMPlanner | None = None,
+    split: str = "val",
 ) -> dict:
     """Run the protocol; return the summary dict (success rate, interval, random floor, times).
+
+    `split`: which episodes of `data` the tasks come from (`SPLITS`; "val" by default).
 
     `dtype` and `compile_rollout` are the `Planner`'s; with compilation the first plan's time
     includes it (the median plan time does not). `planner`: plan with this one instead of a
@@ -215,7 +232,9 @@ def evaluate(
     env = make(env_name, resolution=loaded.config.image_size)
     env.reset(seed=seed)
     if data is not None:
-        tasks = tasks_from_dataset(data, env, episodes, seed, goal_offset, *loaded.split)
+        tasks = tasks_from_dataset(
+            data, env, episodes, seed, goal_offset, *loaded.split, split=split
+        )
     else:
         tasks = tasks_from_policy(env_name, env, episodes, seed, goal_offset)
     if planner is None:
@@ -268,6 +287,7 @@ def evaluate(
         },
         "seed": seed,
         "source": "dataset" if data is not None else "policy",
+        "split": split if data is not None else None,
         "goal_errors": goal_error_summary(results, env.unwrapped.success_tolerances),
         "goal_kinds": goal_kind_summary(
             kinds, [r.success for r in results], env.unwrapped.goal_kinds, random_ok
