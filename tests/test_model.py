@@ -109,25 +109,6 @@ def test_encode_single_frames_and_size_check():
         model.encode(pixels(1, 1, s * 2))
 
 
-def test_cnn_encoder_pools_above_64_px_and_keeps_the_64_px_layout():
-    """128 px: the 8 x 8 feature map is pooled to 4 x 4, so the weights (names and shapes) are
-    the 64-px model's; 64 px: nothing is pooled, so older 64-px checkpoints load unchanged."""
-    small, large = make(image_size=64), make(image_size=128)
-    shapes = {k: v.shape for k, v in small.state_dict().items()}
-    assert shapes == {k: v.shape for k, v in large.state_dict().items()}
-    assert isinstance(small.encoder.pool, torch.nn.Identity)
-    with torch.no_grad():
-        x = pixels(2, 1, 128)[:, 0]
-        z = large.encode(x)
-        assert z.shape == (2, large.cfg.latent_dim)
-        # the pooled map is what the Linear reads: the pixels' 2 x 2 cell averages
-        enc = large.encoder
-        feats = enc.convs(x.permute(0, 3, 1, 2).float() / 255.0)
-        pooled = feats.reshape(2, -1, 4, 2, 4, 2).mean((3, 5))
-        torch.testing.assert_close(enc.pool(feats), pooled)
-    large.load_state_dict(small.state_dict())  # a 64-px checkpoint's weights fit the 128-px model
-
-
 def test_encode_actions_shape_and_check():
     model = make()
     cfg = model.cfg
@@ -537,7 +518,7 @@ def test_from_dict_unknown_key():
         ({"latent_dim": 0}, "latent_dim"),
         ({"pred_width": 128}, "pred_width"),
         ({"image_size": 100}, "patch_size"),
-        ({"encoder": "cnn", "image_size": 72}, "cnn"),
+        ({"encoder": "cnn", "cnn_channels": (32, 0)}, "cnn_channels"),
         ({"encoder": "resnet"}, "encoder"),
         ({"dropout": 1.5}, "dropout"),
         ({"enc_heads": 5}, "enc_heads"),

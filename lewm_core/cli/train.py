@@ -130,18 +130,25 @@ def _train(args: argparse.Namespace) -> None:
 def cmd_model_info(args: argparse.Namespace) -> None:
     import torch
 
-    from lewm_core.world_model.config import ModelConfig
+    from lewm_core.world_model.config import MAX_SIZES, ModelConfig
     from lewm_core.world_model.model import LeWM, parameter_counts
 
-    check_range("--action-dim", args.action_dim, 1, 1024)
+    check_range("--action-dim", args.action_dim, 1, MAX_SIZES["action_dim"])
     arch = dict(args.arch or [])
+    if args.image_size is not None:
+        check_range("--image-size", args.image_size, 1, MAX_SIZES["image_size"])
+        arch["image_size"] = args.image_size
     try:
         cfg = ModelConfig.preset(args.preset, action_dim=args.action_dim, **arch)
     except ValueError as e:
-        raise UserError(f"cannot build the {args.preset} model with --arch ({e})") from None
+        raise UserError(f"cannot build the {args.preset} model with these sizes ({e})") from None
     with torch.device("meta"):  # shapes only: nothing is allocated
         counts = parameter_counts(LeWM(cfg))
-    info = {"preset": args.preset, "action_dim": args.action_dim, **arch, **counts}
+    layout: dict = {"image_size": cfg.image_size, "encoder": cfg.encoder}
+    if cfg.encoder == "cnn":  # the stages the resolution gave, and the map the Linear reads
+        side = cfg.cnn_map_side
+        layout |= {"cnn_channels": list(cfg.cnn_channels), "cnn_map": f"{side}x{side}"}
+    info = {"preset": args.preset, "action_dim": args.action_dim, **arch, **layout, **counts}
     if args.json:
         emit_json(info)
     else:
@@ -193,5 +200,11 @@ def register(sub) -> None:
     m.add_argument("--preset", default="paper", choices=PRESETS)
     m.add_argument("--arch", type=arch_setting, action="append", metavar="KEY=VALUE")
     m.add_argument("--action-dim", type=int, default=2)
+    m.add_argument(
+        "--image-size",
+        type=int,
+        help="frame side in pixels (default: the preset's); a dataset's resolution sets it in "
+        "`lewm train`, and the cnn encoder has one more stride-2 stage per doubling above 64 px",
+    )
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_model_info)

@@ -20,6 +20,12 @@ PRESETS: tuple[str, ...] = PRESET_NAMES  # the preset names, for the CLI's choic
 
 ENCODERS: tuple[str, ...] = ("vit", "cnn")
 
+# The CNN encoder's stride-2 3x3 convs (padding 1) each take a map of side n to ceil(n / 2). It has
+# at least the stages that bring the map reaching its Linear to CNN_GRID cells a side or fewer:
+# `cnn_channels` lists the stages' widths, and a larger `image_size` adds stages of its last width
+# (64 px: 4 stages, 4 x 4; 96 px: 5, 3 x 3; 128 px: 5, 4 x 4; 224 px: 6, 4 x 4).
+CNN_GRID = 4
+
 # CEM action sampling (lewm_core.planning.cem): "block" holds one action per frameskip block,
 # "independent" samples every raw action (as published). Here, not in planning, so that the CLI
 # and config.json checks name them without importing torch.
@@ -61,7 +67,13 @@ class ModelConfig:
     enc_depth: int = 12  # vit only
     enc_heads: int = 3  # vit only
     enc_mlp: int = 768  # vit only
-    cnn_channels: tuple[int, ...] = (32, 64, 128, 256)  # cnn only: one stride-2 conv each
+    # cnn only: the width of each stride-2 conv; stages missing to bring the map to CNN_GRID
+    # cells a side are added with the last width when the config is built, so it lists them all
+    cnn_channels: tuple[int, ...] = (32, 64, 128, 256)
+    # cnn only, a record: average-pool the last map to CNN_GRID x CNN_GRID before the Linear, as
+    # the encoder did above 64 px before it had a stage per doubling. Read from the config.json of
+    # such models (whose files lack the field); a new model never pools.
+    cnn_pool: bool = False
     # projector (encoder output -> latent)
     latent_dim: int = 192
     proj_hidden: int = 2048
@@ -83,6 +95,9 @@ class ModelConfig:
         if isinstance(self.cnn_channels, list):
             self.cnn_channels = tuple(self.cnn_channels)
         self._validate()
+        if self.encoder == "cnn" and not self.cnn_pool:
+            missing = cnn_stages_needed(self.image_size) - len(self.cnn_channels)
+            self.cnn_channels += self.cnn_channels[-1:] * max(missing, 0)
 
     # ------------------------------------------------------------------ derived sizes
     @property
@@ -93,6 +108,11 @@ class ModelConfig:
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def cnn_map_side(self) -> int:
+        """Side of the CNN encoder's last conv map (before any legacy pooling)."""
+        return cnn_map_side(self.image_size, len(self.cnn_channels))
 
     # ------------------------------------------------------------------ presets
     @classmethod
@@ -140,6 +160,8 @@ class ModelConfig:
         kwargs = dict(d)
         if isinstance(kwargs.get("cnn_channels"), list | tuple):
             kwargs["cnn_channels"] = tuple(kwargs["cnn_channels"])
+        if "cnn_pool" not in kwargs:  # written before the field: pooled where the map was larger
+            kwargs["cnn_pool"] = _pooled_before_the_field(kwargs)
         return cls(**kwargs)
 
     # ------------------------------------------------------------------ validation
@@ -207,16 +229,52 @@ class ModelConfig:
                     f"ModelConfig.cnn_channels must be a non-empty tuple of positive ints, "
                     f"got {chans!r}"
                 )
-            stride = 2 ** len(chans)
-            if self.image_size % stride:
-                raise ValueError(
-                    f"ModelConfig.image_size ({self.image_size}) must be divisible by {stride} "
-                    f"for the cnn encoder ({len(chans)} stride-2 convs): use e.g. image_size=64"
-                )
+        if not isinstance(self.cnn_pool, bool):
+            raise ValueError(f"ModelConfig.cnn_pool must be true or false, got {self.cnn_pool!r}")
+        if self.cnn_pool and (
+            self.encoder != "cnn"
+            or cnn_map_side(self.image_size, len(self.cnn_channels)) <= CNN_GRID
+        ):
+            raise ValueError(
+                "ModelConfig.cnn_pool is the record of a cnn encoder whose last map was larger "
+                f"than {CNN_GRID} x {CNN_GRID} (image_size above 64 px with 4 stages); this config "
+                "is not one: set cnn_pool=false"
+            )
+
+
+def cnn_map_side(image_size: int, stages: int) -> int:
+    """Side of the map after `stages` stride-2 3x3 convs with padding 1: ceil-halved each time."""
+    side = image_size
+    for _ in range(stages):
+        side = -(-side // 2)
+    return side
+
+
+def cnn_stages_needed(image_size: int) -> int:
+    """The fewest stride-2 stages that bring an `image_size` frame to CNN_GRID cells a side."""
+    stages = 0
+    while cnn_map_side(image_size, stages) > CNN_GRID:
+        stages += 1
+    return stages
+
+
+def _pooled_before_the_field(d: dict[str, Any]) -> bool:
+    """Whether a config.json written before `cnn_pool` existed describes a pooling encoder: a cnn
+    whose stages (image_size // 2 ** stages; such configs had image_size divisible by it) left
+    more than CNN_GRID cells a side. A malformed dict gives False and fails validation later."""
+    defaults = ModelConfig.__dataclass_fields__
+    encoder = d.get("encoder", defaults["encoder"].default)
+    size = d.get("image_size", defaults["image_size"].default)
+    chans = d.get("cnn_channels", defaults["cnn_channels"].default)
+    if encoder != "cnn" or not isinstance(size, int) or not isinstance(chans, tuple | list):
+        return False
+    return 1 <= len(chans) <= 8 and size // 2 ** len(chans) > CNN_GRID
 
 
 # Fields `lewm train --arch` must not change: the dataset sets them (resolution, action size).
 _ARCH_FROM_DATA: tuple[str, ...] = ("image_size", "action_dim")
+# Fields only read from the config.json of older models, never chosen.
+_ARCH_RECORDED: tuple[str, ...] = ("cnn_pool",)
 
 
 def parse_arch_override(text: str) -> tuple[str, Any]:
@@ -229,11 +287,13 @@ def parse_arch_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key, raw = key.strip(), raw.strip()
     defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.init}
-    settable = [k for k in defaults if k not in _ARCH_FROM_DATA]
+    settable = [k for k in defaults if k not in _ARCH_FROM_DATA + _ARCH_RECORDED]
     if not sep or not key or not raw:
         raise ValueError(f"'{text[:60]}' is not KEY=VALUE (e.g. pred_depth=6)")
     if key in _ARCH_FROM_DATA:
         raise ValueError(f"{key} is set by the dataset, not by --arch")
+    if key in _ARCH_RECORDED:
+        raise ValueError(f"{key} records how older models were built; new models do not choose it")
     if key not in defaults:
         raise ValueError(f"unknown model field '{key[:40]}'; valid: {', '.join(settable)}")
     default = defaults[key]

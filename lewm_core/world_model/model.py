@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lewm_core.world_model.config import ModelConfig
+from lewm_core.world_model.config import CNN_GRID, ModelConfig
 from lewm_core.world_model.fast_rollout import rollout_fast
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -85,16 +85,14 @@ class ViTEncoder(nn.Module):
 # --------------------------------------------------------------------------- encoder: CNN
 
 
-CNN_GRID = 4  # the CNN encoder's feature map is at most CNN_GRID x CNN_GRID cells before its Linear
-
-
 class CNNEncoder(nn.Module):
     """Stride-2 3x3 convs (GroupNorm + GELU each), flatten, Linear -> (N, enc_width).
 
-    Above 64 px (4 convs leave more than CNN_GRID x CNN_GRID cells) the feature map is average-
-    pooled to CNN_GRID x CNN_GRID first, so the Linear, and the checkpoint, keep the 64-px size
-    whatever the resolution (128 px: 8 x 8 cells pooled 2 x 2). At 64 px and below nothing is
-    pooled: the models trained before this existed load and run unchanged.
+    One conv per `cfg.cnn_channels` entry; the config holds enough of them to bring the map to
+    CNN_GRID x CNN_GRID cells or fewer (64 px: 4 convs, 4 x 4; 128 px: 5, 4 x 4; 96 px: 5, 3 x 3),
+    so every pixel's detail reaches the Linear at any resolution. `cfg.cnn_pool` (models trained
+    above 64 px before that rule, as their config.json records) average-pools the larger map of
+    their 4 convs to CNN_GRID x CNN_GRID instead: they load and run unchanged.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -109,12 +107,11 @@ class CNNEncoder(nn.Module):
             ]
             c_in = c
         self.convs = nn.Sequential(*layers)
-        side = cfg.image_size // 2 ** len(cfg.cnn_channels)
-        self.pool = nn.AdaptiveAvgPool2d(CNN_GRID) if side > CNN_GRID else nn.Identity()
-        side = min(side, CNN_GRID)
+        self.pool = nn.AdaptiveAvgPool2d(CNN_GRID) if cfg.cnn_pool else nn.Identity()
+        side = CNN_GRID if cfg.cnn_pool else cfg.cnn_map_side
         self.fc = nn.Linear(c_in * side * side, cfg.enc_width)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:  # (N, 3, H, W) -> (N, enc_width)
         return self.fc(self.pool(self.convs(x)).flatten(1))
 
 
