@@ -1,6 +1,6 @@
 """Push-T v1's expert data and the paper's evaluation protocol on it, measured from a dataset.
 
-    lewm collect --env pusht-v1 --policy expert --episodes 200 --steps 200 \\
+    lewm collect --env pusht-v1 --policy expert --episodes 200 --steps 300 \\
         --out data/pusht-v1-expert.h5
     python research/pusht_v1_expert.py --data data/pusht-v1-expert.h5 [--episodes 50 200] [--json]
 

@@ -10,6 +10,7 @@ from lewm_core.cli.arguments import emit_json, episode_progress, path_arg, seed_
 
 def cmd_collect(args: argparse.Namespace) -> None:
     from lewm_core.data.collect import CollectSpec, check_output_path, collect, validate_spec
+    from lewm_core.data.dataset import episode_lengths
 
     spec = CollectSpec(args.env, args.episodes, args.steps, args.resolution, args.seed, args.policy)
     validate_spec(spec, args.workers)  # bad input fails before any progress bar is drawn
@@ -21,17 +22,24 @@ def cmd_collect(args: argparse.Namespace) -> None:
             spec, args.out, workers=args.workers, overwrite=args.overwrite, progress=progress
         )
     wall = time.perf_counter() - t0
+    lengths = episode_lengths(out)
     summary = {
         "out": str(out),
         "env": args.env,
         "episodes": args.episodes,
-        "steps": args.episodes * args.steps,
+        "steps": int(lengths.sum()),
+        "episode_steps": {"min": int(lengths.min()), "max": int(lengths.max())},
         "wall_s": round(wall, 2),
     }
     if args.json:
         emit_json(summary)
     else:
-        print(f"wrote {out}: {args.episodes} episodes, {summary['steps']} steps in {wall:.1f} s")
+        lo, hi = summary["episode_steps"].values()
+        each = f"{lo}" if lo == hi else f"{lo} to {hi}"
+        print(
+            f"wrote {out}: {args.episodes} episodes of {each} steps, {summary['steps']} steps "
+            f"in {wall:.1f} s"
+        )
 
 
 def register(sub) -> None:
@@ -39,7 +47,13 @@ def register(sub) -> None:
     c = sub.add_parser("collect", help="collect a dataset with an env's data policy")
     c.add_argument("--env", required=True)
     c.add_argument("--episodes", type=int, default=100)
-    c.add_argument("--steps", type=int, default=100, help="raw steps per episode")
+    c.add_argument(
+        "--steps",
+        type=int,
+        default=100,
+        help="raw steps per episode: the most, where the policy ends its episodes earlier "
+        "(pusht-v1's expert: at the first step with the T at the goal)",
+    )
     c.add_argument("--resolution", type=int, default=64)
     c.add_argument("--seed", type=seed_arg, default=0)
     c.add_argument(

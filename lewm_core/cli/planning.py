@@ -8,7 +8,7 @@ import time
 
 from lewm_core.cli.arguments import check_range, emit_json, episode_progress, path_arg, seed_arg
 from lewm_core.knobs import add_flags, check_value, knobs_of, values_from
-from lewm_core.planning import SPLITS
+from lewm_core.planning import GOAL_AT_START, SPLITS
 from lewm_core.planning.cem_config import BF16_MIN_SPEEDUP, PRECISION_CHOICES, CEMConfig
 
 CEM_BUDGET = ("samples", "iterations", "elites", "horizon")  # flags with a fixed default
@@ -119,6 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         compile_rollout=args.compile,
         split=args.split,
+        count_start=args.goal_at_start == "counted",
     )
     lo, hi = summary["success_ci95"]
     print(
@@ -207,6 +208,13 @@ def register(sub) -> None:
         choices=tuple(SPLITS),
         help="which episodes of --data the start states come from: "
         + "; ".join(f"{name}: {what}" for name, what in SPLITS.items()),
+    )
+    e.add_argument(
+        "--goal-at-start",
+        default="counted",
+        choices=tuple(GOAL_AT_START),
+        help="a task whose goal holds at its start, for the planner and the random policy: "
+        + "; ".join(f"{name}: {what}" for name, what in GOAL_AT_START.items()),
     )
     e.add_argument("--episodes", type=int, default=50)
     e.add_argument("--seed", type=seed_arg, default=0)

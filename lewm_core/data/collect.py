@@ -7,6 +7,9 @@ File layout (format `lewm-dataset-v1`), N = total steps over all episodes, E = e
     sim_state  float64 (N, Q)         full simulator state (restores the env exactly)
     ep_offset  int64   (E,)           index of each episode's first step
     ep_len     int64   (E,)           number of steps of each episode
+Episodes fill the rows in order (ep_offset is the running sum of ep_len). They all have the
+steps asked for unless the data policy ends its episodes (`Policy.done`, pusht-v1's expert):
+then each has at most that many, and its per-step arrays are chunked (written as they come).
 Attributes: env, resolution, seed, policy, lewm_version, format, state_quantities (JSON
 {name: [start, size]}), state_columns, angle_quantities, action_dim.
 
@@ -44,7 +47,8 @@ MAX_EPISODES, MAX_STEPS = 1_000_000, 10_000
 
 @dataclass(frozen=True)
 class CollectSpec:
-    """What to collect: `episodes` episodes of `steps` raw steps of env `env` at `resolution` px."""
+    """What to collect: `episodes` episodes of `steps` raw steps of env `env` at `resolution` px
+    (at most `steps` when the policy ends its episodes, `Policy.done`)."""
 
     env: str
     episodes: int
@@ -60,10 +64,12 @@ def episode_seed(seed: int, episode: int) -> int:
 
 
 def run_episode(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
-    """Roll out `policy` in `env` for `steps` steps from `env.reset(seed=seed)`.
+    """Roll out `policy` in `env` for `steps` steps from `env.reset(seed=seed)`, or fewer: the
+    episode ends with the first row after whose action `policy.done()` holds (that row and its
+    action recorded; the action is not run).
 
-    Returns pixels (steps, H, W, 3) uint8, action (steps, A) float32, state (steps, S) float32,
-    sim_state (steps, Q) float64; row t is the observation before action t.
+    Returns, for T <= `steps` rows, pixels (T, H, W, 3) uint8, action (T, A) float32, state
+    (T, S) float32, sim_state (T, Q) float64; row t is the observation before action t.
     """
     obs, _ = env.reset(seed=seed)
     policy.reset()
@@ -77,6 +83,9 @@ def run_episode(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
         sims.append(base.get_state())
         a = np.clip(np.asarray(policy.act(), np.float32), -1.0, 1.0)
         actions[t] = a
+        if policy.done():
+            pixels, actions = pixels[: t + 1], actions[: t + 1]
+            break
         obs, *_ = env.step(a)
     return {
         "pixels": pixels,
@@ -233,9 +242,14 @@ def write_episodes(
     attrs: dict,
     progress: Callable[[int, int], None] | None = None,
     compression: str = "lzf",
+    varying: bool = False,
 ) -> Path:
     """Write `num_episodes` episodes of `steps` rows each (dicts as `run_episode` returns) to
     the HDF5 file `out`, atomically, with the format's attributes plus `attrs`; return `out`.
+
+    `varying`: episodes of 1 to `steps` rows each (a data policy that ends its episodes); the
+    per-step arrays are then chunked and cut to the rows written, and ep_offset and ep_len
+    follow the episodes' lengths. Without it the layout is that of every fixed-length file.
 
     `compression` "lzf": the pixels lzf-compressed (fast to write and read, the default);
     "gzip": every per-step array gzip-compressed at level 9, bytes shuffled (a few times
@@ -251,28 +265,47 @@ def write_episodes(
         remove_stale_temporaries(out.parent, out.name)  # left by a collection killed outright
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
             chunk = (max(1, min(16, steps)), r, r, 3)
-            d_pix = f.create_dataset(
-                "pixels", (n, r, r, 3), np.uint8, chunks=chunk, **(small or {"compression": "lzf"})
+
+            def per_step(name: str, width: tuple, dtype: type, **kw) -> h5py.Dataset:
+                if varying:  # cut to the rows written at the end
+                    kw = {**kw, "maxshape": (None, *width), "chunks": kw.get("chunks", True)}
+                return f.create_dataset(name, (n, *width), dtype, **kw)
+
+            d_pix = per_step(
+                "pixels", (r, r, 3), np.uint8, chunks=chunk, **(small or {"compression": "lzf"})
             )
-            d_act = f.create_dataset("action", (n, layout["action_dim"]), np.float32, **small)
-            d_state = f.create_dataset("state", (n, layout["state_dim"]), np.float32, **small)
-            d_sim = f.create_dataset("sim_state", (n, layout["sim_dim"]), np.float64, **small)
-            f.create_dataset("ep_offset", data=np.arange(num_episodes, dtype=np.int64) * steps)
-            f.create_dataset("ep_len", data=np.full(num_episodes, steps, np.int64))
+            d_act = per_step("action", (layout["action_dim"],), np.float32, **small)
+            d_state = per_step("state", (layout["state_dim"],), np.float32, **small)
+            d_sim = per_step("sim_state", (layout["sim_dim"],), np.float64, **small)
+            if not varying:
+                f.create_dataset("ep_offset", data=np.arange(num_episodes, dtype=np.int64) * steps)
+                f.create_dataset("ep_len", data=np.full(num_episodes, steps, np.int64))
             f.attrs.update(**format_attrs(env_name, r, num_episodes, steps, layout), **attrs)
-            k = -1
+            k, row, lengths = -1, 0, []
             for k, ep in enumerate(episodes):
-                if k >= num_episodes or len(ep["action"]) != steps:
-                    raise ValueError(f"episode {k} does not fit: {num_episodes} x {steps} rows")
-                sl = slice(k * steps, (k + 1) * steps)
+                m = len(ep["action"])
+                if k >= num_episodes or not (m == steps or (varying and 1 <= m <= steps)):
+                    rows = f"1 to {steps}" if varying else f"{steps}"
+                    raise ValueError(
+                        f"episode {k} ({m} rows) does not fit: {num_episodes} x {rows} rows"
+                    )
+                sl = slice(row, row + m)
                 d_pix[sl] = ep["pixels"]
                 d_act[sl] = ep["action"]
                 d_state[sl] = ep["state"]
                 d_sim[sl] = ep["sim_state"]
+                row += m
+                lengths.append(m)
                 if progress is not None:
                     progress(k + 1, num_episodes)
             if k + 1 != num_episodes:
                 raise ValueError(f"{k + 1} episodes written, {num_episodes} announced")
+            if varying:
+                for d in (d_pix, d_act, d_state, d_sim):
+                    d.resize(row, axis=0)
+                ep_len = np.asarray(lengths, np.int64)
+                f.create_dataset("ep_offset", data=np.cumsum(ep_len) - ep_len)
+                f.create_dataset("ep_len", data=ep_len)
         return out
     finally:  # a generator (a worker pool, a planner) stops here, not when garbage-collected
         close = getattr(episodes, "close", None)
@@ -289,9 +322,12 @@ def collect(
 ) -> Path:
     """Collect `spec` into the HDF5 file `out` (atomically); return its path.
 
-    `progress(done, total)` is called after each episode. Raises UserError on bad input, before
-    anything is written.
+    Each episode has `spec.steps` rows, or fewer when the data policy ends it (`Policy.done`;
+    `lewm_core.envs.ends_episodes`). `progress(done, total)` is called after each episode.
+    Raises UserError on bad input, before anything is written.
     """
+    from lewm_core.envs import ends_episodes
+
     validate_spec(spec, workers)
     out = check_output_path(out, overwrite)
     jobs = [
@@ -312,5 +348,13 @@ def collect(
             yield from pool.imap(_worker_episode, jobs, chunksize=chunksize)
 
     return write_episodes(
-        out, spec.env, spec.resolution, episodes(), spec.episodes, spec.steps, attrs, progress
+        out,
+        spec.env,
+        spec.resolution,
+        episodes(),
+        spec.episodes,
+        spec.steps,
+        attrs,
+        progress,
+        varying=ends_episodes(spec.env, spec.policy),
     )

@@ -6,7 +6,9 @@ frame: the `frameskip` raw actions that follow that frame, z-scored per action d
 training split's statistics and concatenated:
     pixels  uint8   (T, H, W, 3)
     actions float32 (T, frameskip * action_dim)
-The split is by episode (no clip of a validation episode is ever trained on). Frames are read
+The split is by episode (no clip of a validation episode is ever trained on). Episodes may
+differ in length (a policy that ends its episodes): a clip never spans two episodes, and an
+episode shorter than a clip gives none. Frames are read
 lazily from the file unless `preload=True` (then the whole pixel array is read into RAM once).
 """
 
@@ -135,6 +137,12 @@ def dataset_info(path: str | os.PathLike) -> dict:
             resolution=int(f["pixels"].shape[1]),
         )
     return info
+
+
+def episode_lengths(path: str | os.PathLike) -> np.ndarray:
+    """The number of steps of each episode of a dataset: (E,) int64."""
+    with open_dataset(path) as f:
+        return f["ep_len"][:].astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -79,9 +79,11 @@ __all__ = [
     "MIN_RESOLUTION",
     "LewmEnv",
     "Policy",
+    "ends_episodes",
     "env_class",
     "make",
     "make_policy",
+    "policy_class",
     "register_envs",
 ]
 
@@ -109,9 +111,8 @@ def make(name: str, resolution: int = 64, **kwargs: Any) -> gymnasium.Env:
     return env_class(name)(resolution=resolution, **kwargs)
 
 
-def make_policy(name: str, env: gymnasium.Env, seed: int, policy: str = "default") -> Policy:
-    """The scripted data-collection policy of env ``name`` acting in ``env`` (deterministic);
-    ``policy`` names one of ``POLICIES[name]`` (Push-T: "expert", goal-directed pushes)."""
+def policy_class(name: str, policy: str = "default") -> type[Policy]:
+    """The class of data policy ``policy`` (one of ``POLICIES[name]``) of env ``name``."""
     spec = _spec(name)
     classes = {"default": spec.policy_class, **dict(spec.other_policies)}
     if policy not in classes:
@@ -119,7 +120,19 @@ def make_policy(name: str, env: gymnasium.Env, seed: int, policy: str = "default
             f"env {name!r} has no data policy {policy!r}; choose one of {', '.join(classes)}"
         )
     module = importlib.import_module(f"{__name__}.{spec.policy_module or spec.module}")
-    return getattr(module, classes[policy])(env, seed)
+    return getattr(module, classes[policy])
+
+
+def ends_episodes(name: str, policy: str = "default") -> bool:
+    """Whether data policy ``policy`` of env ``name`` ends its episodes (overrides
+    ``Policy.done``), so that its collections have episodes of varying length."""
+    return policy_class(name, policy).done is not Policy.done
+
+
+def make_policy(name: str, env: gymnasium.Env, seed: int, policy: str = "default") -> Policy:
+    """The scripted data-collection policy of env ``name`` acting in ``env`` (deterministic);
+    ``policy`` names one of ``POLICIES[name]`` (Push-T: "expert", goal-directed pushes)."""
+    return policy_class(name, policy)(env, seed)
 
 
 def register_envs() -> None:

@@ -238,7 +238,8 @@ class Policy:
     """A scripted data-collection policy: ``reset()`` after each ``env.reset``, then ``act()``.
 
     ``act()`` returns a float32 action of shape ``(action_dim,)`` in [-1, 1]; it reads privileged
-    state from ``env.unwrapped``. The policy is deterministic given its seed.
+    state from ``env.unwrapped``. The policy is deterministic given its seed. ``done()`` says
+    when the policy's episode is over (by default never: collection runs the steps asked for).
     """
 
     def __init__(self, env: gymnasium.Env, seed: int) -> None:
@@ -252,3 +253,10 @@ class Policy:
     def act(self) -> np.ndarray:
         """The next action, float32 array of shape ``(action_dim,)`` in [-1, 1]."""
         raise NotImplementedError
+
+    def done(self) -> bool:
+        """Whether the episode ends with the current state: collection (``run_episode``) asks
+        after recording each row and its action, and records no row after one that is done.
+        A policy that overrides it writes episodes of varying length (at most the steps asked
+        for); the default never ends an episode early."""
+        return False

@@ -5,8 +5,10 @@ from random starts to ONE fixed goal pose, the green T of every picture (block o
 (256, 256), angle pi/4), with noise in the actions. `PushTV1ExpertPolicy` makes such
 episodes in v1: from the env's reset (gym-pusht's ranges) it pushes the T to `GOAL_POSE`, then
 steps the agent back off the T and hovers there, pushing again if the T is knocked out of
-place. docs/pusht.md measures how often it gets there and how its data compares with the
-published statistics of DINO-WM's dataset.
+place. Its episodes end (`done`) at the first row with the T at the goal by the success test's
+block part, as DINO-WM's demonstrations end at success: a collection records no row of the T
+resting at the goal, and its episodes are of varying length. docs/pusht.md measures how often
+it gets there and how its data compares with the published statistics of DINO-WM's dataset.
 
 It is v0's goal-directed pusher (`lewm_core.envs.pusht_policies.PushTExpertPolicy`: each push
 picked by how well its quasi-static twist agrees with the pose error; see there) reading v1's
@@ -170,6 +172,11 @@ class PushTV1ExpertPolicy(PushTExpertPolicy):
         if norm > 0.3:
             delta *= 0.3 / norm
         return np.clip(delta + self.NOISE_STD * self.rng.standard_normal(2), -1.0, 1.0)
+
+    def done(self) -> bool:
+        """The episode is over once the T is at the goal by the success test's block part
+        (`block_at_goal`): the row that first has it is the episode's last."""
+        return block_at_goal(self.v1.get_state())
 
     def act(self) -> np.ndarray:
         if self.hovering and not block_at_goal(self.v1.get_state()):

@@ -6,7 +6,8 @@ paper's evaluation draws them), or, when no dataset is given, from fresh episode
 data-collection policy. The goal
 is the state `goal_offset` (25) raw steps later in the same episode, shown to the planner as its
 rendered frame. The agent has `budget` (50) raw steps; success = the env's `is_success` at any
-step. The same episodes are also run with a uniformly random policy as the floor.
+step (the start included unless `count_start` is off, `GOAL_AT_START`: the paper checks only
+the states after steps). The same episodes are also run with a uniformly random policy as the floor.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from lewm_core.errors import UserError
 from lewm_core.planning import SPLITS
 from lewm_core.planning.cem import CEMPlanner, Planner
 from lewm_core.planning.cem_config import CEMConfig
-from lewm_core.planning.mpc import EpisodeResult, episode_generator, run_mpc
+from lewm_core.planning.mpc import EpisodeResult, episode_generator, met_at_start, run_mpc
 from lewm_core.world_model.checkpoint import LoadedModel
 
 
@@ -66,10 +67,13 @@ def tasks_from_dataset(
     keep: Callable[[np.ndarray, np.ndarray], bool] | None = None,
 ) -> list[EvalTask]:
     """Sample `episodes` (start, goal) pairs from the dataset's validation episodes (`split`
-    "train": from its training episodes; "all": from every episode; see `SPLITS`), each a
-    uniform episode of more than `goal_offset` steps and a uniform start row with the goal
-    `goal_offset` rows later. `keep(start, goal)`: draw only pairs it accepts (UserError when
-    100 draws per wanted pair find too few)."""
+    "train": from its training episodes; "all": from every episode; see `SPLITS`): a start row
+    with the goal `goal_offset` rows later in the same episode, among the episodes of more than
+    `goal_offset` steps. Where those episodes all have one length, a uniform episode and then a
+    uniform start row in it (the draw of every figure so far); where they differ (a policy that
+    ends its episodes), a uniform row among all the valid start rows, as the paper's evaluation
+    draws, so that a short episode is not drawn as often as a long one. `keep(start, goal)`:
+    draw only pairs it accepts (UserError when 100 draws per wanted pair find too few)."""
     if split not in SPLITS:
         raise UserError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
     rng = np.random.default_rng([seed, 1])
@@ -86,6 +90,9 @@ def tasks_from_dataset(
         pool = [e for e in (chosen if len(chosen) else np.arange(len(off))) if ln[e] > goal_offset]
         if not pool:
             raise UserError(f"no episode of {path} is longer than {goal_offset} steps")
+        valid = None  # every valid start row, where the episodes differ in length
+        if len({int(ln[e]) for e in pool}) > 1:
+            valid = np.concatenate([off[e] + np.arange(ln[e] - goal_offset) for e in pool])
         sims = f["sim_state"]
         tasks, draws = [], 0
         while len(tasks) < episodes:
@@ -95,9 +102,11 @@ def tasks_from_dataset(
                     f"only {len(tasks)} of {draws - 1} (start, goal) pairs drawn from {path} "
                     f"are of the kind asked for; ask for fewer episodes or another kind"
                 )
-            e = pool[rng.integers(len(pool))]
-            t = int(rng.integers(0, ln[e] - goal_offset))
-            row = int(off[e]) + t
+            if valid is None:
+                e = pool[rng.integers(len(pool))]
+                row = int(off[e]) + int(rng.integers(0, ln[e] - goal_offset))
+            else:
+                row = int(valid[rng.integers(len(valid))])
             start, goal = sims[row].astype(np.float64), sims[row + goal_offset].astype(np.float64)
             if keep is not None and np.isfinite(start).all() and not keep(start, goal):
                 continue
@@ -153,13 +162,13 @@ def reaches_goal(
     count_start: bool = True,
 ) -> bool:
     """Set the task's start state and step `env` through raw `actions` (each (A,)); True when
-    the goal's success test holds at the start (unless not `count_start`: the paper's
-    evaluation checks only the states after steps) or after any step. With `stop_at_goal`
+    the goal's success test holds at the start (unless not `count_start`: `mpc.met_at_start`,
+    the rule `run_mpc` follows) or after any step. With `stop_at_goal`
     the actions after the first success are neither run nor, from a generator, drawn; without
     it the env ends in the state after the last action."""
     base = env.unwrapped
     base.set_state(task.start_state)
-    reached = count_start and bool(base.is_success(task.goal_state))
+    reached = met_at_start(env, task.goal_state, count_start)
     if reached and stop_at_goal:
         return True
     for action in actions:
@@ -214,10 +223,14 @@ def evaluate(
     compile_rollout: bool = False,
     planner: CEMPlanner | None = None,
     split: str = "val",
+    count_start: bool = True,
 ) -> dict:
     """Run the protocol; return the summary dict (success rate, interval, random floor, times).
 
     `split`: which episodes of `data` the tasks come from (`SPLITS`; "val" by default).
+    `count_start`: whether a task whose goal holds at its start is reached there, for the
+    planner and the random floor alike (`GOAL_AT_START`; True by default, False: the paper's
+    rule, `mpc.met_at_start`).
 
     `dtype` and `compile_rollout` are the `Planner`'s; with compilation the first plan's time
     includes it (the median plan time does not). `planner`: plan with this one instead of a
@@ -248,7 +261,16 @@ def evaluate(
         kinds.append(env.unwrapped.goal_kind(task.start_state, task.goal_state))
         gen = episode_generator(seed, i, planner.device)
         env.reset(seed=seed + i)
-        res = run_mpc(env, planner, task.start_state, task.goal_state, task.goal_frame, budget, gen)
+        res = run_mpc(
+            env,
+            planner,
+            task.start_state,
+            task.goal_state,
+            task.goal_frame,
+            budget,
+            gen,
+            count_start=count_start,
+        )
         results.append(res)
         if i < videos and video_dir is not None:
             Path(video_dir).mkdir(parents=True, exist_ok=True)
@@ -257,7 +279,7 @@ def evaluate(
                 task.goal_frame,
                 Path(video_dir) / f"episode_{i:03d}_{'ok' if res.success else 'fail'}.mp4",
             )
-        random_ok.append(random_policy_success(env, task, budget, rng))
+        random_ok.append(random_policy_success(env, task, budget, rng, count_start))
     env.close()
     n_ok = sum(r.success for r in results)
     lo, hi = wilson_interval(n_ok, len(results))
@@ -288,6 +310,7 @@ def evaluate(
         "seed": seed,
         "source": "dataset" if data is not None else "policy",
         "split": split if data is not None else None,
+        "goal_at_start": "counted" if count_start else "not-counted",
         "goal_errors": goal_error_summary(results, env.unwrapped.success_tolerances),
         "goal_kinds": goal_kind_summary(
             kinds, [r.success for r in results], env.unwrapped.goal_kinds, random_ok

@@ -76,6 +76,15 @@ def episode_generator(
     return torch.Generator(device=device).manual_seed(seed * 100_003 + episode)
 
 
+def met_at_start(env, goal_state: np.ndarray, count_start: bool = True) -> bool:
+    """Whether a task counts as reached before any step, with `env` in its start state: its
+    goal holds there and `count_start`. The one rule of `run_mpc` and `evaluate.reaches_goal`:
+    without `count_start` (`GOAL_AT_START` "not-counted", the paper's evaluation, which checks
+    only the states after steps) a goal that holds at the start counts only if it holds again
+    after a step."""
+    return count_start and bool(env.unwrapped.is_success(goal_state))
+
+
 def run_mpc(
     env,
     planner: MPCPlanner,
@@ -85,10 +94,13 @@ def run_mpc(
     budget: int = 50,
     generator: torch.Generator | None = None,
     stop_at_goal: bool = True,
+    count_start: bool = True,
 ) -> EpisodeResult:
     """Model-predictive control: plan, execute `receding_horizon` blocks, re-encode, replan.
 
-    Success is the env's `is_success(goal_state)` at any step within `budget` raw steps.
+    Success is the env's `is_success(goal_state)` at the start (unless not `count_start`: see
+    `met_at_start`; the episode then plans even if the goal holds there) or after any step
+    within `budget` raw steps.
     With `planner.cfg.context` k > 1, each plan starts from the last k observations one block
     apart (fewer at the start of the episode) and the blocks executed between them. Without
     `stop_at_goal` the episode runs all `budget` steps (the planner keeps aiming at the goal
@@ -100,7 +112,7 @@ def run_mpc(
     frames = [obs]
     z_goal = planner.encode_goal(goal_frame, goal_state)
     plan_seconds, steps, cost = [], 0, float("nan")
-    success = bool(base.is_success(goal_state))
+    success = met_at_start(env, goal_state, count_start)
     n_exec = planner.cfg.receding_horizon * planner.frameskip
     k_max, fs = planner.cfg.context, planner.frameskip
     block_frames, executed = [obs], []  # observations at block boundaries; raw blocks (F, A)
