@@ -179,6 +179,26 @@ def reaches_goal(
     return reached
 
 
+def run_task(
+    env, planner: CEMPlanner, task: EvalTask, budget: int, seed: int, index: int, **mpc_options
+) -> EpisodeResult:
+    """Task `index` of a run seeded `seed`: the env reset with seed + index and the CEM sampler
+    from `episode_generator(seed, index)`, then `run_mpc` (`mpc_options` passed on), so that
+    `lewm eval` and `lewm collect-planned` plan a task alike."""
+    gen = episode_generator(seed, index, planner.device)
+    env.reset(seed=seed + index)
+    return run_mpc(
+        env,
+        planner,
+        task.start_state,
+        task.goal_state,
+        task.goal_frame,
+        budget,
+        gen,
+        **mpc_options,
+    )
+
+
 def random_policy_success(
     env, task: EvalTask, budget: int, rng: np.random.Generator, count_start: bool = True
 ) -> bool:
@@ -259,18 +279,7 @@ def evaluate(
     random_ok, kinds = [], []
     for i, task in enumerate(tqdm(tasks, desc="eval", unit="ep", disable=not progress)):
         kinds.append(env.unwrapped.goal_kind(task.start_state, task.goal_state))
-        gen = episode_generator(seed, i, planner.device)
-        env.reset(seed=seed + i)
-        res = run_mpc(
-            env,
-            planner,
-            task.start_state,
-            task.goal_state,
-            task.goal_frame,
-            budget,
-            gen,
-            count_start=count_start,
-        )
+        res = run_task(env, planner, task, budget, seed, i, count_start=count_start)
         results.append(res)
         if i < videos and video_dir is not None:
             Path(video_dir).mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from lewm_core.data.collect import check_output_path, write_episodes
 from lewm_core.errors import UserError
 from lewm_core.planning.cem import Planner
 from lewm_core.planning.cem_config import CEMConfig
-from lewm_core.planning.mpc import episode_generator, run_mpc
+from lewm_core.planning.evaluate import run_task, tasks_from_dataset
 from lewm_core.world_model.checkpoint import LoadedModel
 
 
@@ -45,8 +45,6 @@ def planner_tasks(
     """The `episodes` (start, goal) tasks a planner-episode file of this seed plans: drawn as
     `lewm eval` draws them, from the training episodes of `data` under the model's episode
     `split` (val_fraction, split_seed), only of `goal_kinds` (the env's `goal_kind`) if given."""
-    from lewm_core.planning.evaluate import tasks_from_dataset
-
     base = env.unwrapped
     keep = None
     if goal_kinds:
@@ -110,18 +108,7 @@ def collect_planner_episodes(
 
     def run() -> Iterator[dict[str, np.ndarray]]:
         for i, task in enumerate(tasks):
-            gen = episode_generator(seed, i, planner.device)
-            env.reset(seed=seed + i)
-            res = run_mpc(
-                env,
-                planner,
-                task.start_state,
-                task.goal_state,
-                task.goal_frame,
-                budget,
-                gen,
-                stop_at_goal=False,
-            )
+            res = run_task(env, planner, task, budget, seed, i, stop_at_goal=False)
             successes.append(res.success)
             yield {
                 "pixels": res.frames[:budget],
