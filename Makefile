@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 export MUJOCO_GL ?= egl
 
-.PHONY: install install-dev lab test test-all lint format bench assets space
+.PHONY: install install-dev lab test test-all lint format bench assets space docs
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ SDK ?= gradio
 space: install
 	$(if $(OUT),,$(error give the folder to write: make space OUT=../lewm-space))
 	$(BIN)/python app/space.py $(OUT) --sdk $(SDK)
+
+# The command-line reference, docs/cli.md, written from the parser (a test fails when it is stale).
+docs: install
+	$(BIN)/python -m lewm_core.cli.reference --out docs/cli.md
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from lewm_core.cli.arguments import emit_json, path_arg, positive_float, seed_arg
+from lewm_core.cli.arguments import add_output_flags, emit_json, path_arg, positive_float, seed_arg
 
 
 def cmd_decoder_train(args: argparse.Namespace) -> None:
@@ -54,12 +54,18 @@ def register(sub) -> None:
     d.add_argument(
         "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
     )
-    d.add_argument("--steps", type=int, default=1000)
-    d.add_argument("--batch-size", type=int, default=64)
-    d.add_argument("--lr", type=positive_float, default=1e-3)
-    d.add_argument("--seed", type=seed_arg, default=0)
+    d.add_argument("--steps", type=int, default=1000, help="training steps")
+    d.add_argument("--batch-size", type=int, default=64, help="frames per step")
+    d.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW learning rate")
+    d.add_argument(
+        "--seed",
+        type=seed_arg,
+        default=0,
+        help="random seed (0 to 2**32 - 1); the same seed gives the same result",
+    )
     d.add_argument("--frames", type=int, default=10000, help="training frames encoded once")
-    d.add_argument("--val-frames", type=int, default=512)
-    d.add_argument("--quiet", action="store_true")
-    d.add_argument("--json", action="store_true")
+    d.add_argument(
+        "--val-frames", type=int, default=512, help="held-out frames the PSNR is measured on"
+    )
+    add_output_flags(d)
     d.set_defaults(func=cmd_decoder_train)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 from lewm_core.cli.arguments import (
+    add_output_flags,
     emit_json,
     path_arg,
     positive_float,
@@ -178,41 +179,86 @@ def register(sub) -> None:
     """Add probe, tsne, surprise, straightness and sample to argparse
     sub-parsers `sub`."""
     p = sub.add_parser("probe", help="linear / MLP probes of the state from single latents")
-    p.add_argument("--checkpoint", required=True, type=path_arg)
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        type=path_arg,
+        help="model folder (a run or a shipped model: config.json + model.safetensors)",
+    )
     p.add_argument(
         "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
     )
-    p.add_argument("--train-frames", type=int, default=20000)
-    p.add_argument("--test-frames", type=int, default=5000)
-    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument(
+        "--train-frames", type=int, default=20000, help="frames the probes are fitted on"
+    )
+    p.add_argument(
+        "--test-frames",
+        type=int,
+        default=5000,
+        help="held-out frames (other episodes) the probes are scored on",
+    )
+    p.add_argument(
+        "--seed",
+        type=seed_arg,
+        default=0,
+        help="random seed (0 to 2**32 - 1); the same seed gives the same result",
+    )
     p.add_argument("--alpha", type=float, default=1.0, help="ridge strength (linear probe)")
     p.add_argument("--no-mlp", action="store_true", help="linear probes only")
     p.add_argument("--untrained-mlp", action="store_true", help="also MLP-probe the floor")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--json", action="store_true")
+    add_output_flags(p)
     p.set_defaults(func=cmd_probe)
 
     t = sub.add_parser("tsne", help="t-SNE map of latents with trustworthiness")
-    t.add_argument("--checkpoint", required=True, type=path_arg)
+    t.add_argument(
+        "--checkpoint",
+        required=True,
+        type=path_arg,
+        help="model folder (a run or a shipped model: config.json + model.safetensors)",
+    )
     t.add_argument(
         "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
     )
-    t.add_argument("--points", type=int, default=2000)
-    t.add_argument("--seed", type=seed_arg, default=0)
+    t.add_argument("--points", type=int, default=2000, help="frames to map")
+    t.add_argument(
+        "--seed",
+        type=seed_arg,
+        default=0,
+        help="random seed (0 to 2**32 - 1); the same seed gives the same result",
+    )
     t.add_argument("--color", default="agent_pos", help="state quantity, e.g. agent_pos[1]")
     t.add_argument("--component", help="component index of a vector quantity, or 'norm'")
-    t.add_argument("--perplexity", type=positive_float, default=30.0)
+    t.add_argument(
+        "--perplexity",
+        type=positive_float,
+        default=30.0,
+        help="t-SNE perplexity (about the neighbours each point keeps)",
+    )
     t.add_argument("--neighbors", type=int, default=10, help="trustworthiness n_neighbors")
     t.add_argument("--untrained", action="store_true", help="also map an untrained encoder")
     t.add_argument("--out", type=path_arg, help="write coordinates to a .csv or .npz file")
-    t.add_argument("--quiet", action="store_true")
-    t.add_argument("--json", action="store_true")
+    add_output_flags(t)
     t.set_defaults(func=cmd_tsne)
 
     s = sub.add_parser("surprise", help="violation of expectation: teleport / colour change")
-    s.add_argument("--checkpoint", required=True, type=path_arg)
-    s.add_argument("--episodes", type=int, default=20)
-    s.add_argument("--seed", type=seed_arg, default=0)
+    s.add_argument(
+        "--checkpoint",
+        required=True,
+        type=path_arg,
+        help="model folder (a run or a shipped model: config.json + model.safetensors)",
+    )
+    s.add_argument(
+        "--episodes",
+        type=int,
+        default=20,
+        help="episodes, each run with and without the perturbation",
+    )
+    s.add_argument(
+        "--seed",
+        type=seed_arg,
+        default=0,
+        help="random seed (0 to 2**32 - 1); the same seed gives the same result",
+    )
     s.add_argument("--steps", type=int, default=20, help="model steps per episode")
     s.add_argument("--perturb-step", type=int, help="model step of the perturbation (middle)")
     s.add_argument(
@@ -221,21 +267,40 @@ def register(sub) -> None:
         choices=("teleport", "color"),
         help="repeatable; default both",
     )
-    s.add_argument("--quiet", action="store_true")
-    s.add_argument("--json", action="store_true")
+    add_output_flags(s)
     s.set_defaults(func=cmd_surprise)
 
     st = sub.add_parser("straightness", help="temporal straightness of latent trajectories")
-    st.add_argument("--checkpoint", required=True, type=path_arg)
+    st.add_argument(
+        "--checkpoint",
+        required=True,
+        type=path_arg,
+        help="model folder (a run or a shipped model: config.json + model.safetensors)",
+    )
     st.add_argument(
         "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
     )
-    st.add_argument("--episodes", type=int, default=50)
-    st.add_argument("--seed", type=seed_arg, default=0)
-    st.add_argument("--split", default="val", choices=("val", "all"))
-    st.add_argument("--no-untrained", action="store_true")
-    st.add_argument("--quiet", action="store_true")
-    st.add_argument("--json", action="store_true")
+    st.add_argument(
+        "--episodes", type=int, default=50, help="episodes whose latent paths are measured"
+    )
+    st.add_argument(
+        "--seed",
+        type=seed_arg,
+        default=0,
+        help="random seed (0 to 2**32 - 1); the same seed gives the same result",
+    )
+    st.add_argument(
+        "--split",
+        default="val",
+        choices=("val", "all"),
+        help="val: episodes the model never trained on; all: the whole file",
+    )
+    st.add_argument(
+        "--no-untrained",
+        action="store_true",
+        help="skip the untrained encoder's figure beside the trained one",
+    )
+    add_output_flags(st)
     st.set_defaults(func=cmd_straightness)
 
     sa = sub.add_parser(
@@ -256,6 +321,5 @@ def register(sub) -> None:
     )
     sa.add_argument("--policy", default="default", help="the env's data policy (as lewm collect)")
     sa.add_argument("--overwrite", action="store_true", help="replace an existing sample")
-    sa.add_argument("--quiet", action="store_true")
-    sa.add_argument("--json", action="store_true")
+    add_output_flags(sa)
     sa.set_defaults(func=cmd_sample)

@@ -133,3 +133,15 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"'{text}' is not a finite positive number")
     return value
+
+
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """`--quiet` and `--json`, which every command that reports numbers takes."""
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars or messages on stderr"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as one JSON object, the last line on stdout",
+    )

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from lewm_core.cli.arguments import emit_json, episode_progress, path_arg, seed_arg
+from lewm_core.cli.arguments import (
+    add_output_flags,
+    emit_json,
+    episode_progress,
+    path_arg,
+    seed_arg,
+)
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
@@ -45,8 +51,10 @@ def cmd_collect(args: argparse.Namespace) -> None:
 def register(sub) -> None:
     """Add `collect` to the main parser's sub-parsers `sub`."""
     c = sub.add_parser("collect", help="collect a dataset with an env's data policy")
-    c.add_argument("--env", required=True)
-    c.add_argument("--episodes", type=int, default=100)
+    c.add_argument(
+        "--env", required=True, help="environment: tworoom, pusht, pusht-v1, reacher or cube"
+    )
+    c.add_argument("--episodes", type=int, default=100, help="episodes to collect")
     c.add_argument(
         "--steps",
         type=int,
@@ -54,16 +62,26 @@ def register(sub) -> None:
         help="raw steps per episode: the most, where the policy ends its episodes earlier "
         "(pusht-v1's expert: at the first step with the T at the goal)",
     )
-    c.add_argument("--resolution", type=int, default=64)
-    c.add_argument("--seed", type=seed_arg, default=0)
+    c.add_argument("--resolution", type=int, default=64, help="frame side in pixels")
+    c.add_argument(
+        "--seed",
+        type=seed_arg,
+        default=0,
+        help="data seed: episode k is drawn from (seed, k) alone",
+    )
     c.add_argument(
         "--policy",
         default="default",
-        help="the env's data policy: default, or for pusht 'expert' (pushes the T to goal poses)",
+        help="the env's data policy: default, or expert for pusht and pusht-v1 (pushes the T to "
+        "goal poses)",
     )
-    c.add_argument("--workers", type=int, default=1)
-    c.add_argument("--out", required=True, type=path_arg)
-    c.add_argument("--overwrite", action="store_true")
-    c.add_argument("--quiet", action="store_true")
-    c.add_argument("--json", action="store_true")
+    c.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="parallel processes; the file is the same for any number",
+    )
+    c.add_argument("--out", required=True, type=path_arg, help="HDF5 file to write (atomically)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_output_flags(c)
     c.set_defaults(func=cmd_collect)

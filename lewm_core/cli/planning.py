@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from lewm_core.cli.arguments import check_range, emit_json, episode_progress, path_arg, seed_arg
+from lewm_core.cli.arguments import (
+    add_output_flags,
+    check_range,
+    emit_json,
+    episode_progress,
+    path_arg,
+    seed_arg,
+)
 from lewm_core.knobs import add_flags, check_value, knobs_of, values_from
 from lewm_core.planning import GOAL_AT_START, SPLITS
 from lewm_core.planning.cem_config import BF16_MIN_SPEEDUP, PRECISION_CHOICES, CEMConfig
@@ -176,8 +183,10 @@ def register(sub) -> None:
         type=path_arg,
         help="the model's dataset: tasks come from its training episodes only",
     )
-    cp.add_argument("--episodes", type=int, default=100)
-    cp.add_argument("--seed", type=seed_arg, default=0)
+    cp.add_argument("--episodes", type=int, default=100, help="planner episodes to collect")
+    cp.add_argument(
+        "--seed", type=seed_arg, default=0, help="task seed: task i resets the env with seed + i"
+    )
     cp.add_argument("--budget", type=int, default=50, help="raw steps per episode")
     cp.add_argument("--goal-offset", type=int, default=25, help="goal = state this many steps on")
     cp.add_argument(
@@ -187,10 +196,9 @@ def register(sub) -> None:
     )
     add_planning_flags(cp)  # a run folder has no shipped settings: give the planner's
     add_precision_flags(cp)
-    cp.add_argument("--out", required=True, type=path_arg)
-    cp.add_argument("--overwrite", action="store_true")
-    cp.add_argument("--quiet", action="store_true")
-    cp.add_argument("--json", action="store_true")
+    cp.add_argument("--out", required=True, type=path_arg, help="HDF5 file to write (atomically)")
+    cp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_output_flags(cp)
     cp.set_defaults(func=cmd_collect_planned)
 
     e = sub.add_parser("eval", help="planning success with CEM + MPC (the paper's protocol)")
@@ -216,14 +224,17 @@ def register(sub) -> None:
         help="a task whose goal holds at its start, for the planner and the random policy: "
         + "; ".join(f"{name}: {what}" for name, what in GOAL_AT_START.items()),
     )
-    e.add_argument("--episodes", type=int, default=50)
-    e.add_argument("--seed", type=seed_arg, default=0)
+    e.add_argument("--episodes", type=int, default=50, help="tasks (start, goal) to plan")
+    e.add_argument(
+        "--seed", type=seed_arg, default=0, help="task seed: the same seed draws the same tasks"
+    )
     e.add_argument("--budget", type=int, default=50, help="raw steps per episode")
     e.add_argument("--goal-offset", type=int, default=25, help="goal = state this many steps on")
     add_planning_flags(e)
     add_precision_flags(e)
     e.add_argument("--videos", type=int, default=0, help="write videos of the first K episodes")
-    e.add_argument("--video-dir", type=path_arg)
-    e.add_argument("--quiet", action="store_true")
-    e.add_argument("--json", action="store_true")
+    e.add_argument(
+        "--video-dir", type=path_arg, help="folder for --videos (default: <checkpoint>/videos)"
+    )
+    add_output_flags(e)
     e.set_defaults(func=cmd_eval)

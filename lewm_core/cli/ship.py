@@ -57,7 +57,7 @@ RECORDED = ("sampling", "context", "objective", "receding_horizon")  # `Planning
 def register(sub) -> None:
     """Add `ship` to the main parser's sub-parsers `sub`."""
     s = sub.add_parser("ship", help="copy a run to a small model folder with a model card")
-    s.add_argument("--run", required=True, type=path_arg)
+    s.add_argument("--run", required=True, type=path_arg, help="run folder of `lewm train`")
     s.add_argument("--out", required=True, type=path_arg, help="e.g. assets/models/tworoom")
     s.add_argument("--eval", action="append", help="`lewm eval --json` output file (repeatable)")
     record = (

@@ -8,6 +8,7 @@ import signal
 import threading
 
 from lewm_core.cli.arguments import (
+    add_output_flags,
     arch_setting,
     check_range,
     emit_json,
@@ -163,9 +164,18 @@ def register(sub) -> None:
     from lewm_core.world_model.config import PRESETS
 
     t = sub.add_parser("train", help="train a world model (or --resume one)")
-    t.add_argument("--data", type=path_arg)
-    t.add_argument("--out", required=True, type=path_arg)
-    t.add_argument("--preset", default="lab", choices=PRESETS)
+    t.add_argument(
+        "--data", type=path_arg, help="HDF5 dataset of `lewm collect` (required unless --resume)"
+    )
+    t.add_argument(
+        "--out", required=True, type=path_arg, help="run folder: config, checkpoints, logs"
+    )
+    t.add_argument(
+        "--preset",
+        default="lab",
+        choices=PRESETS,
+        help="named model and training settings (lewm_core/presets.py)",
+    )
     t.add_argument(
         "--arch",
         type=arch_setting,
@@ -191,20 +201,37 @@ def register(sub) -> None:
         help="draw each --extra-data clip N times as often as a --data clip (default 1); one "
         "number for every file, or one per --extra-data file in their order",
     )
-    t.add_argument("--resume", action="store_true")
-    t.add_argument("--quiet", action="store_true")
-    t.add_argument("--json", action="store_true")
+    t.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    add_output_flags(t)
     t.set_defaults(func=cmd_train)
 
     m = sub.add_parser("model-info", help="parameter counts of a preset")
-    m.add_argument("--preset", default="paper", choices=PRESETS)
-    m.add_argument("--arch", type=arch_setting, action="append", metavar="KEY=VALUE")
-    m.add_argument("--action-dim", type=int, default=2)
+    m.add_argument(
+        "--preset",
+        default="paper",
+        choices=PRESETS,
+        help="named model sizes (lewm_core/presets.py)",
+    )
+    m.add_argument(
+        "--arch",
+        type=arch_setting,
+        action="append",
+        metavar="KEY=VALUE",
+        help="change one size of the preset, as in `lewm train` (repeatable)",
+    )
+    m.add_argument(
+        "--action-dim",
+        type=int,
+        default=2,
+        help="action size per raw step (Push-T, Two-Room, Reacher: 2; Cube: 5)",
+    )
     m.add_argument(
         "--image-size",
         type=int,
         help="frame side in pixels (default: the preset's); a dataset's resolution sets it in "
         "`lewm train`, and the cnn encoder has one more stride-2 stage per doubling above 64 px",
     )
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     m.set_defaults(func=cmd_model_info)
