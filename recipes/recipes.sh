@@ -12,8 +12,11 @@
 #                (of STEPS steps, the dataset's length) of the shipped model's held-out sample
 #                (`lewm sample`: what the analyses read where data/<env>.h5 is not on disk;
 #                2,400 to 12,000 frames, under 4 MB; Push-T needs the most episodes, as a
-#                probe of the block's position must see many of its starting places); unknown
-#                ENV: an error naming the choices.
+#                probe of the block's position must see many of its starting places); POLICY
+#                (the data policy, `lewm collect --policy`), PROTOCOL (extra `lewm eval` flags
+#                of the env's evaluation protocol) and TEST_DATA ("episodes:seed" of a held-out
+#                file evaluated the same way; empty: none); unknown ENV: an error naming the
+#                choices.
 # What every script that sources this shares: MuJoCo renders offscreen on the CPU (EGL), and
 # LEWM is the project's own `lewm` (both can be overridden from the environment).
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
@@ -24,6 +27,7 @@ recipe() {
   RESOLUTION=64  # every shipped model; 96 and 128 px were tried (REPRODUCTION.md)
   local contexts=1 planners="last:5 min:2"  # min:2 won the selection on all four tasks
   ROUNDS=""; GOAL_KINDS=""; FT_STEPS=3000; MORE_DATA=""; TOP_ROUND=""
+  POLICY=default; PROTOCOL=""; TEST_DATA=""
   case "$1" in
     tworoom) EPISODES=1000; STEPS=100; TRAIN_STEPS=3000; SEED=1; SAMPLE_EPISODES=40 ;;
     pusht)   EPISODES=1000; STEPS=200; TRAIN_STEPS=15000; SEED=1; CKPT=1500; SAMPLE_EPISODES=60
@@ -33,13 +37,19 @@ recipe() {
              MORE_DATA="10000:2:6000"
              # then one more planner round (CEM 300 x 10) on top, its clips ~a quarter
              TOP_ROUND="400:13:50:10" ;;
+    pusht-v1) EPISODES=1000; STEPS=300; TRAIN_STEPS=8000; SEED=1; CKPT=1000; SAMPLE_EPISODES=100
+             # the paper's data and protocol (docs/pusht.md): expert episodes that end at the
+             # goal; tasks from the whole file, the start not counted; a held-out file of
+             # "episodes:seed" expert episodes is evaluated the same way
+             POLICY=expert; PROTOCOL="--split all --goal-at-start not-counted"; TEST_DATA="200:7" ;;
     reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; contexts="1 3"
              SAMPLE_EPISODES=20 ;;
     cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; SAMPLE_EPISODES=12
              # tried: 5,000 steps on four times the episodes (a fresh data seed); it met 45 of
              # the 100 selection goals against the shipped model's 46, so it was not shipped
              MORE_DATA="3000:2:5000" ;;
-    *) echo "error: unknown env '$1'; choose tworoom, pusht, reacher or cube" >&2; return 2 ;;
+    *) echo "error: unknown env '$1'; choose tworoom, pusht, pusht-v1, reacher or cube" >&2
+       return 2 ;;
   esac
   CONTEXTS=${CONTEXTS:-$contexts}
   PLANNERS=${PLANNERS:-$planners}

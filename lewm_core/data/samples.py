@@ -34,10 +34,10 @@ import numpy as np
 
 from lewm_core import __version__
 from lewm_core.atomic import write_json
-from lewm_core.world_model.checkpoint import LoadedModel, read_config
-from lewm_core.data.dataset import open_dataset, split_episodes
+from lewm_core.data.dataset import episode_lengths, open_dataset, split_episodes
 from lewm_core.errors import UserError
 from lewm_core.folders import SAMPLE_FILE, SAMPLE_INFO
+from lewm_core.world_model.checkpoint import LoadedModel, read_config
 
 SAMPLE_SEED_BASE = 2**31  # above every `collect.episode_seed` (31 bits)
 # How a sample's episodes divide between fitting and testing a probe or a decoder (every
@@ -228,7 +228,7 @@ def collect_sample(
         "policy": policy_name,
         "episodes": episodes,
         "steps": steps,
-        "frames": episodes * steps,
+        "frames": int(episode_lengths(out).sum()),  # fewer where the policy ends episodes
         "episode_seed_base": SAMPLE_SEED_BASE,
         "split": list(SAMPLE_SPLIT),
         "bytes": out.stat().st_size,
