@@ -48,8 +48,9 @@ from lewm_core.planning.cem_config import CEMConfig  # noqa: E402
 from lewm_core.world_model.checkpoint import LoadedModel  # noqa: E402
 
 CEM_KNOBS = knobs_of(CEMConfig)  # limits and help of the CEM inputs
-# The fast interactive CEM budget: REPRODUCTION.md ("Success versus CEM budget") compares its
-# success and plan time with the paper's (CEMConfig's defaults) on every shipped model.
+# The fast interactive CEM budget: REPRODUCTION.md ("Planning speed") and
+# docs/notebook/2026-11-29-success-vs-cem-budget.md compare its success and plan time with the
+# paper's (CEMConfig's defaults) on every shipped model.
 FAST_SAMPLES, FAST_ITERATIONS = CEMConfig.samples, 10
 # A public server plans for anyone: the demo caps the CEM budget inside CEMConfig's limits.
 MAX_SAMPLES, MAX_ITERATIONS = 1000, 50

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Train a lab-preset model on a borrowed GPU box (the recipe of the H100 Push-T run in
-# REPRODUCTION.md): collect 10,000 episodes there (data seed 2, disjoint from the seed-1 episodes
-# the shipped models are evaluated on), preload the pixels into RAM, train at batch 256, and pack
-# the run folder (weights, config, metrics; not the optimiser state) in pieces of at most 15 MB.
+# docs/notebook/2026-11-27-pusht-h100-batch-256.md): collect 10,000 episodes there (data seed
+# 2, disjoint from the seed-1 episodes the shipped models are evaluated on), preload the pixels
+# into RAM, train at batch 256, and pack the run folder (weights, config, metrics; not the
+# optimiser state) in pieces of at most 15 MB.
 #   bash recipes/gpu_train.sh ENV OUT_DIR [EPISODES] [STEPS] [WARMUP_FRAC]
 # Runs with the box's own python3 (PYTHON=...) with the repo root on PYTHONPATH. Reassemble the
 # run with `cat OUT_DIR/ENV-gpu.tar.gz.* | tar -xz` and evaluate, probe and ship it on any machine.

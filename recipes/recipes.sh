@@ -24,7 +24,7 @@ LEWM="${LEWM:-.venv/bin/lewm}"
 
 recipe() {
   CKPT=500
-  RESOLUTION=64  # every shipped model; 96 and 128 px were tried (REPRODUCTION.md)
+  RESOLUTION=64  # every shipped model; 96 and 128 px were tried (REPRODUCTION.md, Reacher and Cube)
   local contexts=1 planners="last:5 min:2"  # min:2 won the selection on all four tasks
   ROUNDS=""; GOAL_KINDS=""; FT_STEPS=3000; MORE_DATA=""; TOP_ROUND=""
   POLICY=default; PROTOCOL=""; TEST_DATA=""
