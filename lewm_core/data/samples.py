@@ -259,12 +259,13 @@ def check_sample(folder: str | os.PathLike) -> dict:
     return info
 
 
-def sample_card_lines(info: dict, folder_name: str = "<this folder>") -> list[str]:
-    """The model card's "Held-out sample" section for a sample.json description."""
+def sample_card_lines(info: dict, folder_name: str = "<this folder>", level: int = 2) -> list[str]:
+    """The model card's "Held-out sample" section for a sample.json description, its heading
+    at markdown `level` (2: `##`)."""
     mb = info.get("bytes", 0) / 1e6
     return [
         "",
-        "## Held-out sample",
+        "#" * level + " Held-out sample",
         "",
         f"`{SAMPLE_FILE}`: {info.get('episodes')} episodes x {info.get('steps')} steps "
         f"({info.get('frames', 0):,} frames, {mb:.1f} MB) of the data policy "
