@@ -16,7 +16,14 @@ YEAR = 2026
 
 # The paper's planning success (%) of LeWM per task, by the name of the lab's env for it (the
 # paper's table of planning results: 50 episodes per task, goal 25 steps ahead, budget 50 steps).
-PLANNING_SUCCESS: dict[str, int] = {"tworoom": 87, "reacher": 86, "pusht": 96, "cube": 74}
+# Its Push-T is `pusht-v1`; the lab's v0 `pusht` is set beside the same figure, with a note.
+PLANNING_SUCCESS: dict[str, int] = {
+    "tworoom": 87,
+    "reacher": 86,
+    "pusht-v1": 96,
+    "pusht": 96,
+    "cube": 74,
+}
 # What a card adds beside the figure where the paper's task is not quite the env compared.
 TASK_NOTES: dict[str, tuple[str, ...]] = {
     "pusht": (
