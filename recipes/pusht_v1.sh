@@ -32,7 +32,7 @@ mkdir -p data runs
   --steps "$STEPS" --resolution "$RESOLUTION" --seed "$SEED" --workers 2 --out "$DATA" --quiet
 [ -f "$TEST" ] || $LEWM collect --env "$ENV" --policy "$POLICY" --episodes "$TEST_EPISODES" \
   --steps "$STEPS" --resolution "$RESOLUTION" --seed "$TEST_SEED" --workers 2 --out "$TEST" --quiet
-if [ ! -f "$RUN/model.safetensors" ]; then
+if [ ! -f "$RUN/train_summary.json" ]; then
   if [ -f "$RUN/trainer_state.safetensors" ]; then
     $LEWM train --out "$RUN" --resume --max-steps "$TRAIN_STEPS" --quiet --json
   else
