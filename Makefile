@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 export MUJOCO_GL ?= egl
 
-.PHONY: install install-dev lab test test-all lint format bench assets space docs
+.PHONY: install install-dev lab test test-all lint format bench assets space docs figures
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ space: install
 # The command-line reference, docs/cli.md, written from the parser (a test fails when it is stale).
 docs: install
 	$(BIN)/python -m lewm_core.cli.reference --out docs/cli.md
+
+# The figures in docs/figures, made from the shipped models with their captions in
+# docs/figures/figures.json (python -m recipes.figures --help: --only, --quick, --push-model).
+figures: install-dev
+	$(BIN)/python -m recipes.figures --out docs/figures
 
 lint: install-dev
 	$(BIN)/ruff check .
