@@ -2,8 +2,10 @@
 
     python app/space.py OUT [--sdk gradio|docker] [--source-url URL]    (or: make space OUT=dir)
 
-OUT gets app/, lewm_core/, decoder/, the shipped models (assets/models/), pyproject.toml,
-packages.txt (the EGL libraries MuJoCo renders with), and the files written for the Space:
+OUT gets app/, lewm_core/, decoder/, the shipped models (assets/models/), the figures the apps
+show before anything is computed (docs/figures/: figures.json with the captions, the diagram and
+the rollout GIFs that `make figures` draws), pyproject.toml, packages.txt (the EGL libraries
+MuJoCo renders with), and the files written for the Space:
 
     requirements.txt  the runtime pins of this repository with torch's CPU build (PyTorch's CPU
                       index as an extra index; PyPI's Linux torch brings several GB of CUDA
@@ -36,6 +38,13 @@ LFS_LIMIT = 10 * 1024 * 1024  # bytes: a Space refuses larger files outside Git 
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 SOURCE_FOLDERS = ("app", "lewm_core", "decoder", "assets/models")
 SOURCE_FILES = ("pyproject.toml", "packages.txt")
+# The figures the demo and the lab's Welcome page show (app/showcase.py reads them), as globs:
+# the index of captions, the diagram, the rollout GIFs. The other figures are the README's.
+SOURCE_FIGURES = (
+    "docs/figures/figures.json",
+    "docs/figures/architecture.png",
+    "docs/figures/*.gif",
+)
 SKIPPED_PARTS = ("__pycache__", ".ipynb_checkpoints")
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".tmp")
 LFS_ATTRIBUTES = "filter=lfs diff=lfs merge=lfs -text"
@@ -263,9 +272,14 @@ def _copied(root: Path, sdk: str) -> list[Path]:
                 and path.suffix not in SKIPPED_SUFFIXES
             ):
                 files.append(rel)
+    for pattern in SOURCE_FIGURES:
+        found = sorted(p.relative_to(root) for p in root.glob(pattern) if p.is_file())
+        files += found or [Path(pattern)]  # a pattern that matches nothing is reported missing
     missing = [str(f) for f in files if not (root / f).is_file()]
     if missing:
-        raise SpaceError(f"the repository lacks {', '.join(missing)}")
+        drawn = any(m.startswith("docs/figures/") for m in missing)
+        hint = " (`make figures` draws docs/figures/)" if drawn else ""
+        raise SpaceError(f"the repository lacks {', '.join(missing)}{hint}")
     return sorted(files)
 
 

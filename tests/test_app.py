@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 import pytest
-from lewm_testing import CHROMIUM, CHROMIUM_ARGS, HOME, IDLE, serve_streamlit
+from lewm_testing import CHROMIUM, CHROMIUM_ARGS, HOME, IDLE, ROOT, serve_streamlit
 from streamlit.testing.v1 import AppTest
 
-from lewm_core.envs import ENV_NAMES
+from lewm_core.envs import ENV_NAMES, ENV_TITLES
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -37,6 +39,49 @@ def test_home_runs() -> None:
     at = AppTest.from_file(HOME, default_timeout=60).run()
     assert not at.exception
     assert at.title[0].value == "LeWM Lab"
+
+
+def _shipped_lists(at: AppTest) -> tuple[list[str], list[str]]:
+    """The Welcome page's list of the tasks with a shipped model, and of those without one."""
+    text = " ".join(m.value for e in at.expander for m in e.markdown).replace("\n", " ")
+    with_model = re.search(r"Shipped models \(`[^`]+`\): (.*?)\.", text)
+    without = re.search(r"No shipped model has learned (.*?): ", text)
+    assert with_model, text
+    listed = [] if with_model[1] == "none" else with_model[1].split(", ")
+    return listed, without[1].split(", ") if without else []
+
+
+def test_welcome_shows_the_figures_and_which_tasks_have_a_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hero rollouts and the diagram with their captions from figures.json; the tasks with
+    a shipped model read from the models found (assets/models, or LEWM_ASSETS_DIR)."""
+    index = json.loads((ROOT / "docs/figures/figures.json").read_text())
+    at = AppTest.from_file(HOME, default_timeout=60).run()
+    assert not at.exception
+    images = [
+        (Path(url).suffix, caption)
+        for im in at.image
+        for url, caption in zip(im.value, im.captions, strict=True)
+    ]
+    assert images == [
+        (".gif", index["rollouts"]["caption"]),  # a GIF stays a GIF: it plays
+        (".png", index["architecture"]["caption"]),
+    ]
+    shipped = {
+        json.loads((folder / "config.json").read_text())["data"]["env"]
+        for folder in (ROOT / "assets/models").iterdir()
+        if (folder / "model.safetensors").is_file()
+    }
+    titles = [ENV_TITLES[name] for name in ENV_NAMES]
+    assert _shipped_lists(at) == (
+        [t for name, t in zip(ENV_NAMES, titles, strict=True) if name in shipped],
+        [t for name, t in zip(ENV_NAMES, titles, strict=True) if name not in shipped],
+    )
+    monkeypatch.setenv("LEWM_ASSETS_DIR", str(tmp_path))  # no model at all
+    at = AppTest.from_file(HOME, default_timeout=60).run()
+    assert not at.exception
+    assert _shipped_lists(at) == ([], titles)
 
 
 def test_step_buttons_and_goal(env_page: AppTest) -> None:

@@ -70,8 +70,9 @@ def test_every_page_shows_its_figure_with_only_the_shipped_models(
             def shows(selector: str, at_least: int = 1, timeout: int = 120_000) -> None:
                 expect(page.locator(selector).nth(at_least - 1)).to_be_visible(timeout=timeout)
 
-            visit("")  # Welcome: text and a link to every page
+            visit("")  # Welcome: text, the rollouts and the diagram, a link to every page
             expect(page.get_by_role("heading", name="LeWM Lab")).to_be_visible()
+            shows(IMAGE, at_least=2)
             for title in ("Environments", "Data", "Train", "Plan", "Decode", "Latent space"):
                 expect(page.locator("[data-testid='stPageLink']", has_text=title)).to_be_visible()
             settled("welcome")

@@ -1,5 +1,6 @@
 """The Gradio demo (app/gradio_app.py) served for real: its named API through `gradio_client`,
-and one real-browser run (headless Chromium) that clicks Plan and sees the rollout.
+what the page shows on load (the precomputed rollout of the selected task, its model card, the
+paper) and one real-browser run (headless Chromium) that clicks Plan and sees the rollout.
 
 One server for the module, with the shipped models and one torch thread; every call uses a
 small CEM budget (the numbers are tested for their shape and meaning, not planning quality).
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,17 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 gradio_client = pytest.importorskip("gradio_client")
 
 TINY_CEM = (32, 2)  # samples, iterations
+FIGURES = ROOT / "docs" / "figures"
+
+
+def _caption(name: str) -> str:
+    return json.loads((FIGURES / "figures.json").read_text())[name]["caption"]
+
+
+def _card_title(task: str) -> str:
+    """The first heading of the shipped card of `task`, as a browser shows it (no backticks)."""
+    card = (ROOT / "assets/models" / task / "MODEL_CARD.md").read_text()
+    return next(line[2:] for line in card.splitlines() if line.startswith("# ")).replace("`", "")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +112,91 @@ def test_bad_input_is_a_message(client, endpoint: str, args: tuple, message: str
     assert "Traceback" not in str(info.value)
 
 
+# --------------------------------------------------------------------------- shown on load
+def test_each_shipped_task_has_its_example_and_card() -> None:
+    from app.gradio_app import card_markdown, example_rollout
+    from app.gradio_endpoints import shipped_models
+
+    tasks = shipped_models()
+    assert {"tworoom", "pusht"} <= set(tasks)
+    for task in tasks:
+        path, caption = example_rollout(task)
+        assert path is not None and Path(path) == FIGURES / f"rollout_{task}.gif", task
+        assert _caption(f"rollout_{task}") in caption and "make figures" in caption
+        card = card_markdown(task)
+        assert card.startswith("# ") and "library_name:" not in card  # no YAML metadata
+        assert card.splitlines()[0].replace("`", "") == f"# {_card_title(task)}"
+
+
+def test_a_task_without_figure_or_card_says_so(tmp_path: Path) -> None:
+    from app.gradio_app import card_markdown, example_rollout
+    from app.showcase import figure, model_card
+
+    path, caption = example_rollout("nowhere")
+    assert path is None
+    assert "No precomputed example" in caption and "docs/figures/rollout_nowhere.gif" in caption
+    assert card_markdown("nowhere").startswith("No model card")
+    assert figure("architecture", tmp_path) is None and model_card(tmp_path) is None
+    (tmp_path / "figures.json").write_text('{"architecture": {"file": "gone.png"}}')
+    assert figure("architecture", tmp_path) is None  # listed, but the file is not there
+
+
+def test_requests_show_their_place_in_the_queue(gradio_url: str) -> None:
+    with urllib.request.urlopen(f"{gradio_url}/config", timeout=30) as answer:
+        config = json.load(answer)
+    events = {dep["api_name"]: dep for dep in config["dependencies"] if dep.get("api_name")}
+    for name in ("plan", "surprise"):
+        assert events[name]["queue"] and events[name]["show_progress"] == "full", name
+
+
 # --------------------------------------------------------------------------- real browser
+@pytest.mark.browser
+def test_page_on_load_in_browser(request: pytest.FixtureRequest) -> None:
+    """The page shows the diagram, the paper and the selected task's precomputed rollout and
+    card before anything is computed; the example and the card follow the task."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import expect, sync_playwright
+
+    from lewm_core import paper
+
+    url = request.getfixturevalue("gradio_url")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            example = page.locator("#example-rollout img")
+            expect(example).to_be_visible()
+            expect(example).to_have_attribute("src", re.compile(r"/rollout_tworoom\.gif$"))
+            loaded = "img => img.complete && img.naturalWidth > 0"
+            page.wait_for_function(loaded, arg=example.element_handle())  # served, not broken
+            expect(page.locator("#example-caption")).to_contain_text("precomputed example")
+            expect(page.locator("#example-caption")).to_contain_text(
+                _caption("rollout_tworoom")[:80]
+            )
+            expect(page.locator("#architecture img")).to_be_visible()
+            link = page.locator("#paper-link a")
+            expect(link).to_have_attribute("href", paper.ARXIV_URL)
+            expect(link).to_have_text(paper.TITLE)
+            expect(page.locator("#queue-note")).to_contain_text("one at a time")
+
+            card = page.locator("#model-card")
+            expect(card).to_be_hidden()  # folded until asked for
+            page.get_by_role("button", name="Model card of the selected task").click()
+            expect(card).to_contain_text(_card_title("tworoom"))
+
+            page.locator("#task input").click()
+            page.get_by_role("option", name="Push-T", exact=True).click()
+            expect(example).to_have_attribute("src", re.compile(r"/rollout_pusht\.gif$"))
+            expect(page.locator("#example-caption")).to_contain_text(_caption("rollout_pusht")[:80])
+            expect(card).to_contain_text(_card_title("pusht"))
+            assert page.locator(".toast-body.error").count() == 0
+        finally:
+            browser.close()
+
+
 @pytest.mark.browser
 def test_plan_in_browser(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     if not Path(CHROMIUM).exists():

@@ -104,6 +104,7 @@ def test_only_what_the_space_runs(space: Path) -> None:
         "lewm_core",
         "decoder",
         "assets",
+        "docs",
     }
     assert (space / "app/gradio_app.py").is_file() and (
         space / "lewm_core/planning/cem.py"
@@ -111,6 +112,24 @@ def test_only_what_the_space_runs(space: Path) -> None:
     assert not list(space.rglob("__pycache__")) and not list(space.glob("tests"))
     assert sorted(p.name for p in (space / "assets").iterdir()) == ["models"]
     assert (space / "packages.txt").read_text() == (ROOT / "packages.txt").read_text()
+
+
+def test_the_figures_the_apps_show(space: Path) -> None:
+    """docs/figures/ holds what the demo and the Welcome page read (app/showcase.py): the
+    captions, the diagram and every rollout GIF, as in the repository; not the README's plots."""
+    from app.showcase import ARCHITECTURE, HERO, figure, rollout_figure
+
+    figures, repo = space / "docs/figures", ROOT / "docs/figures"
+    assert sorted(p.name for p in (space / "docs").iterdir()) == ["figures"]
+    gifs = {p.name for p in repo.glob("*.gif")}
+    assert {p.name for p in figures.iterdir()} == {"figures.json", "architecture.png", *gifs}
+    for name in ("figures.json", "architecture.png", *gifs):
+        assert (figures / name).read_bytes() == (repo / name).read_bytes(), name
+    tasks = [p.name for p in (space / "assets/models").iterdir() if p.is_dir()]
+    assert {"tworoom", "pusht"} <= set(tasks)
+    for task in tasks:
+        assert rollout_figure(task, figures) is not None, task
+    assert figure(ARCHITECTURE, figures) is not None and figure(HERO, figures) is not None
 
 
 def test_front_matter(space: Path) -> None:

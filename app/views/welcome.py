@@ -1,15 +1,22 @@
-"""Welcome: what LeWorldModel is and which pages the lab has."""
+"""Welcome: what LeWorldModel is, what it does (the shipped models planning, the diagram) and
+which pages the lab has."""
 
 import streamlit as st
 
-from app import ui
+from app import models, ui
 from app.lab_pages import PAGES
+from app.showcase import ARCHITECTURE, FIGURES_DIR, HERO, MAKE_FIGURES, ROOT, figure
+from lewm_core.envs import ENV_NAMES
 
 st.title("LeWM Lab")
 st.markdown(
     "An interactive lab over **LeWorldModel (LeWM)**, a small world model that learns the "
     "dynamics of a task straight from pixels and then plans with it."
 )
+
+hero = figure(HERO)
+if hero is not None:
+    st.image(str(hero.path), caption=hero.caption)
 
 left, right = st.columns(2)
 with left:
@@ -40,14 +47,30 @@ with right:
         st.caption(page.summary)
     st.caption("Use the sidebar to move between pages.")
 
+diagram = figure(ARCHITECTURE)
+if diagram is not None:
+    st.image(str(diagram.path), caption=diagram.caption)
+
+shipped = {entry.env for entry in models.discover_models() if entry.source == "shipped"}
+with_model = [models.env_title(name) for name in ENV_NAMES if name in shipped]
+without_model = [models.env_title(name) for name in ENV_NAMES if name not in shipped]
+figures_at = FIGURES_DIR.relative_to(ROOT)
+assets = models.assets_dir().resolve()
+assets_at = assets.relative_to(ROOT) if assets.is_relative_to(ROOT) else assets
 ui.explainer(
-    """
-This page is text only. Every number shown elsewhere in the lab is computed by the project's
-`lewm_core` package (environments, model, training, planning); the app only displays it.
-The four tasks are **Two-Room** (a point agent passes a door to a target), **Push-T** (push a
-T-shaped block onto a target pose), **Reacher** (a two-joint arm reaches a point) and **Cube**
-(a robot arm picks up a cube and places it at a goal, in 3-D). **Push-T (reference)** is the
-paper's own Push-T (its physics, success test and pictures), beside the lab's; no model has
-learned it yet.
+    f"""
+The pictures on this page are drawn from the shipped models by `{MAKE_FIGURES}` (`{figures_at}/`,
+captions in `{figures_at}/figures.json`). Every number shown elsewhere in the lab is computed by
+the project's `lewm_core` package (environments, model, training, planning); the app only
+displays it. The tasks are **Two-Room** (a point agent passes a door to a target), **Push-T**
+(push a T-shaped block onto a target pose), **Reacher** (a two-joint arm reaches a point) and
+**Cube** (a robot arm picks up a cube and places it at a goal, in 3-D); **Push-T (reference)** is
+the paper's own Push-T (its physics, success test and pictures), beside the lab's.
+Shipped models (`{assets_at}`): {", ".join(with_model) or "none"}.
 """
+    + (
+        f"No shipped model has learned {', '.join(without_model)}: the Train page trains one."
+        if without_model
+        else ""
+    )
 )
