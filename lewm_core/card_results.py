@@ -59,7 +59,7 @@ def training_lines(config: dict, train_summary: dict, data_info: dict | None) ->
         f"- Training: {trained}, batch {train.get('batch_size')}, "
         f"AdamW lr {train.get('lr')}, weight decay {train.get('weight_decay')}, SIGReg lambda "
         f"{train.get('sigreg_weight')}, seed {train.get('seed')}; wall time "
-        f"{wall_s} s on this machine.",
+        f"{wall_s} s on {train_summary.get('machine') or 'the machine that trained it'}.",
     ]
     if data_info:
         lines.append(

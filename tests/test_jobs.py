@@ -101,6 +101,7 @@ def test_start_refuse_stop_resume(tiny_h5: Path, tmp_path: Path) -> None:
     assert status["state"] == "finished", status["log_tail"]
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["steps"] == target and not summary["stopped_early"]
+    assert summary["machine"].endswith(f"{os.cpu_count()} cores")  # the model card names it
     steps = _train_steps(run)
     assert steps == sorted(set(steps))  # no step logged twice across the resume
     assert steps[-1] == target and any(saved < s for s in steps)

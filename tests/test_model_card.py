@@ -219,3 +219,14 @@ def test_get_started_snippet_without_a_sample_plans_between_env_frames(
     monkeypatch.chdir(ROOT)
     printed = run_snippet(card, capsys)
     assert printed.startswith("(25, 2) ")
+
+
+def test_training_details_name_the_machine_of_the_summary():
+    config = shipped_config()
+    summary = {"steps": 3, "wall_s": 1.5, "machine": "Some CPU; x86_64; 2 cores"}
+    details = section(model_card(config, summary, {}, 10), "## Training details")
+    assert "wall time 1.5 s on Some CPU; x86_64; 2 cores." in details
+    unknown = section(
+        model_card(config, {"steps": 3, "wall_s": 1.5}, {}, 10), "## Training details"
+    )
+    assert "on the machine that trained it." in unknown and "this machine" not in unknown

@@ -166,7 +166,7 @@ def add_precision_flags(parser: argparse.ArgumentParser) -> None:
         "--compile",
         action="store_true",
         help="torch.compile the rollout (C++ compiler needed): faster plans after a one-time "
-        "compilation (`python bench/plan.py` measures both on this machine)",
+        "compilation (`python bench/plan.py` measures both on your machine)",
     )
 
 

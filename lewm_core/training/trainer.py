@@ -63,6 +63,7 @@ from lewm_core.world_model.checkpoint import (
     tensor_shapes,
 )
 from lewm_core.world_model.config import ModelConfig
+from lewm_core.world_model.cpu_kernels import machine_description
 from lewm_core.world_model.model import LeWM
 from lewm_core.world_model.sigreg import sigreg
 
@@ -533,6 +534,7 @@ class Trainer:
                 (self.step_count - start) * self.cfg.batch_size / max(wall, 1e-9), 1
             ),
             "loss": self.last_metrics.get("loss"),
+            "machine": machine_description(self.device),
             **{
                 k: ev.get(k)
                 for k in ("val_pred_loss", "val_copy_loss", "emb_std_mean", "effective_rank")

@@ -30,6 +30,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -274,6 +275,23 @@ def compile_blocked(device_type: str = "cpu") -> str | None:
 
 
 # --------------------------------------------------------------------------- summary
+
+
+def machine_description(device: torch.device | None = None) -> str:
+    """The processor (and GPU, for a CUDA device) a run used, for its summary and model card,
+    e.g. 'AMD EPYC 9B14; x86_64, PyTorch CPU capability AVX512, 2 threads; 2 cores'."""
+    model = platform.processor() or "unknown processor"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: platform.processor() it is
+    text = f"{model}; {cpu_description()}; {os.cpu_count()} cores"
+    if device is not None and device.type == "cuda":
+        text += f"; GPU {torch.cuda.get_device_name(device)}"
+    return text
 
 
 def cpu_description() -> str:
