@@ -6,6 +6,8 @@ with the paper's figure for the task beside it, probing and surprise, the visual
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lewm_core import paper
 from lewm_core.world_model.checkpoint import planning_defaults
 from lewm_core.world_model.config import ModelConfig
@@ -123,6 +125,25 @@ def lineage_lines(lineage: list[dict]) -> list[str]:
     return lines
 
 
+def eval_tasks(result: dict) -> str:
+    """Where a `lewm eval --json` result's tasks came from and whether a goal met at the start
+    counted, in a few words: "held-out episodes" (the default), "all of pusht-v1-test.h5, start
+    not counted", "policy episodes"."""
+    if result.get("source") == "policy":
+        where = "policy episodes"
+    else:
+        split = result.get("split") or "val"
+        name = Path(result["data"]).name if result.get("data") else "the dataset"
+        where = {
+            "val": "held-out episodes",
+            "train": f"training episodes of {name}",
+            "all": f"all of {name}",
+        }.get(split, f"{split} episodes of {name}")
+    if result.get("goal_at_start") == "not-counted":
+        where += ", start not counted"
+    return where
+
+
 def planning_lines(env: str, title: str, config: dict, evals: dict) -> list[str]:
     """The evaluation's planning table with the paper's figure for the task in a column beside
     ours, what the paper's figure was measured with, and the model's default planner."""
@@ -133,15 +154,15 @@ def planning_lines(env: str, title: str, config: dict, evals: dict) -> list[str]
     lines = ["", "### Planning (CEM + MPC, goal 25 steps ahead, budget 50 steps)", ""]
     if evals:
         lines += [
-            "| sampling | context | objective | execute | CEM | episodes | success | 95% CI "
-            f"|{paper_head} random policy | plan ms (median) | precision |",
-            "|---|---|---|---|---|---|---|---|" + paper_rule + "---|---|---|",
+            "| tasks | sampling | context | objective | execute | CEM | episodes | success "
+            f"| 95% CI |{paper_head} random policy | plan ms (median) | precision |",
+            "|---|---|---|---|---|---|---|---|---|" + paper_rule + "---|---|---|",
         ]
         for name, e in evals.items():
             cem = e.get("cem", {})
             lo, hi = e["success_ci95"]
             lines.append(
-                f"| {e.get('sampling', name)} | {cem.get('context', 1)} | "
+                f"| {eval_tasks(e)} | {e.get('sampling', name)} | {cem.get('context', 1)} | "
                 f"{cem.get('objective', 'last')} | {cem.get('receding_horizon', 5)} | "
                 f"{cem.get('samples')}x{cem.get('iterations')} | "
                 f"{e['episodes']} | {e['success_rate']:.0%} | {lo:.0%}-{hi:.0%} |{paper_cell} "
@@ -152,8 +173,9 @@ def planning_lines(env: str, title: str, config: dict, evals: dict) -> list[str]
             "",
             "Each row: `lewm eval --checkpoint <this folder> --data <dataset> "
             "--episodes 50 --seed 0 --sampling <sampling> --context <context> "
-            "--objective <objective> --receding-horizon <execute>`. Plan times are those of "
-            "the machine each evaluation ran on.",
+            "--objective <objective> --receding-horizon <execute>`; tasks from all of a file "
+            "with the start not counted (the paper's protocol): `--split all --goal-at-start "
+            "not-counted`. Plan times are those of the machine each evaluation ran on.",
         ]
     else:
         lines.append("Not evaluated yet.")

@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from lewm_core.atomic import atomic_path, write_json
+from lewm_core.card_results import eval_tasks
 from lewm_core.data.dataset import dataset_info
 from lewm_core.data.samples import collect_sample, read_sample_info
 from lewm_core.errors import UserError
@@ -160,6 +161,9 @@ def eval_label(result: dict, fallback: str) -> str:
         parts.append(f"{cem['objective']} objective")
     if cem.get("receding_horizon", 5) != cem.get("horizon", 5):
         parts.append(f"execute {cem['receding_horizon']}")
+    tasks = eval_tasks(result)
+    if tasks != "held-out episodes":
+        parts.append(tasks)
     return ", ".join(parts)
 
 

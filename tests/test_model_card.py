@@ -230,3 +230,15 @@ def test_training_details_name_the_machine_of_the_summary():
         model_card(config, {"steps": 3, "wall_s": 1.5}, {}, 10), "## Training details"
     )
     assert "on the machine that trained it." in unknown and "this machine" not in unknown
+
+
+def test_evaluations_of_one_planner_on_other_tasks_get_their_own_rows():
+    from lewm_core.shipping import eval_label
+
+    base = {"sampling": "independent", "cem": {}, "source": "dataset", "split": "all"}
+    train = {**base, "data": "data/pusht-v1.h5", "goal_at_start": "not-counted"}
+    test = {**base, "data": "data/pusht-v1-test.h5", "goal_at_start": "not-counted"}
+    held_out = {"sampling": "independent", "cem": {}, "source": "dataset", "split": "val"}
+    labels = {eval_label(e, "x") for e in (train, test, held_out)}
+    assert len(labels) == 3 and "independent" in labels
+    assert "independent, all of pusht-v1-test.h5, start not counted" in labels

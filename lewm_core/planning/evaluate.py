@@ -318,6 +318,7 @@ def evaluate(
         },
         "seed": seed,
         "source": "dataset" if data is not None else "policy",
+        "data": str(data) if data is not None else None,
         "split": split if data is not None else None,
         "goal_at_start": "counted" if count_start else "not-counted",
         "goal_errors": goal_error_summary(results, env.unwrapped.success_tolerances),
