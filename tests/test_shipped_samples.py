@@ -241,3 +241,20 @@ def test_ship_carries_and_keeps_the_sample_and_names_it_in_the_card(
     assert "Held-out sample" not in (out / "MODEL_CARD.md").read_text()
     with pytest.raises(UserError, match="no held-out sample"):
         check_sample(out)
+
+
+def test_sample_of_a_policy_that_ends_its_episodes_keeps_their_lengths(tmp_path):
+    """pusht-v1's expert ends each episode at the goal: its sample holds episodes of varying
+    length, and sample.json counts the frames written, not episodes x steps."""
+    import shutil
+
+    from lewm_core.data.dataset import episode_lengths
+    from lewm_core.data.samples import collect_sample, sample_path
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(ROOT / "assets/models/pusht-v1/config.json", folder / "config.json")
+    info = collect_sample(folder, 3, 300, policy="expert")
+    lengths = episode_lengths(sample_path(folder))
+    assert len(lengths) == 3 and lengths.max() <= 300 and len(set(lengths)) > 1
+    assert info["frames"] == int(lengths.sum()) < 3 * 300

@@ -186,6 +186,7 @@ def collect_sample(
     returns the description written to sample.json. `progress(done, total)` after each episode.
     UserError on bad input, before anything is written."""
     from lewm_core.data.collect import CollectSpec, validate_spec, write_episodes
+    from lewm_core.envs import ends_episodes
 
     folder = Path(folder)
     config = read_config(folder)
@@ -221,6 +222,7 @@ def collect_sample(
         attrs,
         progress,
         compression="gzip",
+        varying=ends_episodes(env_name, policy),
     )
     info = {
         "env": env_name,
