@@ -20,6 +20,8 @@ ENVS = ("tworoom", "reacher", "pusht", "cube")  # the paper's order of tasks
 EXPECTED = {
     "rollouts",
     *(f"rollout_{env}" for env in ENVS),
+    # every other shipped model gets its rollout too (the demo shows one per task)
+    *(f"rollout_{p.name}" for p in MODELS.iterdir() if (p / "model.safetensors").is_file()),
     "architecture",
     "paper_vs_ours",
     "cem_budget",

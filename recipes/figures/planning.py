@@ -155,11 +155,23 @@ def rollout_frames(p: Planned, name: str, scale: int) -> list[tuple[np.ndarray, 
     return out
 
 
+def other_shipped_models(run: Run) -> list[Path]:
+    """Shipped model folders beside the four tasks' (e.g. the reference Push-T's, pusht-v1):
+    they get a rollout GIF too, for the demo, but no column in the hero GIF."""
+    models = run.models[0].parent
+    chosen = {Path(m).resolve() for m in run.models}
+    return [
+        p
+        for p in sorted(models.iterdir())
+        if (p / "model.safetensors").is_file() and p.resolve() not in chosen
+    ]
+
+
 def rollouts(run: Run) -> None:
-    """One GIF per task (plan | goal) and the hero GIF with the four tasks in a row."""
+    """One GIF per shipped model (plan | goal) and the hero GIF with the four tasks in a row."""
     b = run.budget
     columns = []
-    for folder in run.models:
+    for folder in [*run.models, *other_shipped_models(run)]:
         tp = task_planner(run, folder, b.plan_samples, b.plan_iterations)
         p, tried = tp.first(solved=True, tries=b.tries)
         name = title(tp.loaded)
@@ -187,7 +199,8 @@ def rollouts(run: Run) -> None:
             "cem": cem_budget(b.plan_samples, b.plan_iterations),
         }
         run.record(f"rollout_{env}", path, caption, data)
-        columns.append((name, p))
+        if folder in run.models:
+            columns.append((name, p))
     hero(run, columns)
 
 
