@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lewm_core import paper
+from lewm_core.data.samples import policy_flag
 from lewm_core.world_model.checkpoint import planning_defaults
 from lewm_core.world_model.config import ModelConfig
 
@@ -67,7 +68,8 @@ def training_lines(config: dict, train_summary: dict, data_info: dict | None) ->
         lines.append(
             f"- Dataset recipe: `lewm collect --env {data_info.get('env')} --episodes "
             f"{data_info.get('num_episodes')} --steps {data_info.get('steps')} --resolution "
-            f"{data_info.get('resolution')} --seed {data_info.get('seed')}` "
+            f"{data_info.get('resolution')} --seed {data_info.get('seed')}"
+            f"{policy_flag(str(data_info.get('policy', '')))}` "
             f"({data_info.get('num_steps'):,} frames; policy {data_info.get('policy')})."
         )
     ev = config.get("eval") or {}

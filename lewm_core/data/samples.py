@@ -265,17 +265,30 @@ def sample_card_lines(info: dict, folder_name: str = "<this folder>", level: int
     """The model card's "Held-out sample" section for a sample.json description, its heading
     at markdown `level` (2: `##`)."""
     mb = info.get("bytes", 0) / 1e6
+    episodes, steps = info.get("episodes", 0), info.get("steps", 0)
+    shorter = info.get("frames", 0) < episodes * steps  # a policy that ends its episodes
+    policy = policy_flag(info.get("policy", ""))
     return [
         "",
         "#" * level + " Held-out sample",
         "",
-        f"`{SAMPLE_FILE}`: {info.get('episodes')} episodes x {info.get('steps')} steps "
+        f"`{SAMPLE_FILE}`: {episodes} episodes x {'up to ' if shorter else ''}{steps} steps "
         f"({info.get('frames', 0):,} frames, {mb:.1f} MB) of the data policy "
         f"{info.get('policy')} at {info.get('resolution')} px; episode k starts from seed "
         f"2**31 + k, above every seed `lewm collect` gives an episode, so the model never "
         "trained on them. `lewm probe`, `tsne`, `straightness`, `decoder-train` and the lab's "
         "Decode, Latent space and Plan pages read it when the dataset above is not on disk "
         f"({SAMPLE_SPLIT[0]:.0%} of its episodes test the probes and the decoder). "
-        f"`lewm sample --checkpoint {folder_name} --episodes {info.get('episodes')} --steps "
-        f"{info.get('steps')}` ({info.get('wall_s')} s on the machine that made it).",
+        f"`lewm sample --checkpoint {folder_name} --episodes {episodes} --steps "
+        f"{steps}{policy}` ({info.get('wall_s')} s on the machine that made it).",
     ]
+
+
+def policy_flag(policy_name: str) -> str:
+    """" --policy NAME" for a recorded data policy other than the default (the `policy`
+    attribute collect writes: "lewm_core.envs.make_policy('pusht-v1', policy='expert')"), else
+    ""."""
+    marker = "policy='"
+    if marker not in policy_name:
+        return ""
+    return f" --policy {policy_name.split(marker, 1)[1].split(chr(39), 1)[0]}"
