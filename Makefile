@@ -43,6 +43,7 @@ docs: install
 # docs/figures/figures.json (python -m recipes.figures --help: --only, --quick, --push-model).
 figures: install-dev
 	$(BIN)/python -m recipes.figures --out docs/figures
+	$(BIN)/python -m recipes.figures.screenshot --out docs/figures/lab_plan.png
 
 lint: install-dev
 	$(BIN)/ruff check .
