@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from lewm_core.cli.arguments import add_output_flags, emit_json, path_arg, positive_float, seed_arg
+from lewm_core.cli.arguments import (
+    add_model_flag,
+    add_output_flags,
+    add_seed_flag,
+    emit_json,
+    path_arg,
+    positive_float,
+)
 
 
 def cmd_decoder_train(args: argparse.Namespace) -> None:
@@ -48,21 +55,14 @@ def cmd_decoder_train(args: argparse.Namespace) -> None:
 def register(sub) -> None:
     """Add `decoder-train` to the `lewm` parser's sub-parsers `sub`."""
     d = sub.add_parser("decoder-train", help="train the visualisation decoder on a frozen model")
-    d.add_argument(
-        "--checkpoint", required=True, type=path_arg, help="run folder; the decoder is saved there"
-    )
+    add_model_flag(d, help="run folder; the decoder is saved there")
     d.add_argument(
         "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
     )
     d.add_argument("--steps", type=int, default=1000, help="training steps")
     d.add_argument("--batch-size", type=int, default=64, help="frames per step")
     d.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW learning rate")
-    d.add_argument(
-        "--seed",
-        type=seed_arg,
-        default=0,
-        help="random seed (0 to 2**32 - 1); the same seed gives the same result",
-    )
+    add_seed_flag(d)
     d.add_argument("--frames", type=int, default=10000, help="training frames encoded once")
     d.add_argument(
         "--val-frames", type=int, default=512, help="held-out frames the PSNR is measured on"

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 
 from lewm_core.cli.arguments import (
+    add_model_flag,
     add_output_flags,
+    add_seed_flag,
     emit_json,
     path_arg,
     positive_float,
     say_to_stderr,
-    seed_arg,
 )
 
 # --------------------------------------------------------------------------- commands
@@ -179,12 +180,7 @@ def register(sub) -> None:
     """Add probe, tsne, surprise, straightness and sample to argparse
     sub-parsers `sub`."""
     p = sub.add_parser("probe", help="linear / MLP probes of the state from single latents")
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        type=path_arg,
-        help="model folder (a run or a shipped model: config.json + model.safetensors)",
-    )
+    add_model_flag(p)
     p.add_argument(
         "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
     )
@@ -197,12 +193,7 @@ def register(sub) -> None:
         default=5000,
         help="held-out frames (other episodes) the probes are scored on",
     )
-    p.add_argument(
-        "--seed",
-        type=seed_arg,
-        default=0,
-        help="random seed (0 to 2**32 - 1); the same seed gives the same result",
-    )
+    add_seed_flag(p)
     p.add_argument("--alpha", type=float, default=1.0, help="ridge strength (linear probe)")
     p.add_argument("--no-mlp", action="store_true", help="linear probes only")
     p.add_argument("--untrained-mlp", action="store_true", help="also MLP-probe the floor")
@@ -210,22 +201,12 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_probe)
 
     t = sub.add_parser("tsne", help="t-SNE map of latents with trustworthiness")
-    t.add_argument(
-        "--checkpoint",
-        required=True,
-        type=path_arg,
-        help="model folder (a run or a shipped model: config.json + model.safetensors)",
-    )
+    add_model_flag(t)
     t.add_argument(
         "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
     )
     t.add_argument("--points", type=int, default=2000, help="frames to map")
-    t.add_argument(
-        "--seed",
-        type=seed_arg,
-        default=0,
-        help="random seed (0 to 2**32 - 1); the same seed gives the same result",
-    )
+    add_seed_flag(t)
     t.add_argument("--color", default="agent_pos", help="state quantity, e.g. agent_pos[1]")
     t.add_argument("--component", help="component index of a vector quantity, or 'norm'")
     t.add_argument(
@@ -241,24 +222,14 @@ def register(sub) -> None:
     t.set_defaults(func=cmd_tsne)
 
     s = sub.add_parser("surprise", help="violation of expectation: teleport / colour change")
-    s.add_argument(
-        "--checkpoint",
-        required=True,
-        type=path_arg,
-        help="model folder (a run or a shipped model: config.json + model.safetensors)",
-    )
+    add_model_flag(s)
     s.add_argument(
         "--episodes",
         type=int,
         default=20,
         help="episodes, each run with and without the perturbation",
     )
-    s.add_argument(
-        "--seed",
-        type=seed_arg,
-        default=0,
-        help="random seed (0 to 2**32 - 1); the same seed gives the same result",
-    )
+    add_seed_flag(s)
     s.add_argument("--steps", type=int, default=20, help="model steps per episode")
     s.add_argument("--perturb-step", type=int, help="model step of the perturbation (middle)")
     s.add_argument(
@@ -271,24 +242,14 @@ def register(sub) -> None:
     s.set_defaults(func=cmd_surprise)
 
     st = sub.add_parser("straightness", help="temporal straightness of latent trajectories")
-    st.add_argument(
-        "--checkpoint",
-        required=True,
-        type=path_arg,
-        help="model folder (a run or a shipped model: config.json + model.safetensors)",
-    )
+    add_model_flag(st)
     st.add_argument(
         "--data", type=path_arg, help="dataset (default: the one the model was trained on)"
     )
     st.add_argument(
         "--episodes", type=int, default=50, help="episodes whose latent paths are measured"
     )
-    st.add_argument(
-        "--seed",
-        type=seed_arg,
-        default=0,
-        help="random seed (0 to 2**32 - 1); the same seed gives the same result",
-    )
+    add_seed_flag(st)
     st.add_argument(
         "--split",
         default="val",
@@ -308,9 +269,7 @@ def register(sub) -> None:
         help="collect a model's held-out sample (sample.h5): frames its analyses read where "
         "its dataset is not on disk",
     )
-    sa.add_argument(
-        "--checkpoint", required=True, type=path_arg, help="model folder; the sample is saved there"
-    )
+    add_model_flag(sa, help="model folder; the sample is saved there")
     sa.add_argument("--episodes", type=int, default=20, help="episodes (2 to 1000; default 20)")
     sa.add_argument(
         "--steps",

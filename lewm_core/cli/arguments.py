@@ -135,6 +135,20 @@ def positive_float(text: str) -> float:
     return value
 
 
+MODEL_FOLDER_HELP = "model folder (a run or a shipped model: config.json + model.safetensors)"
+SEED_HELP = "random seed (0 to 2**32 - 1); the same seed gives the same result"
+
+
+def add_model_flag(parser: argparse.ArgumentParser, help: str = MODEL_FOLDER_HELP) -> None:
+    """`--checkpoint`: the model folder a command reads (required)."""
+    parser.add_argument("--checkpoint", required=True, type=path_arg, help=help)
+
+
+def add_seed_flag(parser: argparse.ArgumentParser, help: str = SEED_HELP) -> None:
+    """`--seed`: an integer in [0, 2**32 - 1], default 0; `help` says what it draws."""
+    parser.add_argument("--seed", type=seed_arg, default=0, help=help)
+
+
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
     """`--quiet` and `--json`, which every command that reports numbers takes."""
     parser.add_argument(

@@ -7,10 +7,10 @@ import time
 
 from lewm_core.cli.arguments import (
     add_output_flags,
+    add_seed_flag,
     emit_json,
     episode_progress,
     path_arg,
-    seed_arg,
 )
 
 
@@ -63,12 +63,7 @@ def register(sub) -> None:
         "(pusht-v1's expert: at the first step with the T at the goal)",
     )
     c.add_argument("--resolution", type=int, default=64, help="frame side in pixels")
-    c.add_argument(
-        "--seed",
-        type=seed_arg,
-        default=0,
-        help="data seed: episode k is drawn from (seed, k) alone",
-    )
+    add_seed_flag(c, help="data seed: episode k is drawn from (seed, k) alone")
     c.add_argument(
         "--policy",
         default="default",

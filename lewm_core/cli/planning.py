@@ -7,12 +7,13 @@ import argparse
 import time
 
 from lewm_core.cli.arguments import (
+    add_model_flag,
     add_output_flags,
+    add_seed_flag,
     check_range,
     emit_json,
     episode_progress,
     path_arg,
-    seed_arg,
 )
 from lewm_core.knobs import add_flags, check_value, knobs_of, values_from
 from lewm_core.planning import GOAL_AT_START, SPLITS
@@ -176,7 +177,7 @@ def register(sub) -> None:
         "collect-planned",
         help="a dataset of the model's own planner episodes (train on them with --extra-data)",
     )
-    cp.add_argument("--checkpoint", required=True, type=path_arg, help="model folder")
+    add_model_flag(cp, help="model folder")
     cp.add_argument(
         "--data",
         required=True,
@@ -184,9 +185,7 @@ def register(sub) -> None:
         help="the model's dataset: tasks come from its training episodes only",
     )
     cp.add_argument("--episodes", type=int, default=100, help="planner episodes to collect")
-    cp.add_argument(
-        "--seed", type=seed_arg, default=0, help="task seed: task i resets the env with seed + i"
-    )
+    add_seed_flag(cp, help="task seed: task i resets the env with seed + i")
     cp.add_argument("--budget", type=int, default=50, help="raw steps per episode")
     cp.add_argument("--goal-offset", type=int, default=25, help="goal = state this many steps on")
     cp.add_argument(
@@ -202,9 +201,7 @@ def register(sub) -> None:
     cp.set_defaults(func=cmd_collect_planned)
 
     e = sub.add_parser("eval", help="planning success with CEM + MPC (the paper's protocol)")
-    e.add_argument(
-        "--checkpoint", required=True, type=path_arg, help="run folder (config.json + safetensors)"
-    )
+    add_model_flag(e, help="run folder (config.json + safetensors)")
     e.add_argument(
         "--data",
         type=path_arg,
@@ -225,9 +222,7 @@ def register(sub) -> None:
         + "; ".join(f"{name}: {what}" for name, what in GOAL_AT_START.items()),
     )
     e.add_argument("--episodes", type=int, default=50, help="tasks (start, goal) to plan")
-    e.add_argument(
-        "--seed", type=seed_arg, default=0, help="task seed: the same seed draws the same tasks"
-    )
+    add_seed_flag(e, help="task seed: the same seed draws the same tasks")
     e.add_argument("--budget", type=int, default=50, help="raw steps per episode")
     e.add_argument("--goal-offset", type=int, default=25, help="goal = state this many steps on")
     add_planning_flags(e)
