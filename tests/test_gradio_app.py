@@ -188,10 +188,11 @@ def test_page_on_load_in_browser(request: pytest.FixtureRequest) -> None:
             expect(card).to_contain_text(_card_title("tworoom"))
 
             page.locator("#task input").click()
-            page.get_by_role("option", name="Push-T", exact=True).click()
-            expect(example).to_have_attribute("src", re.compile(r"/rollout_pusht\.gif$"))
-            expect(page.locator("#example-caption")).to_contain_text(_caption("rollout_pusht")[:80])
-            expect(card).to_contain_text(_card_title("pusht"))
+            page.get_by_role("option", name="Push-T", exact=True).click()  # the paper's Push-T
+            expect(example).to_have_attribute("src", re.compile(r"/rollout_pusht-v1\.gif$"))
+            caption = _caption("rollout_pusht-v1")[:80]
+            expect(page.locator("#example-caption")).to_contain_text(caption)
+            expect(card).to_contain_text(_card_title("pusht-v1"))
             assert page.locator(".toast-body.error").count() == 0
         finally:
             browser.close()

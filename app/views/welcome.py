@@ -63,9 +63,10 @@ The pictures on this page are drawn from the shipped models by `{MAKE_FIGURES}` 
 captions in `{figures_at}/figures.json`). Every number shown elsewhere in the lab is computed by
 the project's `lewm_core` package (environments, model, training, planning); the app only
 displays it. The tasks are **Two-Room** (a point agent passes a door to a target), **Push-T**
-(push a T-shaped block onto a target pose), **Reacher** (a two-joint arm reaches a point) and
-**Cube** (a robot arm picks up a cube and places it at a goal, in 3-D); **Push-T (reference)** is
-the paper's own Push-T (its physics, success test and pictures), beside the lab's.
+(push a T-shaped block onto a target pose, with the paper's physics, success test and pictures),
+**Reacher** (a two-joint arm reaches a point) and **Cube** (a robot arm picks up a cube and places
+it at a goal, in 3-D); **Push-T v0** is the lab's first Push-T (other physics and data), kept
+with its model to compare.
 Shipped models (`{assets_at}`): {", ".join(with_model) or "none"}.
 """
     + (

@@ -52,7 +52,9 @@ def register(sub) -> None:
     """Add `collect` to the main parser's sub-parsers `sub`."""
     c = sub.add_parser("collect", help="collect a dataset with an env's data policy")
     c.add_argument(
-        "--env", required=True, help="environment: tworoom, pusht, pusht-v1, reacher or cube"
+        "--env",
+        required=True,
+        help="environment: tworoom, pusht-v1 (the paper's Push-T), pusht (v0), reacher or cube",
     )
     c.add_argument("--episodes", type=int, default=100, help="episodes to collect")
     c.add_argument(

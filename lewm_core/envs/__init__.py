@@ -3,8 +3,9 @@
 ``make(name, resolution)`` builds an environment, ``make_policy(name, env, seed)`` its scripted
 data-collection policy (``policy=`` picks another of the env's policies, ``POLICIES[name]``).
 Importing this package also registers the gymnasium ids ``lewm/TwoRoom-v0``, ``lewm/PushT-v0``,
-``lewm/PushT-v1``, ``lewm/Reacher-v0`` and ``lewm/Cube-v0`` (kwargs: ``resolution``). "pusht"
-is the Push-T the shipped model learned; "pusht-v1" the paper's reference task (docs/pusht.md).
+``lewm/PushT-v1``, ``lewm/Reacher-v0`` and ``lewm/Cube-v0`` (kwargs: ``resolution``).
+"pusht-v1" is the paper's Push-T (the reference task, docs/pusht.md); "pusht" the lab's first
+Push-T (v0: other physics, kept with its model as the "before").
 Environment modules are imported lazily, so the MuJoCo stack of Reacher and Cube (and OGBench's
 assets for Cube) is only loaded when used.
 
@@ -42,23 +43,23 @@ class _Spec:
 
 _SPECS: dict[str, _Spec] = {
     "tworoom": _Spec("tworoom", "TwoRoomEnv", "TwoRoomPolicy", "lewm/TwoRoom-v0", "Two-Room"),
-    "pusht": _Spec(
-        "pusht",
-        "PushTEnv",
-        "PushTPolicy",
-        "lewm/PushT-v0",
-        "Push-T",
-        (("expert", "PushTExpertPolicy"),),
-        "pusht_policies",
-    ),
     "pusht-v1": _Spec(
         "pusht_v1",
         "PushTV1Env",
         "PushTV1Policy",
         "lewm/PushT-v1",
-        "Push-T (reference)",
+        "Push-T",
         (("expert", "PushTV1ExpertPolicy"),),
         "pusht_v1_policies",
+    ),
+    "pusht": _Spec(
+        "pusht",
+        "PushTEnv",
+        "PushTPolicy",
+        "lewm/PushT-v0",
+        "Push-T v0",
+        (("expert", "PushTExpertPolicy"),),
+        "pusht_policies",
     ),
     "reacher": _Spec("reacher", "ReacherEnv", "ReacherPolicy", "lewm/Reacher-v0", "Reacher"),
     "cube": _Spec("cube", "CubeEnv", "CubePolicy", "lewm/Cube-v0", "Cube"),

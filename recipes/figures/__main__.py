@@ -1,7 +1,7 @@
 """`python -m recipes.figures`: make the figures (all, or those named with --only).
 
     python -m recipes.figures [--out docs/figures] [--only NAME ...] [--quick] [--seed 0]
-        [--push-model assets/models/pusht] [--analysis-model assets/models/tworoom]
+        [--push-model assets/models/pusht-v1] [--analysis-model assets/models/tworoom]
 
 Prints one JSON object: each figure's file and size and the wall time.
 """
@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--push-model",
         type=Path,
-        default=MODELS / "pusht",
+        default=MODELS / "pusht-v1",
         help="the Push-T model folder (the rollout and the failed push)",
     )
     p.add_argument(
