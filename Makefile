@@ -36,14 +36,16 @@ space: install
 	$(BIN)/python app/space.py $(OUT) --sdk $(SDK)
 
 # The command-line reference, docs/cli.md, written from the parser (a test fails when it is stale).
-docs: install
+docs: install-dev
 	$(BIN)/python -m lewm_core.cli.reference --out docs/cli.md
+	$(BIN)/python -m recipes.figures.results_table
 
 # The figures in docs/figures, made from the shipped models with their captions in
 # docs/figures/figures.json (python -m recipes.figures --help: --only, --quick, --push-model).
 figures: install-dev
 	$(BIN)/python -m recipes.figures --out docs/figures
 	$(BIN)/python -m recipes.figures.screenshot --out docs/figures/lab_plan.png
+	$(BIN)/python -m recipes.figures.results_table
 
 lint: install-dev
 	$(BIN)/ruff check .

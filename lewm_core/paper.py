@@ -24,6 +24,14 @@ PLANNING_SUCCESS: dict[str, int] = {
     "pusht": 96,
     "cube": 74,
 }
+# The paper's random policy on the same tasks (%), by the same env names.
+RANDOM_POLICY_SUCCESS: dict[str, int] = {
+    "tworoom": 0,
+    "reacher": 10,
+    "pusht-v1": 2,
+    "pusht": 2,
+    "cube": 48,
+}
 # What a card adds beside the figure where the paper's task is not quite the env compared.
 TASK_NOTES: dict[str, tuple[str, ...]] = {
     "pusht": (

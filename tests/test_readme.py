@@ -32,3 +32,36 @@ def test_it_stays_a_landing_page():
     assert len(text.split()) <= 1400
     assert "make lab" in text and "make test" in text  # the two commands, and CI's
     assert text.index("make lab") < text.index("## Results at a glance")
+
+
+def test_results_block_is_current_and_reads_eval_json(tmp_path, monkeypatch):
+    """The README's results block is what `python -m recipes.figures.results_table` writes from
+    the shipped models; a changed eval.json changes its cell (and a stale README fails)."""
+    import json
+
+    from recipes.figures import results_table
+    from recipes.figures.common import MODELS, TASK_MODELS
+
+    block = results_table.results_block()
+    assert block in README.read_text(), "stale: run python -m recipes.figures.results_table"
+    folders = []
+    for name in TASK_MODELS:
+        copy = tmp_path / name
+        copy.mkdir()
+        for f in (MODELS / name).iterdir():
+            if f.is_file():
+                (copy / f.name).symlink_to(f)
+        folders.append(copy)
+    evals = json.loads((MODELS / "reacher" / "eval.json").read_text())
+    for row in evals.values():
+        row["success_rate"] = 0.3
+        row.pop("success_ci95", None)
+    (tmp_path / "reacher" / "eval.json").unlink()
+    (tmp_path / "reacher" / "eval.json").write_text(json.dumps(evals))
+    changed = results_table.results_block(folders)
+    shipped_row = next(line for line in changed.splitlines() if "the shipped planner" in line)
+    assert shipped_row.split(" | ")[2] == "30 (19-44)"  # Reacher's cell: 15 of 50, Wilson 95%
+    stale = tmp_path / "README.md"
+    stale.write_text(README.read_text().replace(block, changed))
+    assert results_table.main(["--readme", str(stale), "--check"]) == 1
+    assert results_table.main(["--readme", str(README), "--check"]) == 0

@@ -20,7 +20,14 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before any env import: offscreen Mu
 
 from recipes.figures.analysis import surprise, tsne_map  # noqa: E402
 from recipes.figures.collapse import collapse  # noqa: E402
-from recipes.figures.common import MODELS, QUICK, Budget, Run  # noqa: E402
+from recipes.figures.common import (  # noqa: E402
+    MODELS,
+    PUSH_MODEL,
+    QUICK,
+    TASK_MODELS,
+    Budget,
+    Run,
+)
 from recipes.figures.diagram import architecture  # noqa: E402
 from recipes.figures.failed_push import failed_push  # noqa: E402
 from recipes.figures.planning import budget_sweep, rollouts  # noqa: E402
@@ -59,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--push-model",
         type=Path,
-        default=MODELS / "pusht-v1",
+        default=MODELS / PUSH_MODEL,
         help="the Push-T model folder (the rollout and the failed push)",
     )
     p.add_argument(
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = {"plan_samples": args.plan_samples, "plan_iterations": args.plan_iterations}
     budget = replace(budget, **{k: v for k, v in overrides.items() if v is not None})
     # the four tasks in the paper's order: Two-Room, Reacher, Push-T, Cube
-    models = [MODELS / "tworoom", MODELS / "reacher", args.push_model, MODELS / "cube"]
+    models = [args.push_model if n == PUSH_MODEL else MODELS / n for n in TASK_MODELS]
     args.out.mkdir(parents=True, exist_ok=True)
     run = Run(args.out, budget, models, args.push_model, args.analysis_model, args.seed)
     t0 = time.perf_counter()

@@ -36,6 +36,10 @@ from recipes.workshop import WorkshopSettings  # noqa: E402
 INDEX_FILE = "figures.json"
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "assets" / "models"
+# The shipped model folder of each of the paper's tasks, in its order (Push-T: the reference
+# task's model; the lab's v0 Push-T model is shown beside them only as a rollout).
+PUSH_MODEL = "pusht-v1"
+TASK_MODELS: tuple[str, ...] = ("tworoom", "reacher", PUSH_MODEL, "cube")
 # The planning protocol's step budget and goal distance: `lewm eval`'s own defaults.
 PROTOCOL: dict[str, int] = {
     k: inspect.signature(evaluate).parameters[k].default for k in ("budget", "goal_offset")
@@ -140,6 +144,12 @@ class Run:
 def title(loaded: LoadedModel) -> str:
     """The task's name for people ("Two-Room")."""
     return ENV_TITLES.get(loaded.env_name, loaded.env_name)
+
+
+def title_of(folder: Path) -> str:
+    """The task's name for people of a model folder, from its config.json alone."""
+    env = config_of(folder)["data"]["env"]
+    return ENV_TITLES.get(env, env)
 
 
 def shown(path: Path) -> str:
