@@ -3,7 +3,7 @@
 Usage: ``python bench/envs.py [--json] [--seconds S] [--resolution R]``. Prints a table; with
 ``--json`` the last line is a JSON object ``{"tworoom_steps_s": ..., "pusht_steps_s": ...,
 "pusht-v1_steps_s": ..., "reacher_steps_s": ..., "cube_steps_s": ...}``. Targets (64 px, one
-process): Two-Room >= 20,000/s, Push-T >= 5,000/s, Push-T (reference) >= 1,000/s (it draws at
+process): Two-Room >= 20,000/s, Push-T v0 >= 5,000/s, Push-T (v1) >= 1,000/s (it draws at
 512 px and resizes twice, as the reference's frames are made), Reacher >= 200/s, Cube >= 100/s.
 """
 

@@ -229,3 +229,30 @@ def test_reached_episodes_are_found_by_replay_and_kept(tiny_run, tmp_path):
         f.attrs["seed"] = 5
     with pytest.raises(UserError, match="does not replay"):
         episodes_reached(wrong)
+
+
+def test_angle_factors_table_reads_real_probe_outputs(tmp_path):
+    """The factor study's table: a real `lewm probe --json` of the shipped Push-T model, filed
+    as a finished arm, comes back as its row (linear, MLP, untrained and floor r)."""
+    data = tmp_path / "v1.h5"
+    collect = [sys.executable, "-m", "lewm_core", "collect", "--env", "pusht-v1", "--episodes"]
+    collect += ["12", "--steps", "40", "--seed", "3", "--out", str(data), "--quiet"]
+    subprocess.run(collect, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    run = tmp_path / "runs" / "f-v1-expert"
+    run.mkdir(parents=True)
+    probe = [sys.executable, "-m", "lewm_core", "probe", "--checkpoint", "assets/models/pusht-v1"]
+    probe += ["--data", str(data), "--train-frames", "200", "--test-frames", "100", "--json"]
+    probe += ["--quiet"]
+    out = subprocess.run(probe, cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
+    (run / "probe.out").write_text(out.stdout)
+    expected = json.loads(out.stdout.strip().splitlines()[-1])
+    script = [sys.executable, "research/angle_factors.py", "--table-only"]
+    table = subprocess.run(
+        [*script, "--runs", str(tmp_path / "runs")],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=120,
+    ).stdout.splitlines()  # fmt: skip
+    assert table[0].startswith("| arm, probed on | agent_pos | block_pos | block_angle")
+    (row,) = [line for line in table if line.startswith("| v1-expert, own data |")]
+    angle = expected["linear"]["block_angle"]["r"]
+    floor = expected["state_floor"]["linear"]["block_angle"]["r"]
+    assert f"{angle:.3f} (" in row and row.endswith(f" | {floor:.3f} |")
