@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         if own.exists() and own.stat().st_size:
             rows[f"{name}, own data"] = read_probe(own)
         for other in sorted(run.glob("probe-on-*.out")):
+            if other.stat().st_size == 0:  # being written
+                continue
             rows[f"{name}, {other.stem.removeprefix('probe-on-')} data"] = read_probe(other)
     print(table(rows))
     if args.json:
