@@ -42,7 +42,7 @@ from recipes.figures.common import (
     upscale,
     vstack,
 )
-from recipes.figures.results import read_json, shipped_row, training_file
+from recipes.figures.results import read_json, row_of, training_file
 
 REACHED, MISSED = (40, 170, 60), (220, 40, 40)  # the border of a rollout's last frame
 TASKS_PER_TRY = 6  # tasks drawn per task planned: the kind shown is one of several
@@ -251,9 +251,7 @@ def budget_sweep(run: Run) -> None:
             }
         )
     loaded = run.model(folder)
-    row = shipped_row(
-        read_json(folder / EVAL_FILE), loaded.planning, training_file(config_of(folder))
-    )
+    row = row_of(read_json(folder / EVAL_FILE), loaded.planning, training_file(config_of(folder)))
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     x = [p["samples"] * p["iterations"] for p in points]
     y = [100 * p["successes"] / p["episodes"] for p in points]

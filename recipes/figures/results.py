@@ -98,11 +98,6 @@ def other_files(evals: dict, settings: PlanningDefaults, drawn: dict | None) -> 
     ]
 
 
-def shipped_row(evals: dict, planning: PlanningDefaults, data: str | None = None) -> dict | None:
-    """The row of the model's shipped planner (on its training file, see `row_of`)."""
-    return row_of(evals, planning, data)
-
-
 def interval(row: dict) -> list[float]:
     """A row's 95% interval (its own, else the Wilson interval of its counts), in %."""
     if "success_ci95" in row:
