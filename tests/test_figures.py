@@ -133,3 +133,25 @@ def test_a_bar_moves_with_its_eval_json_and_a_figure_made_again_is_the_same(
     old_bars, new_bars = (d["paper_vs_ours"]["data"]["drawn"]["shipped"] for d in (index, new))
     assert [new_bars[i] for i in others] == [old_bars[i] for i in others]
     assert (again / "architecture.png").read_bytes() == (out / "architecture.png").read_bytes()
+
+
+def test_rows_of_one_file_match_by_name_whatever_path_recorded_them() -> None:
+    """`row_of` and `other_files` tell files apart by one rule: a row recorded as
+    `../data/x.h5` is the training file `data/x.h5`, the held-out `data/x-test.h5` is not."""
+    from recipes.figures.results import other_files, row_of, row_settings
+
+    def row(data: str, rate: float, episodes: int = 50) -> dict:
+        cem = {"context": 1, "objective": "last", "receding_horizon": 5, "horizon": 5}
+        return {"data": data, "success_rate": rate, "episodes": episodes, "sampling": "block",
+                "cem": cem}  # fmt: skip
+
+    evals = {
+        "a": row("/runs/elsewhere/../data/x.h5", 0.7),
+        "b": row("data/x-test.h5", 0.5, episodes=200),
+        "c": row("data/x.h5", 0.6, episodes=20),
+    }
+    settings = row_settings(evals["a"])
+    drawn = row_of(evals, settings, data="data/x.h5")
+    assert drawn is evals["a"]  # its own file first, then the most episodes
+    assert other_files(evals, settings, drawn) == [evals["b"]]
+    assert row_of(evals, settings, data="x-test.h5") is evals["b"]

@@ -75,10 +75,17 @@ def row_of(evals: dict, settings: PlanningDefaults, data: str | None = None) -> 
 
     def rank(row: dict) -> tuple[bool, int]:
         named = row.get("data")
-        own = named is None or data is None or Path(named).name == Path(data).name
+        own = named is None or data is None or same_file(named, data)
         return own, row.get("episodes", 0)
 
     return max(rows, key=rank) if rows else None
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two recorded data paths name one file: eval rows and configs record the path
+    the command was given (`data/pusht-v1.h5`, `../data/pusht-v1.h5`), so the file's name
+    tells them apart."""
+    return Path(a).name == Path(b).name
 
 
 def training_file(config: dict) -> str | None:
@@ -94,7 +101,9 @@ def other_files(evals: dict, settings: PlanningDefaults, drawn: dict | None) -> 
     return [
         r
         for r in evals.values()
-        if row_settings(r) == settings and r.get("data") and r.get("data") != drawn.get("data")
+        if row_settings(r) == settings
+        and r.get("data")
+        and not (drawn.get("data") and same_file(r["data"], drawn["data"]))
     ]
 
 
