@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the shipped model further on many more episodes of its env's data policy, and ship the
 # result if it plans better on the selection episodes.
-#   bash recipes/more_data.sh pusht
+#   bash recipes/more_data.sh pusht-v1
 # The recipe's MORE_DATA is "episodes:seed:steps": `lewm collect` that many episodes of the
 # data policy with a fresh data seed (disjoint from data/<env>.h5's episodes) into
 # data/<env>-more.h5, then `lewm train --init-from` the shipped model (copied once to
@@ -15,7 +15,7 @@
 # this 2-core machine (the new episodes are read from disk: about 2.3 steps/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ENV="${1:?usage: recipes/more_data.sh pusht|cube}"
+ENV="${1:?usage: recipes/more_data.sh pusht-v1|pusht|cube}"
 source recipes/recipes.sh
 recipe "$ENV"
 if [ -z "$MORE_DATA" ]; then
@@ -27,8 +27,8 @@ MORE="data/$ENV-more.h5"
 DIR="runs/$ENV-more"
 [ -f "$DATA" ] || { echo "error: $DATA is missing; run recipes/train_assets.sh $ENV first" >&2; exit 2; }
 start_from_shipped "$DIR"  # sets PLAN
-[ -f "$MORE" ] || $LEWM collect --env "$ENV" --episodes "$MORE_EPISODES" --steps "$STEPS" \
-  --resolution "$RESOLUTION" --seed "$MORE_SEED" --workers 2 --out "$MORE" --quiet
+[ -f "$MORE" ] || $LEWM collect --env "$ENV" --policy "$POLICY" --episodes "$MORE_EPISODES" \
+  --steps "$STEPS" --resolution "$RESOLUTION" --seed "$MORE_SEED" --workers 2 --out "$MORE" --quiet
 RUN="$DIR/more"
 [ -f "$RUN/train_summary.json" ] || $LEWM train --data "$DATA" --extra-data "$MORE" \
   --extra-repeat 1 --preset lab --init-from "$DIR/start" --max-steps "$MORE_STEPS" \

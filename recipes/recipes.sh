@@ -41,7 +41,9 @@ recipe() {
              # the paper's data and protocol (docs/pusht.md): expert episodes that end at the
              # goal; tasks from the whole file, the start not counted; a held-out file of
              # "episodes:seed" expert episodes is evaluated the same way
-             POLICY=expert; PROTOCOL="--split all --goal-at-start not-counted"; TEST_DATA="200:7" ;;
+             POLICY=expert; PROTOCOL="--split all --goal-at-start not-counted"; TEST_DATA="200:7"
+             # then 6,000 steps on ten times the episodes (a fresh data seed)
+             MORE_DATA="10000:2:6000" ;;
     reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; contexts="1 3"
              SAMPLE_EPISODES=20 ;;
     cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; SAMPLE_EPISODES=12
@@ -77,36 +79,48 @@ print(" ".join(f"--{k.replace(chr(95), chr(45))} {v}" for k, v in d.items()))' "
 }
 
 # select_score MODEL OUT_PREFIX FLAGS...: evaluate MODEL with FLAGS on the selection episodes
-# (eval seeds 1 and 2, 50 each; OUT_PREFIX-seed<k>.json, kept: a rerun reuses them) and print
-# the successes out of 100.
+# (eval seeds 1 and 2, 50 each, on the recipe's PROTOCOL; OUT_PREFIX-seed<k>.json, kept: a rerun
+# reuses them) and print the successes out of 100.
 select_score() {
-  local model="$1" prefix="$2" total=0 seed
+  local model="$1" prefix="$2" total=0 seed proto
   shift 2
+  read -r -a proto <<< "$PROTOCOL"
   for seed in 1 2; do
     [ -s "$prefix-seed$seed.json" ] || $LEWM eval --checkpoint "$model" --data "$DATA" \
-      --episodes 50 --seed "$seed" "$@" --compile --quiet --json > "$prefix-seed$seed.json"
+      "${proto[@]}" --episodes 50 --seed "$seed" "$@" --compile --quiet --json \
+      > "$prefix-seed$seed.json"
     total=$(( total + $(eval_successes "$prefix-seed$seed.json") ))
   done
   echo "$total"
 }
 
-# report_and_ship RUN FLAGS...: evaluate RUN on the reported episodes (seed 0) with its planning
-# FLAGS and with the published planner (both samplings), train its decoder, probe its latents,
-# measure surprise, and ship it to assets/models/<env> with every report (`lewm ship` records
-# the training stages).
+# report_and_ship RUN FLAGS...: evaluate RUN on the reported episodes (seed 0, the recipe's
+# PROTOCOL) with its planning FLAGS and with the published planner (both samplings; one that is
+# FLAGS already is not run twice), and with FLAGS on the held-out file data/<env>-test.h5 where the
+# recipe has TEST_DATA; train its decoder, probe its latents, measure surprise, and ship it to
+# assets/models/<env> with every report (`lewm ship` records the training stages).
 report_and_ship() {
-  local run="$1" name evals=()
+  local run="$1" name file evals=() proto
   shift
+  read -r -a proto <<< "$PROTOCOL"
   declare -A flags=(
     [shipped]="$*"
     [block-published]="--sampling block --context 1 --objective last --receding-horizon 5"
     [independent-published]="--sampling independent --context 1 --objective last --receding-horizon 5"
   )
-  for name in shipped block-published independent-published; do
-    read -r -a f <<< "${flags[$name]}"
-    [ -s "$run/eval-$name.json" ] || $LEWM eval --checkpoint "$run" --data "$DATA" --episodes 50 \
-      --seed 0 "${f[@]}" --compile --videos 3 --video-dir "$run/videos-$name" --quiet --json \
-      > "$run/eval-$name.json"
+  for name in shipped block-published independent-published shipped-test; do
+    file="$DATA"
+    if [ "$name" = shipped-test ]; then
+      [ -n "$TEST_DATA" ] || continue
+      file="data/$ENV-test.h5"
+      read -r -a f <<< "${flags[shipped]}"
+    else
+      [ "$name" = shipped ] || ! same_planner "${flags[$name]}" "${flags[shipped]}" || continue
+      read -r -a f <<< "${flags[$name]}"
+    fi
+    [ -s "$run/eval-$name.json" ] || $LEWM eval --checkpoint "$run" --data "$file" "${proto[@]}" \
+      --episodes 50 --seed 0 "${f[@]}" --compile --videos 3 --video-dir "$run/videos-$name" \
+      --quiet --json > "$run/eval-$name.json"
     tail -n 1 "$run/eval-$name.json"
     evals+=(--eval "$run/eval-$name.json")
   done
@@ -123,7 +137,13 @@ report_and_ship() {
 # them).
 ship_sample() {
   [ -f "assets/models/$ENV/sample.h5" ] || $LEWM sample --checkpoint "assets/models/$ENV" \
-    --episodes "$SAMPLE_EPISODES" --steps "$STEPS" --quiet
+    --episodes "$SAMPLE_EPISODES" --steps "$STEPS" --policy "$POLICY" --quiet
+}
+
+# same_planner "FLAGS" "FLAGS": true when two `lewm eval` flag lists (pairs of --name value) set
+# the same values, in any order.
+same_planner() {
+  [ "$(printf '%s %s\n' $1 | sort)" = "$(printf '%s %s\n' $2 | sort)" ]
 }
 
 # start_from_shipped DIR: copy assets/models/<env> to DIR/start once (so a rerun starts from the
