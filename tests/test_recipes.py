@@ -33,8 +33,25 @@ def test_recipe_scripts_parse_and_every_env_has_a_recipe():
             assert all(len(r.split(":")) == 3 for r in rounds.split()) and kinds == "push"
             assert len(more.split(":")) == 3 and len(top.split(":")) == 4
         assert policy in POLICIES[env]
+        assert not more or len(more.split(":")) == 3  # recipes/more_data.sh's episodes:seed:steps
         if env == "pusht-v1":  # the paper's data and evaluation protocol
             assert policy == "expert" and protocol == "--split all --goal-at-start not-counted"
     proc = subprocess.run(["bash", "-c", show, "atari"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "choose tworoom, pusht, pusht-v1, reacher or cube" in proc.stderr
+
+
+def test_same_planner_compares_flag_pairs_in_any_order():
+    """`same_planner` (recipes.sh) keeps report_and_ship from evaluating one planner twice."""
+    check = 'source recipes/recipes.sh && same_planner "$0" "$1" && echo same || echo differ'
+    published = "--sampling independent --context 1 --objective last --receding-horizon 5"
+    cases = {
+        "--objective last --receding-horizon 5 --sampling independent --context 1": "same",
+        "--sampling block --context 1 --objective last --receding-horizon 5": "differ",
+        "--sampling independent --context 1 --objective min --receding-horizon 2": "differ",
+    }
+    for other, want in cases.items():
+        proc = subprocess.run(
+            ["bash", "-c", check, published, other], cwd=ROOT, capture_output=True, text=True
+        )
+        assert proc.stdout.strip() == want, (other, proc.stderr)
