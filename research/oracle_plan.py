@@ -2,6 +2,8 @@
 
     python research/oracle_plan.py --env pusht --data data/pusht.h5 --episodes 20 --seed 0 [--json]
         [--sampling independent --objective min --receding-horizon 2]  (a model's shipped planning)
+    python research/oracle_plan.py --env pusht-v1 --data data/pusht-v1.h5 --episodes 50 --seed 0 \
+        --sampling independent --split all --goal-at-start not-counted  (the paper's protocol)
 
 Where `lewm eval` rolls candidates out through the world model and scores the last predicted
 latent against the goal image's latent, this rolls each candidate out in the environment itself
@@ -11,10 +13,11 @@ latent against the goal image's latent, this rolls each candidate out in the env
 
 (Push-T: pos_dist / 20 and angle_error / (pi/9); Two-Room: agent_dist / 16; Reacher:
 joint_error / 0.05; Cube: cube_dist / 0.04). Everything else is `lewm eval`'s: the episodes
-(`tasks_from_dataset`, same seed = same start and goal states), the action statistics of the data
-(sampling in the normalised space), `CEMPlanner.plan`, the search `Planner` runs (CEM: samples,
-elites, iterations, horizon, block or independent sampling) and `run_mpc` (receding horizon,
-budget 50 raw steps, success at any step). What it measures: how often CEM under this protocol
+(`tasks_from_dataset`, same seed and split = same start and goal states), the action statistics
+of the data (sampling in the normalised space), `CEMPlanner.plan`, the search `Planner` runs
+(CEM: samples, elites, iterations, horizon, block or independent sampling) and `run_task`
+(the env reset and CEM sampler per task, receding horizon, budget 50 raw steps, success at any
+step, a goal met at the start counted or not). What it measures: how often CEM under this protocol
 reaches the goal when the model is perfect, i.e. how much of a world model's shortfall is the
 model's and how much the search's.
 The last stdout line with --json is one JSON object.
@@ -33,10 +36,15 @@ import torch
 from lewm_core.data.dataset import ActionStats, ClipDataset
 from lewm_core.envs import make
 from lewm_core.errors import UserError
+from lewm_core.planning import GOAL_AT_START, SPLITS
 from lewm_core.planning.cem import CEMPlanner
 from lewm_core.planning.cem_config import CEMConfig
-from lewm_core.planning.evaluate import goal_kind_summary, tasks_from_dataset, wilson_interval
-from lewm_core.planning.mpc import episode_generator, run_mpc
+from lewm_core.planning.evaluate import (
+    goal_kind_summary,
+    run_task,
+    tasks_from_dataset,
+    wilson_interval,
+)
 from lewm_core.world_model.config import OBJECTIVES, SAMPLINGS
 
 
@@ -87,7 +95,14 @@ def action_stats_of(path: str) -> ActionStats:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--env", required=True)
-    p.add_argument("--data", required=True, help="the dataset whose held-out episodes to plan")
+    p.add_argument("--data", required=True, help="the dataset whose episodes to plan")
+    p.add_argument("--split", default="val", choices=tuple(SPLITS), help="as `lewm eval --split`")
+    p.add_argument(
+        "--goal-at-start",
+        default="counted",
+        choices=tuple(GOAL_AT_START),
+        help="as `lewm eval --goal-at-start`",
+    )
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=300)
@@ -102,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     env = make(args.env, resolution=64)
     env.reset(seed=args.seed)
-    tasks = tasks_from_dataset(args.data, env, args.episodes, args.seed)
+    tasks = tasks_from_dataset(args.data, env, args.episodes, args.seed, split=args.split)
     cem = CEMConfig(
         samples=args.samples,
         iterations=args.iterations,
@@ -118,9 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     results, kinds, t0 = [], [], time.perf_counter()
     for i, task in enumerate(tasks):
         kinds.append(env.unwrapped.goal_kind(task.start_state, task.goal_state))
-        gen = episode_generator(args.seed, i)
-        env.reset(seed=args.seed + i)
-        res = run_mpc(env, planner, task.start_state, task.goal_state, task.goal_frame, 50, gen)
+        count_start = args.goal_at_start == "counted"
+        res = run_task(env, planner, task, 50, args.seed, i, count_start=count_start)
         results.append(res)
         print(
             f"episode {i}: {'ok' if res.success else 'fail'} after {res.steps} steps "
@@ -139,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         "receding_horizon": args.receding_horizon,
         "cem": {"samples": args.samples, "iterations": args.iterations},
         "seed": args.seed,
+        "data": args.data,
+        "split": args.split,
+        "goal_at_start": args.goal_at_start,
         "plan_s_median": float(np.median([s for r in results for s in r.plan_seconds] or [0])),
         "wall_s": round(time.perf_counter() - t0, 1),
         "episode_success": [r.success for r in results],

@@ -62,8 +62,10 @@ def test_oracle_plan_reaches_two_room_goals(tworoom_h5):
     out = run_script(
         "research/oracle_plan.py", "--env", "tworoom", "--data", tworoom_h5, "--episodes", "5",
         "--samples", "100", "--iterations", "10", "--receding-horizon", "2", "--json",
+        "--split", "all", "--goal-at-start", "not-counted",  # the paper's protocol, as lewm eval's
     )  # fmt: skip
     assert out["planner"] == "simulator" and out["episodes"] == 5
+    assert (out["split"], out["goal_at_start"]) == ("all", "not-counted")
     assert out["receding_horizon"] == 2
     assert out["success_rate"] >= 0.8, out
     kinds = out["goal_kinds"]  # every episode counted once, under Two-Room's kinds
