@@ -20,19 +20,36 @@ def test_bench_envs_smoke():
     assert out["pusht_collect_episodes"] == 4 and out["pusht_collect_s"] > 0
 
 
-def test_bench_plan_lab_smoke():
-    """Two CEM iterations per plan: the chosen kernels are named with their reasons, and fast,
-    naive and the FLOP bound are reported for this machine."""
-    out = run_script(
-        "bench/plan.py", "--preset", "lab", "--repeats", "1", "--iterations", "2", "--json"
-    )
+def _bench_plan_lab(*flags: str) -> dict:
+    """bench/plan.py on the lab preset with two CEM iterations per plan: the chosen kernels are
+    named with their reasons, and fast, naive and the FLOP bound are reported for this machine."""
+    argv = ("--preset", "lab", "--repeats", "1", "--iterations", "2", "--json", *flags)
+    out = run_script("bench/plan.py", *argv)
     assert out["fast_s"] > 0 and out["naive_s"] > 0 and out["flops_fast"] < out["flops_naive"]
-    assert out["fast_mode"] in ("eager", "compiled") and out["fast_s"] <= out["fast_eager_s"]
+    assert out["fast_s"] <= out["fast_eager_s"]
     assert out["fast_context3_s"] > 0 and out["context3_over_eager"] > 0
     assert out["bound_s"] > 0 and out["cem"] == "300x2, horizon 5" and out["meets_target"] is None
     assert out["fast_dtype"] in ("float32", "bfloat16") and out["fast_dtype_reason"]
     assert out["linear_gelu"] in ("fused", "plain") and out["linear_gelu_reason"]
     assert out["fast_mode_reason"].startswith(out["fast_mode"])
+    return out
+
+
+def test_bench_plan_lab_smoke():
+    """Eager only (`--no-compile`: compiling the lab rollout takes a minute or more on a 2-core
+    CPU; tests/test_planning.py compiles a small model, the slow test below the bench's)."""
+    out = _bench_plan_lab("--no-compile")
+    assert out["fast_mode"] == "eager" and out["fast_compiled_s"] is None
+    assert out["fast_mode_reason"] == "eager (--no-compile)"
+
+
+@pytest.mark.slow
+def test_bench_plan_lab_compiled():
+    """With torch.compile: the faster of the compiled and the eager rollout is `fast_s`."""
+    out = _bench_plan_lab()
+    assert out["fast_mode"] in ("eager", "compiled")
+    if out["fast_compiled_s"] is not None:
+        assert out["compile_first_plan_s"] > 0
 
 
 def test_bench_plan_runs_with_the_plain_kernels_forced():
