@@ -95,29 +95,35 @@ select_score() {
 }
 
 # report_and_ship RUN FLAGS...: evaluate RUN on the reported episodes (seed 0, the recipe's
-# PROTOCOL) with its planning FLAGS and with the published planner (both samplings; one that is
-# FLAGS already is not run twice), and with FLAGS on the held-out file data/<env>-test.h5 where the
-# recipe has TEST_DATA; train its decoder, probe its latents, measure surprise, and ship it to
-# assets/models/<env> with every report (`lewm ship` records the training stages).
+# PROTOCOL) with its planning FLAGS, with the published planner on FLAGS' sampling and on
+# independent sampling (a planner evaluated already is not run again), and with FLAGS on the
+# held-out file data/<env>-test.h5 where the recipe has TEST_DATA; train its decoder, probe its
+# latents, measure surprise, and ship it to assets/models/<env> with every report (`lewm ship`
+# records the training stages).
 report_and_ship() {
-  local run="$1" name file evals=() proto
+  local run="$1" name file sampling evals=() proto done=() seen skip
   shift
   read -r -a proto <<< "$PROTOCOL"
+  sampling=$(printf '%s %s\n' "$@" | awk '$1 == "--sampling" {print $2}')
+  local published="--context 1 --objective last --receding-horizon 5"
   declare -A flags=(
     [shipped]="$*"
-    [block-published]="--sampling block --context 1 --objective last --receding-horizon 5"
-    [independent-published]="--sampling independent --context 1 --objective last --receding-horizon 5"
+    [published]="--sampling ${sampling:-block} $published"
+    [independent-published]="--sampling independent $published"
+    [shipped-test]="$*"
   )
-  for name in shipped block-published independent-published shipped-test; do
+  for name in shipped published independent-published shipped-test; do
     file="$DATA"
     if [ "$name" = shipped-test ]; then
       [ -n "$TEST_DATA" ] || continue
       file="data/$ENV-test.h5"
-      read -r -a f <<< "${flags[shipped]}"
     else
-      [ "$name" = shipped ] || ! same_planner "${flags[$name]}" "${flags[shipped]}" || continue
-      read -r -a f <<< "${flags[$name]}"
+      skip=0
+      for seen in "${done[@]}"; do same_planner "$seen" "${flags[$name]}" && skip=1; done
+      [ "$skip" = 0 ] || continue
+      done+=("${flags[$name]}")
     fi
+    read -r -a f <<< "${flags[$name]}"
     [ -s "$run/eval-$name.json" ] || $LEWM eval --checkpoint "$run" --data "$file" "${proto[@]}" \
       --episodes 50 --seed 0 "${f[@]}" --compile --videos 3 --video-dir "$run/videos-$name" \
       --quiet --json > "$run/eval-$name.json"
