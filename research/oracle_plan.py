@@ -130,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         p.error(str(err))
     planner = SimulatorPlanner(env, action_stats_of(args.data), cem, args.frameskip)
+    count_start = args.goal_at_start == "counted"
     results, kinds, t0 = [], [], time.perf_counter()
     for i, task in enumerate(tasks):
         kinds.append(env.unwrapped.goal_kind(task.start_state, task.goal_state))
-        count_start = args.goal_at_start == "counted"
         res = run_task(env, planner, task, 50, args.seed, i, count_start=count_start)
         results.append(res)
         print(
