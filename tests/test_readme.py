@@ -65,3 +65,27 @@ def test_results_block_is_current_and_reads_eval_json(tmp_path, monkeypatch):
     stale.write_text(README.read_text().replace(block, changed))
     assert results_table.main(["--readme", str(stale), "--check"]) == 1
     assert results_table.main(["--readme", str(README), "--check"]) == 0
+
+
+def test_scale_counts_the_episodes_of_every_training_stage(tmp_path):
+    """A model trained further on extra episodes (config.json lineage) counts its data file's
+    and each extra file's episodes once; without a lineage, its data file's alone."""
+    import json
+
+    from recipes.figures import results_table
+    from recipes.figures.common import MODELS
+
+    config = json.loads((MODELS / "pusht-v1" / "config.json").read_text())
+    own = config["data"]["recipe"]["num_episodes"]
+    extra = {"path": "data/more.h5", "num_episodes": 7, "num_steps": 70, "seed": 3}
+    stage = {"run": "b", "steps": 1, "wall_s": 1.0, "data": config["data"]["path"]}
+    config["lineage"] = [
+        {**stage, "run": "a", "extra_data": []},
+        {**stage, "extra_data": [extra]},
+        {**stage, "run": "c", "extra_data": [extra]},  # the same file again: counted once
+    ]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert results_table._training_episodes(tmp_path) == own + 7
+    config.pop("lineage")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert results_table._training_episodes(tmp_path) == own

@@ -52,6 +52,16 @@ def _training_minutes(folder: Path) -> float:
     return read_json(folder / "train_summary.json")["total_wall_s"] / 60
 
 
+def _training_episodes(folder: Path) -> int:
+    """Episodes the model was trained on: its data file's and every extra file's of its stages
+    (config.json lineage), each file counted once."""
+    config = config_of(folder)
+    files = {config["data"]["path"]: config["data"]["recipe"]["num_episodes"]}
+    for stage in config.get("lineage") or []:
+        files.update({extra["path"]: extra["num_episodes"] for extra in stage["extra_data"]})
+    return sum(files.values())
+
+
 def _parameters(folder: Path) -> int:
     """The model's parameter count, read from its weights' shapes (BatchNorm statistics and
     other buffers excluded, as `lewm model-info` counts)."""
@@ -68,7 +78,7 @@ def scale_words(folders: list[Path]) -> str:
     params = sorted({_parameters(f) for f in folders})
     sizes = sorted({c["model"]["image_size"] for c in configs})
     encoders = sorted({c["model"]["encoder"].upper() for c in configs})
-    episodes = sorted({c["data"]["recipe"]["num_episodes"] for c in configs})
+    episodes = sorted({_training_episodes(f) for f in folders})
     minutes = [_training_minutes(f) for f in folders]
 
     def span(values: list, unit: str = "") -> str:
