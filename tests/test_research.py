@@ -258,3 +258,37 @@ def test_angle_factors_table_reads_real_probe_outputs(tmp_path):
     angle = expected["linear"]["block_angle"]["r"]
     floor = expected["state_floor"]["linear"]["block_angle"]["r"]
     assert f"{angle:.3f} (" in row and row.endswith(f" | {floor:.3f} |")
+
+
+def test_predictor_size_table_reads_real_run_files(trained_run, tworoom_h5, tmp_path, monkeypatch):
+    """The predictor study's table and paired line from a real run's summary, real `lewm
+    model-info` counts of both arms and a real `lewm eval --json` (filed for both arms)."""
+    monkeypatch.syspath_prepend(str(ROOT / "research"))  # as `python research/...` runs it
+    study = load_script("research/predictor_size.py")
+    argv = [sys.executable, "-m", "lewm_core", "eval", "--checkpoint", trained_run["path"]]
+    argv += ["--data", tworoom_h5, "--episodes", "3", "--seed", "1", "--samples", "16"]
+    argv += ["--elites", "2", "--iterations", "2", "--quiet", "--json"]
+    evaluated = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    summary = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    counts = {}
+    for arm, arch in study.ARMS.items():
+        run = study.run_dir(arm, 7, tmp_path)
+        run.mkdir()
+        (run / "train_summary.json").write_text(
+            (ROOT / trained_run["path"] / "train_summary.json").read_text()
+        )
+        (run / "eval-seed1.json").write_text(evaluated.stdout)
+        info = [sys.executable, "-m", "lewm_core", "model-info", "--preset", "lab", "--json"]
+        info += [a for setting in arch for a in ("--arch", setting)]
+        out = subprocess.run(info, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+        (run / "model_info.json").write_text(out)
+        counts[arm] = json.loads(out)["params_predictor"]
+    assert counts["paper-pred"] == 10_791_360 > 2 * counts["lab"]  # the paper's predictor
+    lines = run_script(
+        "research/predictor_size.py", "--table-only", "--steps", "7", "--seeds", "1",
+        "--runs", str(tmp_path), "--json",
+    )  # fmt: skip
+    met = round(summary["success_rate"] * 3)
+    assert lines["paper-pred"]["seed1"]["met"] == lines["lab"]["seed1"]["met"] == met
+    assert lines["paired"]["episodes"] == 3 and lines["paired"]["sign_test_p"] == 1.0
+    assert lines["lab"]["params_predictor"] == counts["lab"]
