@@ -260,19 +260,19 @@ def test_angle_factors_table_reads_real_probe_outputs(tmp_path):
     assert f"{angle:.3f} (" in row and row.endswith(f" | {floor:.3f} |")
 
 
-def test_predictor_size_table_reads_real_run_files(trained_run, tworoom_h5, tmp_path, monkeypatch):
+def test_predictor_size_table_reads_real_run_files(trained_run, tworoom_h5, tmp_path):
     """The predictor study's table and paired line from a real run's summary, real `lewm
-    model-info` counts of both arms and a real `lewm eval --json` (filed for both arms)."""
-    monkeypatch.syspath_prepend(str(ROOT / "research"))  # as `python research/...` runs it
-    study = load_script("research/predictor_size.py")
+    model-info` counts of both arms (the paper's predictor: 6 blocks, 16 heads x 64, MLP 2048)
+    and a real `lewm eval --json` (filed for both arms)."""
+    paper = ("pred_depth=6", "pred_heads=16", "pred_head_dim=64", "pred_mlp=2048")
     argv = [sys.executable, "-m", "lewm_core", "eval", "--checkpoint", trained_run["path"]]
     argv += ["--data", tworoom_h5, "--episodes", "3", "--seed", "1", "--samples", "16"]
     argv += ["--elites", "2", "--iterations", "2", "--quiet", "--json"]
     evaluated = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
     summary = json.loads(evaluated.stdout.strip().splitlines()[-1])
     counts = {}
-    for arm, arch in study.ARMS.items():
-        run = study.run_dir(arm, 7, tmp_path)
+    for arm, arch in (("lab", ()), ("paper-pred", paper)):
+        run = tmp_path / f"p-{arm}-7"
         run.mkdir()
         (run / "train_summary.json").write_text(
             (ROOT / trained_run["path"] / "train_summary.json").read_text()
