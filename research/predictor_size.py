@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = {a: summary_of(r, args.seeds) for a, r in done.items()}
     print(table(rows, args.seeds))
     evals = {a: [str(runs[a] / f"eval-seed{s}.json") for s in args.seeds] for a in rows}
-    if len(evals) == 2 and all(Path(f).exists() for fs in evals.values() for f in fs):
+    written = [Path(f) for fs in evals.values() for f in fs]
+    if len(evals) == 2 and all(f.exists() and f.stat().st_size for f in written):
         rows["paired"] = paired(evals["paper-pred"], evals["lab"])
         r = rows["paired"]
         print(
