@@ -45,15 +45,14 @@ def run_dir(arm: str, steps: int, runs: Path) -> Path:
 
 def train_probe_plan(arm: str, steps: int, seeds: list[int], runs: Path) -> None:
     run = run_dir(arm, steps, runs)
+    arch = [a for setting in ARMS[arm] for a in ("--arch", setting)]
     if not (run / "train_summary.json").exists():
-        arch = [a for setting in ARMS[arm] for a in ("--arch", setting)]
         lewm(
             "train", "--data", str(DATA), "--preset", "lab", *arch, "--out", str(run),
             "--max-steps", str(steps), "--checkpoint-every", "500", "--quiet", "--json",
         )  # fmt: skip
     info = run / "model_info.json"
     if not info.exists() or info.stat().st_size == 0:
-        arch = [a for setting in ARMS[arm] for a in ("--arch", setting)]
         lewm("model-info", "--preset", "lab", *arch, "--json", out=info)
     probe = run / "probe.out"
     if not probe.exists() or probe.stat().st_size == 0:
