@@ -6,8 +6,8 @@
 #                CONTEXTS and PLANNERS (the planning contexts and CEM objective:receding
 #                horizon pairs train_assets.sh evaluates, unless set already); ROUNDS,
 #                GOAL_KINDS and FT_STEPS of recipes/planner_rounds.sh (ROUNDS empty: the env's
-#                shipped model is train_assets.sh's); MORE_DATA "episodes:seed:steps" of
-#                recipes/more_data.sh and TOP_ROUND "episodes:seed:repeat:iterations" of
+#                shipped model is train_assets.sh's); MORE_DATA "episodes:seed:steps[:passes]"
+#                of recipes/more_data.sh and TOP_ROUND "episodes:seed:repeat:iterations" of
 #                recipes/planner_round.sh (empty: no such stage); SAMPLE_EPISODES, the episodes
 #                (of STEPS steps, the dataset's length) of the shipped model's held-out sample
 #                (`lewm sample`: what the analyses read where data/<env>.h5 is not on disk;
@@ -42,8 +42,9 @@ recipe() {
              # goal; tasks from the whole file, the start not counted; a held-out file of
              # "episodes:seed" expert episodes is evaluated the same way
              POLICY=expert; PROTOCOL="--split all --goal-at-start not-counted"; TEST_DATA="200:7"
-             # then 6,000 steps on ten times the episodes (a fresh data seed)
-             MORE_DATA="10000:2:6000" ;;
+             # then 6,000 steps on ten times the episodes (a fresh data seed), twice: the
+             # second pass starts from the first's model
+             MORE_DATA="10000:2:6000:2" ;;
     reacher) EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; contexts="1 3"
              SAMPLE_EPISODES=20 ;;
     cube)    EPISODES=1000; STEPS=200; TRAIN_STEPS=3000; SEED=1; SAMPLE_EPISODES=12

@@ -33,7 +33,8 @@ def test_recipe_scripts_parse_and_every_env_has_a_recipe():
             assert all(len(r.split(":")) == 3 for r in rounds.split()) and kinds == "push"
             assert len(more.split(":")) == 3 and len(top.split(":")) == 4
         assert policy in POLICIES[env]
-        assert not more or len(more.split(":")) == 3  # recipes/more_data.sh's episodes:seed:steps
+        # recipes/more_data.sh's episodes:seed:steps[:passes]
+        assert not more or len(more.split(":")) in (3, 4) and all(map(int, more.split(":")))
         if env == "pusht-v1":  # the paper's data and evaluation protocol
             assert policy == "expert" and protocol == "--split all --goal-at-start not-counted"
     proc = subprocess.run(["bash", "-c", show, "atari"], cwd=ROOT, capture_output=True, text=True)
