@@ -65,6 +65,11 @@ ARMS = (
 STEPS = {"expert": 300, "default": 200}
 
 
+def written(path: Path) -> bool:
+    """Whether a step's output file is there and not empty (an empty one is still being written)."""
+    return path.exists() and path.stat().st_size > 0
+
+
 def lewm(*args: str, out: Path | None = None) -> None:
     """Run one `lewm` command (its JSON line to `out`), raising if it fails."""
     t0 = time.perf_counter()
@@ -92,14 +97,14 @@ def train_and_probe(arm: Arm, steps: int) -> None:
             "--max-steps", str(steps), "--checkpoint-every", "1000", "--quiet", "--json",
         )  # fmt: skip
     probe = run / "probe.out"
-    if not probe.exists() or probe.stat().st_size == 0:
+    if not written(probe):
         lewm("probe", "--checkpoint", str(run), "--quiet", "--json", out=probe)
 
 
 def cross_probe(model: Arm, data: Arm, steps: int) -> Path:
     """Probe `model`'s latents on `data`'s frames (same env and resolution)."""
     out = model.run(steps) / f"probe-on-{data.name}.out"
-    if not out.exists() or out.stat().st_size == 0:
+    if not written(out):
         lewm("probe", "--checkpoint", str(model.run(steps)), "--data", str(data.data),
              "--quiet", "--json", out=out)  # fmt: skip
     return out
@@ -159,10 +164,10 @@ def main(argv: list[str] | None = None) -> None:
     for run in sorted(args.runs.glob("f-*")):
         own = run / "probe.out"
         name = run.name.removeprefix("f-")
-        if own.exists() and own.stat().st_size:
+        if written(own):
             rows[f"{name}, own data"] = read_probe(own)
         for other in sorted(run.glob("probe-on-*.out")):
-            if other.stat().st_size == 0:  # being written
+            if not written(other):
                 continue
             rows[f"{name}, {other.stem.removeprefix('probe-on-')} data"] = read_probe(other)
     print(table(rows))

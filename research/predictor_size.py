@@ -24,7 +24,7 @@ import argparse
 import json
 from pathlib import Path
 
-from angle_factors import ROOT, lewm, read_probe
+from angle_factors import ROOT, lewm, read_probe, written
 from paired_eval import load_summary, paired
 
 DATA = ROOT / "data" / "pusht-v1.h5"
@@ -52,14 +52,14 @@ def train_probe_plan(arm: str, steps: int, seeds: list[int], runs: Path) -> None
             "--max-steps", str(steps), "--checkpoint-every", "500", "--quiet", "--json",
         )  # fmt: skip
     info = run / "model_info.json"
-    if not info.exists() or info.stat().st_size == 0:
+    if not written(info):
         lewm("model-info", "--preset", "lab", *arch, "--json", out=info)
     probe = run / "probe.out"
-    if not probe.exists() or probe.stat().st_size == 0:
+    if not written(probe):
         lewm("probe", "--checkpoint", str(run), "--quiet", "--json", out=probe)
     for seed in seeds:
         out = run / f"eval-seed{seed}.json"
-        if not out.exists() or out.stat().st_size == 0:
+        if not written(out):
             lewm(
                 "eval", "--checkpoint", str(run), "--data", str(DATA), *PLANNER,
                 "--episodes", "50", "--seed", str(seed), "--compile", "--quiet", "--json", out=out,
@@ -74,15 +74,15 @@ def summary_of(run: Path, seeds: list[int]) -> dict:
         "pred_over_copy": train["val_pred_loss"] / train["val_copy_loss"],
     }
     info = run / "model_info.json"
-    if info.exists() and info.stat().st_size:
+    if written(info):
         counts = json.loads(info.read_text().strip().splitlines()[-1])
         row["params_predictor"] = counts["params_predictor"]
-    if (run / "probe.out").exists() and (run / "probe.out").stat().st_size:
+    if written(run / "probe.out"):
         probe = read_probe(run / "probe.out")
         row["probe"] = {q: probe[q][0] for q in ("agent_pos", "block_pos", "block_angle")}
     for seed in seeds:
         f = run / f"eval-seed{seed}.json"
-        if f.exists() and f.stat().st_size:
+        if written(f):
             s = load_summary(str(f))
             push = s["goal_kinds"].get("push", {})
             row[f"seed{seed}"] = {
@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = {a: summary_of(r, args.seeds) for a, r in done.items()}
     print(table(rows, args.seeds))
     evals = {a: [str(runs[a] / f"eval-seed{s}.json") for s in args.seeds] for a in rows}
-    written = [Path(f) for fs in evals.values() for f in fs]
-    if len(evals) == 2 and all(f.exists() and f.stat().st_size for f in written):
+    if len(evals) == 2 and all(written(Path(f)) for fs in evals.values() for f in fs):
         rows["paired"] = paired(evals["paper-pred"], evals["lab"])
         r = rows["paired"]
         print(

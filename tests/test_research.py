@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -275,7 +276,7 @@ def test_predictor_size_table_reads_real_run_files(trained_run, tworoom_h5, tmp_
         run = tmp_path / f"p-{arm}-7"
         run.mkdir()
         (run / "train_summary.json").write_text(
-            (ROOT / trained_run["path"] / "train_summary.json").read_text()
+            (Path(trained_run["path"]) / "train_summary.json").read_text()
         )
         (run / "eval-seed1.json").write_text(evaluated.stdout)
         info = [sys.executable, "-m", "lewm_core", "model-info", "--preset", "lab", "--json"]
