@@ -100,7 +100,7 @@ select_score() {
 # independent sampling (a planner evaluated already is not run again), and with FLAGS on the
 # held-out file data/<env>-test.h5 where the recipe has TEST_DATA; train its decoder, probe its
 # latents, measure surprise, and ship it to assets/models/<env> with every report (`lewm ship`
-# records the training stages).
+# records the training stages). Each report is skipped when its output is there already.
 report_and_ship() {
   local run="$1" name file sampling evals=() proto done=() seen skip
   shift
@@ -132,8 +132,9 @@ report_and_ship() {
     evals+=(--eval "$run/eval-$name.json")
   done
   [ -f "$run/decoder.safetensors" ] || $LEWM decoder-train --checkpoint "$run" --steps 1500 --quiet --json
-  $LEWM probe --checkpoint "$run" --quiet --json > "$run/probe.out"
-  $LEWM surprise --checkpoint "$run" --episodes 20 --seed 0 --quiet --json > "$run/surprise.out"
+  [ -s "$run/probe.out" ] || $LEWM probe --checkpoint "$run" --quiet --json > "$run/probe.out"
+  [ -s "$run/surprise.out" ] || $LEWM surprise --checkpoint "$run" --episodes 20 --seed 0 --quiet \
+    --json > "$run/surprise.out"
   $LEWM ship --run "$run" --out "assets/models/$ENV" "${evals[@]}" "$@" \
     --probe "$run/probe.out" --surprise "$run/surprise.out"
   ship_sample
