@@ -11,8 +11,9 @@
 # shipped planning on the selection episodes (eval seeds 1 and 2); a strictly better new model is
 # evaluated on the reported episodes (seed 0), gets its decoder, probes and surprise, and is
 # shipped with its training history. With passes > 1, pass k (folder runs/<env>-more<k>) does the
-# same on the same episodes from the model pass k-1 shipped; a pass whose model is not shipped
-# ends the recipe. Each step is skipped when its output is there already.
+# same on the same episodes from the model pass k-1 shipped (whose selection evaluations it
+# reuses); a pass whose model is not shipped ends the recipe. Each step is skipped when its
+# output is there already.
 # Push-T (10,000 episodes, 6,000 steps): 5 minutes of collection and 43 minutes of training on
 # this 2-core machine (the new episodes are read from disk: about 2.3 steps/s).
 set -euo pipefail
@@ -33,6 +34,12 @@ for PASS in $(seq 1 "${MORE_PASSES:-1}"); do
   start_from_shipped "$DIR"  # sets PLAN
   [ -f "$MORE" ] || $LEWM collect --env "$ENV" --policy "$POLICY" --episodes "$MORE_EPISODES" \
     --steps "$STEPS" --resolution "$RESOLUTION" --seed "$MORE_SEED" --workers 2 --out "$MORE" --quiet
+  if [ -n "${RUN:-}" ] && cmp -s "$DIR/start/model.safetensors" "$RUN/model.safetensors"; then
+    # the start is the previous pass's model: its selection evaluations serve again
+    for f in "$(dirname "$RUN")"/select-more-seed*.json; do
+      if [ -s "$f" ]; then cp -n "$f" "$DIR/select-start-${f##*/select-more-}"; fi
+    done
+  fi
   RUN="$DIR/more"
   [ -f "$RUN/train_summary.json" ] || $LEWM train --data "$DATA" --extra-data "$MORE" \
     --extra-repeat 1 --preset lab --init-from "$DIR/start" --max-steps "$MORE_STEPS" \
