@@ -28,12 +28,12 @@ IFS=: read -r MORE_EPISODES MORE_SEED MORE_STEPS MORE_PASSES <<< "$MORE_DATA"
 DATA="data/$ENV.h5"
 MORE="data/$ENV-more.h5"
 [ -f "$DATA" ] || { echo "error: $DATA is missing; run recipes/train_assets.sh $ENV first" >&2; exit 2; }
+[ -f "$MORE" ] || $LEWM collect --env "$ENV" --policy "$POLICY" --episodes "$MORE_EPISODES" \
+  --steps "$STEPS" --resolution "$RESOLUTION" --seed "$MORE_SEED" --workers 2 --out "$MORE" --quiet
 for PASS in $(seq 1 "${MORE_PASSES:-1}"); do
   DIR="runs/$ENV-more"
   [ "$PASS" = 1 ] || DIR="runs/$ENV-more$PASS"
   start_from_shipped "$DIR"  # sets PLAN
-  [ -f "$MORE" ] || $LEWM collect --env "$ENV" --policy "$POLICY" --episodes "$MORE_EPISODES" \
-    --steps "$STEPS" --resolution "$RESOLUTION" --seed "$MORE_SEED" --workers 2 --out "$MORE" --quiet
   if [ -n "${RUN:-}" ] && cmp -s "$DIR/start/model.safetensors" "$RUN/model.safetensors"; then
     # the start is the previous pass's model: its selection evaluations serve again
     for f in "$(dirname "$RUN")"/select-more-seed*.json; do

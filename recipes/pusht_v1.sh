@@ -47,7 +47,7 @@ for WHICH in train test; do
   [ -s "$OUT" ] || $LEWM eval --checkpoint "$RUN" --data "$FILE" "${PROTO[@]}" --episodes 50 \
     --seed 0 "${PUBLISHED[@]}" --compile --videos 3 --video-dir "$RUN/videos-$WHICH" --quiet \
     --json > "$OUT"
-  tail -n 1 "$OUT"
+  eval_summary "$OUT"
   EVALS+=(--eval "$OUT")
 done
 [ -f "$RUN/decoder.safetensors" ] || $LEWM decoder-train --checkpoint "$RUN" --steps 1500 --quiet --json

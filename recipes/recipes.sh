@@ -58,10 +58,19 @@ recipe() {
   PLANNERS=${PLANNERS:-$planners}
 }
 
-# eval_successes FILE: the successes (rate x episodes) of a `lewm eval --json` output file.
+# eval_summary FILE: one line for a log from a `lewm eval --json` output file (its last line):
+# "FILE: N of EPISODES met (RATE, 95% CI LO-HI); random policy RATE".
+eval_summary() {
+  tail -n 1 "$1" | .venv/bin/python -c 'import json, sys
+d = json.loads(sys.stdin.read())
+n, rate, (lo, hi), rnd = d["episodes"], d["success_rate"], d["success_ci95"], d["random_success_rate"]
+print(f"{sys.argv[1]}: {round(rate * n)} of {n} met ({rate:.0%}, 95% CI {lo:.0%}-{hi:.0%}); "
+      f"random policy {rnd:.0%}")' "$1"
+}
+
+# eval_successes FILE: the successes (N of eval_summary's line) of a `lewm eval --json` output file.
 eval_successes() {
-  tail -n 1 "$1" | .venv/bin/python -c \
-    'import json, sys; d = json.loads(sys.stdin.read()); print(round(d["success_rate"] * d["episodes"]))'
+  eval_summary "$1" | sed -E 's/.*: ([0-9]+) of [0-9]+ met .*/\1/'
 }
 
 # The functions below use the caller's LEWM (the lewm executable), ENV and DATA (data/<env>.h5).
@@ -128,7 +137,7 @@ report_and_ship() {
     [ -s "$run/eval-$name.json" ] || $LEWM eval --checkpoint "$run" --data "$file" "${proto[@]}" \
       --episodes 50 --seed 0 "${f[@]}" --compile --videos 3 --video-dir "$run/videos-$name" \
       --quiet --json > "$run/eval-$name.json"
-    tail -n 1 "$run/eval-$name.json"
+    eval_summary "$run/eval-$name.json"
     evals+=(--eval "$run/eval-$name.json")
   done
   [ -f "$run/decoder.safetensors" ] || $LEWM decoder-train --checkpoint "$run" --steps 1500 --quiet --json

@@ -44,7 +44,7 @@ for SAMPLING in ${SAMPLINGS:-block independent}; do
         --receding-horizon "${RH[$NAME]}")
       $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed 0 "${FLAGS[@]}" \
         --videos 3 --video-dir "$RUN/videos-$NAME" --quiet --json > "$RUN/eval-$NAME.json"
-      tail -n 1 "$RUN/eval-$NAME.json"
+      eval_summary "$RUN/eval-$NAME.json"
       SELECTED[$NAME]=0
       for SEED in ${SELECT_SEEDS:-1 2}; do
         $LEWM eval --checkpoint "$RUN" --data "$DATA" --episodes 50 --seed "$SEED" "${FLAGS[@]}" \

@@ -17,7 +17,8 @@ Reads a dataset of `PushTV1ExpertPolicy` (`lewm_core.envs.pusht_v1_policies`) an
   counted as the paper's evaluation does not check it, with 95% Wilson intervals, for each
   `--episodes`; beside it the same random runs with the start counted (what `lewm eval`
   reports), with the success test's angle ignored, and the share of tasks already met at the
-  start.
+  start;
+- the goals' distance from their starts for each of `--offsets` (`goal_motion`).
 
 States only: nothing is rendered but the goal frames the tasks carry. The last stdout line
 with --json is one JSON object.
@@ -32,6 +33,7 @@ import h5py
 import numpy as np
 
 from lewm_core.envs import make
+from lewm_core.envs.pusht_v1 import SUCCESS_ANGLE, SUCCESS_POS, angle_difference
 from lewm_core.envs.pusht_v1_policies import block_at_goal
 from lewm_core.planning.evaluate import (
     EvalTask,
@@ -145,15 +147,55 @@ def random_on_protocol(path: str, episodes: int, seed: int, budget: int = 50) ->
     return out
 
 
+def goal_motion(path: str, offsets: list[int]) -> list[dict]:
+    """How far the protocol's goals lie from their starts, for each goal offset: over every
+    start row with `offset` rows after it in its episode (the rows the paper's draw can pick),
+    the median block origin move (px), block turn (rad, `angle_difference`) and agent move (px),
+    and the share of starts that fail the success test's block part against their goal (block
+    origin >= 20 px off or angle >= pi/9: goals that need the T pushed)."""
+    with h5py.File(path, "r") as f:
+        sims, off, ln = f["sim_state"][:], f["ep_offset"][:], f["ep_len"][:]
+    out = []
+    for k in offsets:
+        starts = np.concatenate([np.arange(o, o + n - k) for o, n in zip(off, ln, strict=True)])
+        if len(starts) == 0:
+            raise SystemExit(f"error: no episode of {path} has {k} rows after a start row")
+        a, b = sims[starts], sims[starts + k]
+        block = np.hypot(*(b[:, 2:4] - a[:, 2:4]).T)
+        turn = np.array([angle_difference(x, y) for x, y in zip(a[:, 4], b[:, 4], strict=True)])
+        agent = np.hypot(*(b[:, 0:2] - a[:, 0:2]).T)
+        out.append(
+            {
+                "offset": k,
+                "starts": len(starts),
+                "block_px_median": round(float(np.median(block)), 1),
+                "turn_rad_median": round(float(np.median(turn)), 3),
+                "agent_px_median": round(float(np.median(agent)), 1),
+                "push_share": round(
+                    float(np.mean((block >= SUCCESS_POS) | (turn >= SUCCESS_ANGLE))), 3
+                ),
+            }
+        )
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="a dataset of `lewm collect --policy expert`")
     p.add_argument("--episodes", type=int, nargs="+", default=[50, 200])
     p.add_argument("--seed", type=int, default=42, help="the paper's evaluation seed")
+    p.add_argument(
+        "--offsets",
+        type=int,
+        nargs="+",
+        default=[25],
+        help="goal offsets (rows after the start; the paper's is 25) whose goal motion to report",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     out = {"expert": expert_outcome(args.data)}
     out["protocol"] = [random_on_protocol(args.data, n, args.seed) for n in args.episodes]
+    out["goal_motion"] = goal_motion(args.data, args.offsets)
     e = out["expert"]
     print(
         f"{e['episodes']} episodes of {e['episode_steps']} steps ({e['policy']}): "
@@ -171,6 +213,12 @@ def main() -> None:
                 f"{d['random_success_start_counted']:.1%}; angle ignored "
                 f"{d['random_success_angle_ignored']:.1%}; met at start {d['met_at_start']:.1%}"
             )
+    for m in out["goal_motion"]:
+        print(
+            f"goals {m['offset']} rows on ({m['starts']} start rows): block moves "
+            f"{m['block_px_median']} px, turns {m['turn_rad_median']} rad, agent moves "
+            f"{m['agent_px_median']} px (medians); {m['push_share']:.0%} need the T pushed"
+        )
     if args.json:
         print(json.dumps(out))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lewm_testing import ROOT
 
 from lewm_core.data.dataset import ActionStats
 from lewm_core.errors import UserError
@@ -253,6 +254,20 @@ def test_eval_cli_on_trained_model_is_repeatable(trained_run, tworoom_h5, tmp_pa
     assert sum(k["episodes"] for k in kinds.values()) == 4
     if "met" in kinds:  # a goal that holds at the start is met at step 0
         assert all(ep["success"] and ep["steps"] == 0 for ep in episodes if ep["kind"] == "met")
+    # the recipes' one log line of an output file (recipes/recipes.sh `eval_summary`), and the
+    # successes they compare
+    out_file = tmp_path / "eval.json"
+    out_file.write_text(proc.stdout)
+    check = "source recipes/recipes.sh && eval_summary $0 && eval_successes $0"
+    shell = subprocess.run(
+        ["bash", "-c", check, str(out_file)], cwd=ROOT, capture_output=True, text=True
+    )
+    met = sum(ep["success"] for ep in episodes)
+    rate = outs[0]["success_rate"]
+    assert shell.returncode == 0, shell.stderr
+    summary, successes = shell.stdout.splitlines()
+    assert summary.startswith(f"{out_file}: {met} of 4 met ({rate:.0%}, 95% CI")
+    assert successes == str(met)
     videos = list((tmp_path / "v").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
 

@@ -293,3 +293,32 @@ def test_predictor_size_table_reads_real_run_files(trained_run, tworoom_h5, tmp_
     assert lines["paper-pred"]["seed1"]["met"] == lines["lab"]["seed1"]["met"] == met
     assert lines["paired"]["episodes"] == 3 and lines["paired"]["sign_test_p"] == 1.0
     assert lines["lab"]["params_predictor"] == counts["lab"]
+
+
+def test_goal_motion_of_the_protocols_goals(tmp_path):
+    """research/pusht_v1_expert.py's `goal_motion`: over every start row with `offset` rows
+    after it, the block's and agent's moves and the share of goals that need a push, agreeing
+    with the states themselves; an offset no episode holds is refused."""
+    data = tmp_path / "expert.h5"
+    collect = [sys.executable, "-m", "lewm_core", "collect", "--env", "pusht-v1", "--policy"]
+    collect += ["expert", "--episodes", "4", "--steps", "80", "--resolution", "32", "--seed", "5"]
+    subprocess.run([*collect, "--out", str(data), "--quiet"], cwd=ROOT, check=True)
+    expert = load_script("research/pusht_v1_expert.py")
+    with h5py.File(data, "r") as f:
+        sims, off, ln = f["sim_state"][:], f["ep_offset"][:], f["ep_len"][:]
+    near, far = expert.goal_motion(str(data), [1, 25])
+    assert near["starts"] == int(np.sum(ln - 1)) and far["starts"] == int(np.sum(ln - 25))
+    assert near["block_px_median"] <= far["block_px_median"]
+    starts = np.concatenate([np.arange(o, o + n - 25) for o, n in zip(off, ln, strict=True)])
+    moves = np.hypot(*(sims[starts + 25, 2:4] - sims[starts, 2:4]).T)
+    assert far["block_px_median"] == pytest.approx(np.median(moves), abs=0.05)
+    agent = np.hypot(*(sims[starts + 25, 0:2] - sims[starts, 0:2]).T)
+    assert far["agent_px_median"] == pytest.approx(np.median(agent), abs=0.05)
+    assert np.mean(moves >= 20.0) <= far["push_share"] <= 1.0
+    with pytest.raises(SystemExit, match="no episode of .* has 400 rows after a start row"):
+        expert.goal_motion(str(data), [400])
+    out = run_script(
+        "research/pusht_v1_expert.py", "--data", str(data), "--episodes", "3", "--json"
+    )
+    assert [m["offset"] for m in out["goal_motion"]] == [25]
+    assert out["goal_motion"][0]["starts"] == far["starts"]
