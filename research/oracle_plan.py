@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--goal-offset", type=int, default=25, help="as `lewm eval --goal-offset` (the paper's 25)"
+    )
     p.add_argument("--samples", type=int, default=300)
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--sampling", default="block", choices=SAMPLINGS)
@@ -117,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     env = make(args.env, resolution=64)
     env.reset(seed=args.seed)
-    tasks = tasks_from_dataset(args.data, env, args.episodes, args.seed, split=args.split)
+    tasks = tasks_from_dataset(
+        args.data, env, args.episodes, args.seed, goal_offset=args.goal_offset, split=args.split
+    )
     cem = CEMConfig(
         samples=args.samples,
         iterations=args.iterations,
@@ -153,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "receding_horizon": args.receding_horizon,
         "cem": {"samples": args.samples, "iterations": args.iterations},
         "seed": args.seed,
+        "goal_offset": args.goal_offset,
         "data": args.data,
         "split": args.split,
         "goal_at_start": args.goal_at_start,

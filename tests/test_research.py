@@ -64,8 +64,9 @@ def test_oracle_plan_reaches_two_room_goals(tworoom_h5):
         "research/oracle_plan.py", "--env", "tworoom", "--data", tworoom_h5, "--episodes", "5",
         "--samples", "100", "--iterations", "10", "--receding-horizon", "2", "--json",
         "--split", "all", "--goal-at-start", "not-counted",  # the paper's protocol, as lewm eval's
+        "--goal-offset", "20",
     )  # fmt: skip
-    assert out["planner"] == "simulator" and out["episodes"] == 5
+    assert out["planner"] == "simulator" and out["episodes"] == 5 and out["goal_offset"] == 20
     assert (out["split"], out["goal_at_start"]) == ("all", "not-counted")
     assert out["receding_horizon"] == 2
     assert out["success_rate"] >= 0.8, out
