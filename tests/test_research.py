@@ -308,7 +308,8 @@ def test_goal_motion_of_the_protocols_goals(tmp_path):
     with h5py.File(data, "r") as f:
         sims, off, ln = f["sim_state"][:], f["ep_offset"][:], f["ep_len"][:]
     near, far = expert.goal_motion(str(data), [1, 25])
-    assert near["starts"] == int(np.sum(ln - 1)) and far["starts"] == int(np.sum(ln - 25))
+    assert near["starts"] == int(np.sum(ln - 1))
+    assert far["starts"] == int(np.sum(np.maximum(ln - 25, 0)))  # an episode may end sooner
     assert near["block_px_median"] <= far["block_px_median"]
     starts = np.concatenate([np.arange(o, o + n - 25) for o, n in zip(off, ln, strict=True)])
     moves = np.hypot(*(sims[starts + 25, 2:4] - sims[starts, 2:4]).T)
